@@ -1,0 +1,15 @@
+"""The Pulumi program: load the stack config, make the deployment plan, build it."""
+
+import pulumi
+
+from components.stack import program
+from infra.config import ConfigError, parse_config, read_pulumi_config
+
+try:
+    config = parse_config(read_pulumi_config())
+    built = program(config)
+except ConfigError as error:
+    raise pulumi.RunError(str(error)) from None
+
+for key, value in built.outputs.items():
+    pulumi.export(key, value)

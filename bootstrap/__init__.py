@@ -1,0 +1,1 @@
+"""cloud-init rendering: a node group of the plan becomes `#cloud-config` user-data."""

@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources: one package per cloud behind the interface in `components.base`."""

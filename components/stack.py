@@ -1,0 +1,82 @@
+"""The stack program: config → placement → the cloud's deployment → stack outputs.
+
+`__main__.py` (under `pulumi up`) and `llm-deploy plan` (under the mock engine) both call `program`,
+so what the offline plan shows is what `pulumi up` builds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import pulumi
+
+from components.base import CloudDeployment, StackSecrets
+from infra.config import StackConfig
+from infra.placement import place
+from infra.plan import SERVICE_PATHS, DeploymentPlan
+
+# Imported lazily: a stack on one cloud loads only that cloud's SDK.
+DEPLOYMENTS = {
+    "aws": "components.aws:AwsDeployment",
+    "digitalocean": "components.digitalocean:DigitalOceanDeployment",
+    "alicloud": "components.alicloud:AlicloudDeployment",
+}
+
+
+@dataclass
+class StackProgram:
+    plan: DeploymentPlan
+    deployment: CloudDeployment
+    outputs: dict[str, object]
+
+
+def deployment_class(cloud: str) -> type[CloudDeployment]:
+    module, _, cls = DEPLOYMENTS[cloud].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def stack_secrets(config: StackConfig) -> StackSecrets:
+    """The configured API key, or one generated once and kept (encrypted) in the stack's state."""
+    if config.api_key is not None:
+        api_key = pulumi.Output.secret(config.api_key.value)
+    else:
+        import pulumi_random
+
+        api_key = pulumi_random.RandomPassword("api-key", length=40, special=False).result
+    hf_token = pulumi.Output.secret(config.hf_token.value) if config.hf_token is not None else None
+    return StackSecrets(api_key=api_key, hf_token=hf_token)
+
+
+def stack_outputs(plan: DeploymentPlan, endpoint: pulumi.Output[str], api_key: pulumi.Output[str]) -> dict[str, object]:
+    """Everything a user needs to call the stack and know what it costs."""
+    outputs: dict[str, object] = {
+        "endpoint": endpoint,
+        "api_key": pulumi.Output.secret(api_key),
+        "cloud": plan.cloud,
+        "region": plan.region,
+        "instance_types": {g.name: g.offer.instance_type for g in plan.node_groups},
+        "estimated_hourly_usd": plan.hourly_usd,
+        "estimated_monthly_usd": plan.monthly_usd,
+    }
+    for group in plan.node_groups:
+        for service in group.services:
+            outputs[f"{service.name}_url"] = endpoint.apply(lambda e, k=service.kind: e + SERVICE_PATHS[k][0])
+    llm = plan.group_serving("llm")
+    if llm is not None:
+        model = next(s.model for s in llm.services if s.kind == "llm")
+        outputs["curl_example"] = endpoint.apply(
+            lambda e: (
+                f'curl -sS {e}/v1/chat/completions -H "Authorization: Bearer $(pulumi stack output api_key --show-secrets)" '
+                f"-H 'Content-Type: application/json' "
+                f'-d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello"}}]}}\''
+            )
+        )
+    return outputs
+
+
+def program(config: StackConfig) -> StackProgram:
+    plan = place(config)
+    secrets = stack_secrets(config)
+    deployment = deployment_class(plan.cloud)(plan.stack, plan, secrets)
+    return StackProgram(plan, deployment, stack_outputs(plan, deployment.endpoint, secrets.api_key))

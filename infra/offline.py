@@ -1,0 +1,158 @@
+"""Run the real stack program under Pulumi's mock engine: no CLI, no credentials, no network.
+
+Used by `llm-deploy plan` and by the tests. Each cloud package has an `offline` module (no SDK
+import) with plausible answers for its invokes and the computed outputs of its resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
+
+from infra.config import SECRET_PLACEHOLDER, CONFIG_NAMESPACE, RawConfig
+
+SECRET_MARK = "[secret]"
+CLOUD_OFFLINE_MODULES = ("components.aws.offline", "components.digitalocean.offline", "components.alicloud.offline")
+
+
+def redact(value: Any) -> Any:
+    """Inputs as the engine receives them, with every secret replaced by "[secret]"."""
+    if isinstance(value, dict):
+        if rpc.is_rpc_secret(value):
+            return SECRET_MARK
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def _unwrap(value: Any) -> Any:
+    """Inputs with secrets unwrapped, as a provider would see them (for computed outputs)."""
+    if isinstance(value, dict):
+        if rpc.is_rpc_secret(value):
+            return _unwrap(rpc.unwrap_rpc_secret(value))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+@dataclass
+class CloudFakes:
+    """The invokes and computed outputs that all clouds' offline modules provide together."""
+
+    invokes: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
+    outputs: dict[str, Callable[[str, dict], dict]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> CloudFakes:
+        fakes = cls(outputs={"random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "x" * inputs["length"]}})
+        for name in CLOUD_OFFLINE_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if exc.name != name:
+                    raise
+                continue
+            fakes.invokes.update(module.INVOKES)
+            fakes.outputs.update(module.OUTPUTS)
+        return fakes
+
+
+class RecordingMocks(Mocks):
+    """Records every resource; answers invokes and computed outputs from the clouds' fakes."""
+
+    def __init__(self, fakes: CloudFakes) -> None:
+        self.fakes = fakes
+        self.resources: list[dict[str, Any]] = []
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": redact(args.inputs)})
+        inputs = _unwrap(args.inputs)
+        computed = self.fakes.outputs.get(args.typ, lambda name, inputs: {})(args.name, inputs)
+        resource_id = computed.pop("id", f"{args.name}-id")
+        return resource_id, {**inputs, **computed}
+
+    def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
+        answer = self.fakes.invokes.get(args.token)
+        if answer is None:
+            raise KeyError(f"offline plan has no fake for invoke {args.token}; add one to the cloud's offline module")
+        return answer(_unwrap(args.args)), None
+
+
+@dataclass
+class OfflineResult:
+    stack: str
+    resources: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    user_data: dict[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs}
+
+    def render(self, directory: Path) -> list[Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for group, text in self.user_data.items():
+            path = directory / f"{group}.yaml"
+            path.write_text(text)
+            written.append(path)
+        return written
+
+
+async def _resolve(value: Any) -> Any:
+    """An output's value, or "[secret]" when it is secret."""
+    if isinstance(value, pulumi.Output):
+        if await value.is_secret():
+            return SECRET_MARK
+        return await _resolve(await value.future())
+    if isinstance(value, dict):
+        return {k: await _resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await _resolve(v) for v in value]
+    return value
+
+
+def decode_user_data(text: str) -> str:
+    """User-data as a node reads it: clouds that take base64 get it decoded back."""
+    if text.startswith("#cloud-config"):
+        return text
+    return base64.b64decode(text).decode()
+
+
+def run_offline(raw: RawConfig) -> OfflineResult:
+    """Run `components.stack.program` for one stack's config under the mock engine."""
+    from components.stack import program
+    from infra.config import parse_config
+
+    mocks = RecordingMocks(CloudFakes.load())
+    pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False)
+    config_values = {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
+    pulumi.runtime.set_all_config(config_values, [f"{CONFIG_NAMESPACE}:{k}" for k in raw.secret_keys])
+    config = parse_config(raw)
+    result: dict[str, Any] = {}
+
+    def run() -> pulumi.Output:
+        built = program(config)
+
+        async def collect() -> None:
+            result["outputs"] = await _resolve(built.outputs)
+            result["user_data"] = {
+                name: decode_user_data(await ud.future()) for name, ud in built.deployment.user_data.items()
+            }
+
+        return pulumi.Output.from_input(asyncio.ensure_future(collect()))
+
+    pulumi.runtime.mocks.test(run)()
+    assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
+    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"])

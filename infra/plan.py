@@ -1,0 +1,137 @@
+"""The deployment plan: the one value that placement produces and bootstrap and components consume.
+
+Plain frozen dataclasses, no Pulumi and no pydantic: the plan is data that every later stage reads
+and none mutates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HOURS_PER_MONTH = 730
+
+# Local ports of the services on a node; the gateway listens on GATEWAY_PORT and routes to these.
+GATEWAY_PORT = 80
+SERVICE_PORTS = {"llm": 8000, "embedding": 8080, "rerank": 8081}
+
+# Request paths the gateway (and path-routing load balancers) send to each service kind.
+SERVICE_PATHS = {
+    "llm": ("/v1/chat/completions", "/v1/completions", "/v1/models"),
+    "embedding": ("/v1/embeddings", "/embed"),
+    "rerank": ("/rerank",),
+}
+HEALTH_PATH = "/healthz"
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One rentable instance type in one region, with the facts placement and bootstrap need."""
+
+    cloud: str
+    instance_type: str
+    region: str
+    gpu: str | None  # GPU model ("H100"); None for a CPU-only instance
+    gpu_count: int
+    gpu_memory_gb: float  # per GPU
+    vcpus: int
+    memory_gb: float
+    hourly_usd: float
+    source: str
+    as_of: str
+    gpu_arch: str | None = None  # TEI image flavour: "86", "89", "hopper", "ampere80", "turing"
+    compute_capability: float | None = None
+    memory_bandwidth_gbps: float | None = None  # per GPU, GB/s
+    bf16_tflops: float | None = None  # per GPU, dense
+    cuda: bool = False  # NVIDIA CUDA GPU (vLLM and TEI images need it)
+
+    @property
+    def total_gpu_memory_gb(self) -> float:
+        return self.gpu_count * self.gpu_memory_gb
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(self.hourly_usd * HOURS_PER_MONTH, 2)
+
+
+@dataclass(frozen=True)
+class PlacedService:
+    """A service as it will run on a node: model, runtime flags and local port."""
+
+    name: str
+    kind: str  # "llm" | "embedding" | "rerank"
+    model: str  # HuggingFace id
+    dtype: str
+    accelerator: str  # "gpu" | "cpu"
+    port: int
+    required_gpu_memory_gb: float  # per replica, all its GPUs together (RAM on CPU)
+    tensor_parallel_size: int = 1  # GPUs the service spans on its node (0 on CPU)
+    max_model_len: int | None = None  # llm only
+    gpu_memory_utilization: float | None = None  # llm only: vLLM's share of each GPU
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return SERVICE_PATHS[self.kind]
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    """Identical nodes (same instance type, same services) behind the load balancer."""
+
+    name: str  # DNS-safe, unique in the plan: "llm", "embed-rerank", ...
+    offer: Offer
+    count: int  # replicas
+    services: tuple[PlacedService, ...]
+    disk_gb: int  # root/data disk for OS, images and the model cache
+
+    @property
+    def cloud(self) -> str:
+        return self.offer.cloud
+
+    @property
+    def region(self) -> str:
+        return self.offer.region
+
+    @property
+    def accelerator(self) -> str:
+        return "gpu" if self.offer.gpu_count > 0 else "cpu"
+
+    @property
+    def hourly_usd(self) -> float:
+        return round(self.offer.hourly_usd * self.count, 4)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p for s in self.services for p in s.paths)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may reach what: the load balancer, SSH, and the optional TLS domain."""
+
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    ssh_cidrs: tuple[str, ...] = ()
+    domain: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """Everything that will be built for one stack. All node groups share one cloud and region."""
+
+    stack: str
+    cloud: str
+    region: str
+    node_groups: tuple[NodeGroup, ...]
+    access: Access = field(default_factory=Access)
+    has_hf_token: bool = False
+
+    @property
+    def hourly_usd(self) -> float:
+        return round(sum(g.hourly_usd for g in self.node_groups), 4)
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(self.hourly_usd * HOURS_PER_MONTH, 2)
+
+    def group_serving(self, kind: str) -> NodeGroup | None:
+        """The node group that serves a service kind, or None when the stack has no such service."""
+        return next((g for g in self.node_groups if any(s.kind == kind for s in g.services)), None)
