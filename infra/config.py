@@ -113,7 +113,7 @@ class StackConfig(_Model):
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
     ssh_cidrs: list[str] = Field(default_factory=list)
-    domain: str | None = Field(None, pattern=r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+    domain: str | None = Field(None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     budget_usd_per_hour: float | None = Field(None, gt=0)
     price_overrides: dict[str, float] = Field(default_factory=dict)
     catalog_file: str | None = None

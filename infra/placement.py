@@ -1,0 +1,362 @@
+"""Placement: the cheapest feasible instances for a stack's services, per cloud and region.
+
+For every cloud (or the configured one) and every region (or the configured one), every way of
+grouping the services onto node groups is tried (each service alone, small services together,
+everything on one node), each group on its cheapest fitting offer. The cheapest total wins;
+`cloud: auto` takes the cheapest cloud. `place` returns the DeploymentPlan; `evaluate` also keeps
+the per-cloud results the cost preview shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from infra.catalog import CLOUDS, CatalogError, load_offers
+from infra.config import ConfigError, ServiceConfig, StackConfig, problem
+from infra.models import (
+    CPU_RAM_RESERVE_GB,
+    TENSOR_PARALLEL_SIZES,
+    VLLM_GPU_MEMORY_UTILIZATION,
+    ModelInfo,
+    checkpoint_disk_gb,
+    effective_max_model_len,
+    encoder_memory_gb,
+    llm_memory_gb,
+    model_info,
+    round_up,
+    valid_tensor_parallel,
+)
+from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService
+
+MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
+MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
+DISK_BASE_GB = 60  # OS, Docker images (vLLM ~10 GB, TEI ~3 GB), logs
+DISK_CACHE_FACTOR = 1.2  # model cache headroom over the checkpoint size
+
+
+@dataclass(frozen=True)
+class ServiceNeed:
+    """A configured service with its model facts and memory need (at one GPU, or in RAM on CPU)."""
+
+    index: int  # position in config.services, for error messages
+    config: ServiceConfig
+    info: ModelInfo
+    max_model_len: int | None
+    required_gb: float
+
+    @property
+    def field(self) -> str:
+        return f"services[{self.index}]"
+
+
+def service_need(index: int, service: ServiceConfig) -> ServiceNeed:
+    info = model_info(service.model, service.kind, service.params_b)
+    if service.kind == "llm":
+        max_len = effective_max_model_len(info, service.max_model_len)
+        required = llm_memory_gb(info, service.dtype, max_len, 1)
+    else:
+        max_len = None
+        required = encoder_memory_gb(info, service.accelerator)
+    return ServiceNeed(index, service, info, max_len, round(required, 1))
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Services on one offer: placed services when they fit, else the reason they do not."""
+
+    offer: Offer
+    services: tuple[PlacedService, ...] | None
+    reason: str
+
+    @property
+    def feasible(self) -> bool:
+        return self.services is not None
+
+
+def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
+    """Why a GPU service cannot run on this offer at all, memory aside."""
+    service = need.config
+    if offer.gpu_count == 0:
+        return "CPU-only instance"
+    if not offer.cuda:
+        return f"{offer.gpu} is not a CUDA GPU (vLLM/TEI images need NVIDIA)"
+    if (offer.compute_capability or 0) < MIN_COMPUTE_CAPABILITY:
+        return f"{offer.gpu} compute capability below {MIN_COMPUTE_CAPABILITY}"
+    if service.gpu and offer.gpu != service.gpu:
+        return f"{need.field} pins GPU {service.gpu}"
+    if service.gpu_count and offer.gpu_count < service.gpu_count:
+        return f"{need.field} pins {service.gpu_count} GPUs"
+    return None
+
+
+def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, str]:
+    """Smallest tensor-parallel size that holds the model beside the encoders on GPU 0."""
+    share = math.floor((VLLM_GPU_MEMORY_UTILIZATION - encoder_gb / offer.gpu_memory_gb) * 100) / 100
+    if share < MIN_VLLM_SHARE:
+        return None, "no room for the LLM beside the other services"
+    pinned = need.config.gpu_count
+    sizes = [pinned] if pinned else [n for n in TENSOR_PARALLEL_SIZES if n <= offer.gpu_count]
+    for tp in sizes:
+        need_gb = llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp)
+        if valid_tensor_parallel(need.info, tp) and need_gb <= tp * offer.gpu_memory_gb * share:
+            return (
+                PlacedService(
+                    name=need.config.name,
+                    kind="llm",
+                    model=need.config.model,
+                    dtype=need.config.dtype,
+                    accelerator="gpu",
+                    port=SERVICE_PORTS["llm"],
+                    required_gpu_memory_gb=round(need_gb, 1),
+                    tensor_parallel_size=tp,
+                    max_model_len=need.max_model_len,
+                    gpu_memory_utilization=share,
+                ),
+                "",
+            )
+    usable = offer.gpu_count * offer.gpu_memory_gb * share
+    return None, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+
+
+def _encoder(need: ServiceNeed) -> PlacedService:
+    on_gpu = need.config.accelerator == "gpu"
+    return PlacedService(
+        name=need.config.name,
+        kind=need.config.kind,
+        model=need.config.model,
+        dtype=need.config.dtype,
+        accelerator=need.config.accelerator,
+        port=SERVICE_PORTS[need.config.kind],
+        required_gpu_memory_gb=need.required_gb,
+        tensor_parallel_size=1 if on_gpu else 0,
+    )
+
+
+def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
+    """Can these services share one instance of this offer?"""
+    encoders = [n for n in needs if n.config.kind != "llm"]
+    encoder_gb = sum(n.required_gb for n in encoders)
+    if needs[0].config.accelerator == "cpu":
+        if offer.gpu_count:
+            return Fit(offer, None, "GPU instance (service runs on CPU)")
+        usable = offer.memory_gb - CPU_RAM_RESERVE_GB
+        if encoder_gb > usable:
+            return Fit(offer, None, f"needs {encoder_gb:.1f} GB RAM, {usable:.0f} GB usable")
+        return Fit(offer, tuple(_encoder(n) for n in needs), "")
+    for need in needs:
+        reason = _gpu_reason(need, offer)
+        if reason:
+            return Fit(offer, None, reason)
+    llm = next((n for n in needs if n.config.kind == "llm"), None)
+    if llm is None:
+        usable = offer.gpu_memory_gb * VLLM_GPU_MEMORY_UTILIZATION
+        if encoder_gb > usable:
+            return Fit(offer, None, f"needs {encoder_gb:.1f} GB GPU memory, {usable:.0f} GB usable on one {offer.gpu}")
+        return Fit(offer, tuple(_encoder(n) for n in needs), "")
+    placed, reason = _place_llm(llm, offer, encoder_gb)
+    if placed is None:
+        return Fit(offer, None, reason)
+    return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "")
+
+
+def partitions(items: Sequence[ServiceNeed]) -> Iterator[list[list[ServiceNeed]]]:
+    """Every way to split the services into node groups (Bell number: 5 for three services)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in partitions(rest):
+        yield [[first], *part]
+        for i, block in enumerate(part):
+            yield [*part[:i], [first, *block], *part[i + 1 :]]
+
+
+def _compatible(block: list[ServiceNeed]) -> bool:
+    """Services share nodes only when they scale together and run on the same kind of hardware."""
+    return len({(n.config.replicas, n.config.accelerator) for n in block}) == 1
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    cloud: str
+    region: str
+    groups: tuple[tuple[Fit, int], ...]  # (fit, replicas) per node group
+
+    @property
+    def hourly_usd(self) -> float:
+        return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 4)
+
+
+def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer]) -> Fit | None:
+    fits = [f for f in (fit(block, o) for o in offers) if f.feasible]
+    return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
+
+
+def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer]) -> RegionPlan | None:
+    """The cheapest grouping of the services onto offers of one region; None when none fits."""
+    best: RegionPlan | None = None
+    for part in partitions(needs):
+        if not all(_compatible(block) for block in part):
+            continue
+        groups = []
+        for block in part:
+            chosen = cheapest_fit(block, offers)
+            if chosen is None:
+                break
+            groups.append((chosen, block[0].config.replicas))
+        else:
+            candidate = RegionPlan(cloud, region, tuple(groups))
+            if best is None or (candidate.hourly_usd, len(candidate.groups)) < (best.hourly_usd, len(best.groups)):
+                best = candidate
+    return best
+
+
+@dataclass(frozen=True)
+class CloudResult:
+    cloud: str
+    region: str | None  # the region its best plan uses (or the one configured)
+    plan: RegionPlan | None
+    offers: tuple[Offer, ...]  # that region's offers (the cost preview's options)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    config: StackConfig
+    needs: tuple[ServiceNeed, ...]
+    by_cloud: dict[str, CloudResult]
+    plan: DeploymentPlan | None
+    problems: tuple[str, ...]
+
+
+def _regions(offers: Sequence[Offer], cloud: str) -> list[str]:
+    """A cloud's regions in catalog order: the first listed is preferred when prices tie."""
+    return list(dict.fromkeys(o.region for o in offers if o.cloud == cloud))
+
+
+def _evaluate_cloud(needs: Sequence[ServiceNeed], cloud: str, region: str | None, offers: Sequence[Offer]) -> CloudResult:
+    regions = [region] if region else _regions(offers, cloud)
+    plans = [
+        p
+        for r in regions
+        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r])) is not None
+    ]
+    best = min(plans, key=lambda p: (p.hourly_usd, len(p.groups)), default=None)
+    shown = best.region if best else (regions[0] if regions else None)
+    return CloudResult(cloud, shown, best, tuple(o for o in offers if o.cloud == cloud and o.region == shown))
+
+
+def _group_name(services: Sequence[PlacedService]) -> str:
+    return "-".join(s.name for s in services)[:40].rstrip("-")
+
+
+def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
+    return round_up(DISK_BASE_GB + DISK_CACHE_FACTOR * sum(checkpoint_disk_gb(n.info) for n in needs), 10)
+
+
+def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
+    by_name = {n.config.name: n for n in needs}
+    groups = []
+    for fitted, replicas in chosen.groups:
+        services = fitted.services or ()
+        groups.append(
+            NodeGroup(
+                name=_group_name(services),
+                offer=fitted.offer,
+                count=replicas,
+                services=services,
+                disk_gb=_disk_gb([by_name[s.name] for s in services]),
+            )
+        )
+    order = {n.config.name: n.index for n in needs}
+    groups.sort(key=lambda g: min(order[s.name] for s in g.services))
+    return DeploymentPlan(
+        stack=config.stack,
+        cloud=chosen.cloud,
+        region=chosen.region,
+        node_groups=tuple(groups),
+        access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain),
+        has_hf_token=config.hf_token is not None,
+    )
+
+
+def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str]) -> list[str]:
+    """Name the field that makes the stack impossible to place."""
+    src = config.source
+    scoped = [o for o in offers if o.cloud in clouds]
+    if config.region and not any(o.region == config.region for o in scoped):
+        known = ", ".join(sorted({o.region for o in scoped}))
+        return [problem(src, "region", f"{config.region!r} is not a region of {'/'.join(clouds)} in the catalog (known: {known})")]
+    problems = []
+    for need in needs:
+        anywhere = [o for o in scoped if fit([need], o).feasible]
+        if anywhere and config.region and not any(o.region == config.region for o in anywhere):
+            regions = ", ".join(sorted({o.region for o in anywhere}))
+            problems.append(
+                problem(src, "region", f"{config.region} has no offer that can serve {need.field} ({need.config.model}, "
+                        f"{need.required_gb} GB); offered in: {regions}")
+            )
+        elif not anywhere:
+            problems.append(_unplaceable(src, need, scoped))
+    if not problems:
+        problems.append(
+            problem(src, "region" if config.region else "cloud",
+                    "no single region offers instances for all services together; pin fewer GPUs or choose another cloud")
+        )
+    return problems
+
+
+def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str:
+    service = need.config
+    if service.gpu:
+        pinned = [o for o in offers if o.gpu == service.gpu]
+        largest = max((o.total_gpu_memory_gb for o in pinned), default=0)
+        return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
+                       f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
+    if service.accelerator == "cpu":
+        return problem(source, f"{need.field}.model", f"no CPU instance in the catalog has the {need.required_gb} GB RAM it needs")
+    largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
+    return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
+                   f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "
+                   "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
+
+
+def evaluate(config: StackConfig) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+    try:
+        offers = load_offers(config.catalog_file, config.price_overrides)
+    except CatalogError as exc:
+        field = "priceOverrides" if str(exc).startswith("priceOverrides") else "catalogFile"
+        raise ConfigError([problem(config.source, field, str(exc).removeprefix("priceOverrides: "))]) from None
+    needs = tuple(service_need(i, s) for i, s in enumerate(config.services))
+    by_cloud = {}
+    for cloud in CLOUDS:
+        region = config.region if config.region in _regions(offers, cloud) else None
+        if config.region and region is None and config.cloud == cloud:
+            region = config.region
+        by_cloud[cloud] = _evaluate_cloud(needs, cloud, region, offers)
+    targets = list(CLOUDS) if config.cloud == "auto" else [config.cloud]
+    if config.cloud == "auto" and config.region:
+        targets = [c for c in targets if config.region in _regions(offers, c)] or targets
+    feasible = [by_cloud[c].plan for c in targets if by_cloud[c].plan is not None]
+    chosen = min(feasible, key=lambda p: (p.hourly_usd, targets.index(p.cloud)), default=None)
+    if chosen is None:
+        return Evaluation(config, needs, by_cloud, None, tuple(_diagnose(config, needs, offers, targets)))
+    plan = to_deployment_plan(config, needs, chosen)
+    problems: list[str] = []
+    if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
+        problems.append(
+            problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "
+                    f"({', '.join(g.offer.instance_type for g in plan.node_groups)}), over the budget of {config.budget_usd_per_hour:.2f} $/h")
+        )
+    return Evaluation(config, needs, by_cloud, plan, tuple(problems))
+
+
+def place(config: StackConfig) -> DeploymentPlan:
+    """The stack's DeploymentPlan, or ConfigError naming the field that prevents one."""
+    result = evaluate(config)
+    if result.problems:
+        raise ConfigError(list(result.problems))
+    assert result.plan is not None
+    return result.plan
