@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
 
-from infra.config import SECRET_PLACEHOLDER, CONFIG_NAMESPACE, RawConfig
+from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 
 SECRET_MARK = "[secret]"
 CLOUD_OFFLINE_MODULES = ("components.aws.offline", "components.digitalocean.offline", "components.alicloud.offline")

@@ -1,0 +1,279 @@
+"""`llm-deploy` (and `python -m infra`): catalog, validate, cost, plan.
+
+Exit status: 0 ok, 2 bad input (config, budget), 1 anything else. `cost` stops after placement
+and never imports a cloud SDK; `plan` runs the stack program under Pulumi's mock engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.catalog import CLOUDS, CatalogError, load_offers, offer_record
+from infra.config import ConfigError, load_raw, parse_config
+from infra.cost import cost_preview
+from infra.placement import evaluate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cost previews and offline plans for llm-deploy stacks.")
+# Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_BAD_INPUT = 2
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class CostFormat(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+StackOption = Annotated[str | None, typer.Option("--stack", "-s", help="Stack name: reads stacks/Pulumi.NAME.yaml.")]
+ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="A file of the Pulumi.<stack>.yaml form.")]
+StacksDirOption = Annotated[Path, typer.Option("--stacks-dir", help="Where the stack files live.")]
+
+
+def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
+    for line in problems:
+        err.print(line, markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def _evaluation(stack: str | None, config: str | None, stacks_dir: Path):
+    return evaluate(parse_config(load_raw(stack, config, stacks_dir)))
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+@app.command()
+def catalog(
+    cloud: Annotated[str | None, typer.Option(help=f"Only this cloud: {', '.join(CLOUDS)}.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="Only this GPU model, e.g. H100.")] = None,
+    catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="A catalog of your own, same columns.")] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """List the GPU (and CPU) offers placement chooses from."""
+    if cloud is not None and cloud not in CLOUDS:
+        fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
+    offers = [o for o in load_offers(catalog_file) if (cloud is None or o.cloud == cloud)
+              and (gpu is None or (o.gpu or "").upper() == gpu.upper())]
+    records = [offer_record(o) for o in sorted(offers, key=lambda o: (o.cloud, o.hourly_usd, o.instance_type, o.region))]
+    if format is Format.json:
+        emit_json(records)
+        return
+    table = Table(title=f"GPU catalog ({len(records)} offers)")
+    for column in ("cloud", "instance", "region", "GPU", "GPU mem/GPU", "vCPU", "RAM GB", "$/h", "source"):
+        table.add_column(column, justify="right" if column in ("GPU mem/GPU", "vCPU", "RAM GB", "$/h") else "left")
+    for r in records:
+        gpu_text = f"{r['gpu_count']}x {r['gpu']}" if r["gpu"] else "CPU"
+        table.add_row(r["cloud"], r["instance_type"], r["region"], gpu_text, f"{r['gpu_memory_gb']:g}", str(r["vcpus"]),
+                      f"{r['memory_gb']:g}", f"{r['hourly_usd']:.4g}", r["source"])
+    out.print(table)
+
+
+@app.command()
+def validate(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Check a stack config: keys, values, and that placement can serve it within its budget."""
+    try:
+        evaluation = _evaluation(stack, config, stacks_dir)
+        problems = list(evaluation.problems)
+    except ConfigError as error:
+        evaluation, problems = None, error.problems
+    plan = evaluation.plan if evaluation else None
+    if format is Format.json:
+        emit_json({
+            "stack": evaluation.config.stack if evaluation else stack,
+            "valid": not problems,
+            "problems": problems,
+            "cloud": plan.cloud if plan else None,
+            "region": plan.region if plan else None,
+            "total_hourly_usd": plan.hourly_usd if plan else None,
+        })
+        if problems:
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return
+    if problems:
+        fail(problems)
+    assert plan is not None and evaluation is not None
+    groups = ", ".join(f"{g.count}x {g.offer.instance_type} ({'+'.join(s.name for s in g.services)})" for g in plan.node_groups)
+    out.print(f"{evaluation.config.source}: ok: {plan.cloud} {plan.region}: {groups}: {plan.hourly_usd:.2f} $/h", markup=False)
+
+
+def _cost_table(preview: dict[str, Any]) -> None:
+    for service in preview["services"]:
+        chosen = service["chosen"]
+        title = (f"{service['name']} ({service['kind']}: {service['model']}, {service['dtype']}, x{service['replicas']}) "
+                 f"needs {service['required_gpu_memory_gb']} GB {'RAM' if service['accelerator'] == 'cpu' else 'GPU memory'}")
+        table = Table(title=title, title_justify="left")
+        columns = ["", "cloud", "instance", "region", "GPU", "$/h", "$/month"]
+        if service["kind"] == "llm":
+            columns += ["tok/s (est.)", "$/1M tok (est.)"]
+        columns.append("fit")
+        for column in columns:
+            table.add_column(column, justify="right" if column.startswith(("$", "tok")) else "left")
+        for cloud in CLOUDS:
+            ranked = [o for o in service["options"] if o["cloud"] == cloud]
+            shown = [o for o in ranked if o["feasible"]][:3] or ranked[:1]
+            for option in shown:
+                is_chosen = chosen is not None and (option["cloud"], option["instance_type"], option["region"]) == (
+                    chosen["cloud"], chosen["instance_type"], chosen["region"])
+                gpu = f"{option['gpu_count']}x {option['gpu']}" if option["gpu"] else "CPU"
+                row = ["*" if is_chosen else "", cloud, option["instance_type"], option["region"], gpu,
+                       _usd(option["hourly_usd"]), _usd(option["monthly_usd"])]
+                if service["kind"] == "llm":
+                    row += [f"{option['tokens_per_second']:,.0f}" if "tokens_per_second" in option else "-",
+                            f"{option['usd_per_million_tokens']:.3f}" if "usd_per_million_tokens" in option else "-"]
+                row.append(option["reason"])
+                table.add_row(*row)
+        out.print(table)
+    where = f"{preview['cloud']} {preview['region']}" if preview["cloud"] else "no feasible placement"
+    groups = "; ".join(f"{g['count']}x {g['instance_type']} ({'+'.join(g['services'])})" for g in preview["node_groups"])
+    out.print(f"Stack {preview['stack']}: {where}: {groups}", markup=False)
+    out.print(f"Total: {_usd(preview['total_hourly_usd'])} $/h, {_usd(preview['total_monthly_usd'])} $/month", markup=False)
+    comparison = ", ".join(
+        f"{c['cloud']} {_usd(c['total_hourly_usd'])} $/h" if c["feasible"] else f"{c['cloud']} not feasible"
+        for c in preview["by_cloud"]
+    )
+    out.print(f"By cloud (cheapest placement on each): {comparison}", markup=False)
+    out.print(f"Throughput figures are estimates: {preview['throughput_note']}", markup=False)
+
+
+def cost_markdown(preview: dict[str, Any]) -> str:
+    """The PR-comment form of the preview."""
+    lines = [f"### llm-deploy cost preview: `{preview['stack']}`", ""]
+    if preview["cloud"]:
+        lines.append(f"**{preview['cloud']} {preview['region']}**: **{_usd(preview['total_hourly_usd'])} $/h**, "
+                     f"{_usd(preview['total_monthly_usd'])} $/month")
+    else:
+        lines.append("**No feasible placement.**")
+    lines += ["", "| service | model | instance | GPU | $/h | $/month | tok/s (est.) | $/1M tok (est.) |",
+              "|---|---|---|---|---:|---:|---:|---:|"]
+    for service in preview["services"]:
+        chosen = service["chosen"] or {}
+        chosen_option = next((o for o in service["options"] if chosen and (o["cloud"], o["instance_type"], o["region"]) ==
+                              (chosen["cloud"], chosen["instance_type"], chosen["region"])), {})
+        gpu = f"{chosen.get('gpu_count')}x {chosen.get('gpu')}" if chosen.get("gpu") else ("CPU" if chosen else "-")
+        tps = service.get("tokens_per_second")
+        per_million = service.get("usd_per_million_tokens")
+        lines.append(
+            f"| {service['name']} | `{service['model']}` | {chosen.get('instance_type', '-')} x{service['replicas']} | {gpu} | "
+            f"{_usd(chosen_option.get('hourly_usd'))} | {_usd(chosen_option.get('monthly_usd'))} | "
+            f"{f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |"
+        )
+    lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
+    for c in preview["by_cloud"]:
+        lines.append(f"| {c['cloud']} | {', '.join(c['instance_types']) or 'not feasible'} ({c['region'] or '-'}) | "
+                     f"{_usd(c['total_hourly_usd'])} | {_usd(c['total_monthly_usd'])} |")
+    lines += ["", "Services sharing a node are billed once per node (the totals are per node group).",
+              f"Throughput and $/1M tokens are estimates: {preview['throughput_note']}."]
+    for problem in preview["problems"]:
+        lines.append(f"\n> :warning: {problem}")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def cost(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    format: Annotated[CostFormat, typer.Option("--format")] = CostFormat.table,
+    max_hourly_usd: Annotated[float | None, typer.Option("--max-hourly-usd", help="Exit 2 when the stack costs more per hour.")] = None,
+) -> None:
+    """Cost comparison preview: the cheapest feasible placement, alternatives per cloud, totals."""
+    evaluation = _evaluation(stack, config, stacks_dir)
+    preview = cost_preview(evaluation)
+    problems = list(evaluation.problems)
+    total = preview["total_hourly_usd"]
+    if max_hourly_usd is not None and total is not None and total > max_hourly_usd:
+        problems.append(f"--max-hourly-usd: the stack costs {total:.2f} $/h, over the limit of {max_hourly_usd:.2f} $/h")
+        preview["problems"] = problems
+    if format is CostFormat.json:
+        emit_json(preview)
+    elif format is CostFormat.markdown:
+        sys.stdout.write(cost_markdown(preview))
+    else:
+        _cost_table(preview)
+    if problems:
+        fail(problems)
+
+
+@app.command()
+def plan(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    format: Annotated[Format, typer.Option("--format")] = Format.json,
+    render_dir: Annotated[Path | None, typer.Option("--render-dir", help="Write each node group's user-data here.")] = None,
+) -> None:
+    """Run the stack's Pulumi program offline (mock engine): every resource, its inputs, the outputs."""
+    from infra.offline import run_offline
+
+    result = run_offline(load_raw(stack, config, stacks_dir))
+    written = result.render(render_dir) if render_dir else []
+    if format is Format.json:
+        emit_json(result.as_json())
+    else:
+        table = Table(title=f"Offline plan of stack {result.stack}: {len(result.resources)} resources")
+        table.add_column("type")
+        table.add_column("name")
+        for resource in result.resources:
+            table.add_row(resource["type"], resource["name"])
+        out.print(table)
+        for key, value in result.outputs.items():
+            out.print(f"{key}: {value}", markup=False, highlight=False)
+    for path in written:
+        err.print(f"wrote {path}", markup=False)
+
+
+def main() -> None:
+    """Console entry point: bad input exits 2 with one line per problem, anything else exits 1."""
+    try:
+        app(standalone_mode=False)
+    except ConfigError as error:
+        for line in error.problems:
+            err.print(line, markup=False, highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except CatalogError as error:
+        err.print(str(error), markup=False, highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(1)
+    except Exception as error:  # the contract: 1 for anything that is not bad input
+        import click
+
+        if isinstance(error, click.UsageError):
+            error.show()
+            sys.exit(EXIT_BAD_INPUT)
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(1)
+        if os.environ.get("LLM_DEPLOY_DEBUG"):
+            raise
+        err.print(f"error: {type(error).__name__}: {error}", markup=False, highlight=False)
+        sys.exit(1)

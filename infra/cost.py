@@ -1,0 +1,104 @@
+"""The cost comparison preview: placement's own results, shaped as the CLI's `cost` contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.catalog import CLOUDS, offer_record
+from infra.placement import Evaluation, ServiceNeed, fit
+from infra.plan import HOURS_PER_MONTH, DeploymentPlan, Offer
+from infra.throughput import ASSUMPTIONS, estimate
+
+
+def _money(hourly: float) -> dict[str, float]:
+    return {"hourly_usd": round(hourly, 4), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
+
+
+def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
+    """One offer for one service on its own: feasible or why not, and what it costs."""
+    fitted = fit([need], offer)
+    replicas = need.config.replicas
+    record = {
+        **offer_record(offer),
+        "feasible": fitted.feasible,
+        "reason": fitted.reason or "fits",
+        "instance_hourly_usd": offer.hourly_usd,
+        **_money(offer.hourly_usd * replicas),
+    }
+    if need.config.kind == "llm" and fitted.services:
+        throughput = estimate(need.info, need.config.dtype, offer, fitted.services[0].tensor_parallel_size, replicas)
+        record["tokens_per_second"] = throughput.tokens_per_second
+        record["usd_per_million_tokens"] = throughput.usd_per_million_tokens
+        record["throughput_is_estimate"] = True
+    return record
+
+
+def _options(evaluation: Evaluation, need: ServiceNeed) -> list[dict[str, Any]]:
+    options = [_option(need, o) for result in evaluation.by_cloud.values() for o in result.offers]
+    return sorted(options, key=lambda o: (not o["feasible"], o["hourly_usd"], o["cloud"], o["instance_type"]))
+
+
+def _chosen(plan: DeploymentPlan | None, name: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    if plan is None:
+        return None, {}
+    group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
+    service = next(s for s in group.services if s.name == name)
+    extra = {
+        "node_group": group.name,
+        "colocated_with": [s.name for s in group.services if s.name != name],
+        "tensor_parallel_size": service.tensor_parallel_size,
+    }
+    return offer_record(group.offer), extra
+
+
+def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
+    config, plan = evaluation.config, evaluation.plan
+    services = []
+    for need in evaluation.needs:
+        chosen, extra = _chosen(plan, need.config.name)
+        entry: dict[str, Any] = {
+            "name": need.config.name,
+            "kind": need.config.kind,
+            "model": need.config.model,
+            "dtype": need.config.dtype,
+            "replicas": need.config.replicas,
+            "accelerator": need.config.accelerator,
+            "required_gpu_memory_gb": need.required_gb,
+            "chosen": chosen,
+            **extra,
+            "options": _options(evaluation, need),
+        }
+        if need.config.kind == "llm" and chosen is not None and plan is not None:
+            group = next(g for g in plan.node_groups if g.name == extra["node_group"])
+            throughput = estimate(need.info, need.config.dtype, group.offer, extra["tensor_parallel_size"], need.config.replicas)
+            entry["tokens_per_second"] = throughput.tokens_per_second
+            entry["usd_per_million_tokens"] = throughput.usd_per_million_tokens
+        services.append(entry)
+    total = plan.hourly_usd if plan else None
+    return {
+        "stack": config.stack,
+        "cloud": plan.cloud if plan else None,
+        "region": plan.region if plan else None,
+        "services": services,
+        "node_groups": [
+            {"name": g.name, "instance_type": g.offer.instance_type, "count": g.count, "disk_gb": g.disk_gb,
+             "services": [s.name for s in g.services], **_money(g.hourly_usd)}
+            for g in (plan.node_groups if plan else ())
+        ],
+        "total_hourly_usd": total,
+        "total_monthly_usd": round(total * HOURS_PER_MONTH, 2) if total is not None else None,
+        "budget_usd_per_hour": config.budget_usd_per_hour,
+        "by_cloud": [
+            {
+                "cloud": cloud,
+                "feasible": result.plan is not None,
+                "region": result.region,
+                "total_hourly_usd": result.plan.hourly_usd if result.plan else None,
+                "total_monthly_usd": round(result.plan.hourly_usd * HOURS_PER_MONTH, 2) if result.plan else None,
+                "instance_types": [f.offer.instance_type for f, _ in result.plan.groups] if result.plan else [],
+            }
+            for cloud, result in ((c, evaluation.by_cloud[c]) for c in CLOUDS)
+        ],
+        "throughput_note": ASSUMPTIONS,
+        "problems": list(evaluation.problems),
+    }
