@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -105,16 +106,14 @@ def _offers_from_row(path: Path, line: int, row: dict[str, str]) -> list[Offer]:
 def read_catalog(path: Path = DATA_DIR / "catalog.csv") -> tuple[Offer, ...]:
     """Every (instance type, region) offer in a catalog file."""
     try:
-        handle = open(path, newline="")
+        text = path.read_text()
     except OSError as exc:
         raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CATALOG_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(CATALOG_COLUMNS)}")
-        offers = [offer for line, row in enumerate(reader, start=2) for offer in _offers_from_row(path, line, row)]
-    return tuple(offers)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in CATALOG_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(CATALOG_COLUMNS)}")
+    return tuple(offer for line, row in enumerate(reader, start=2) for offer in _offers_from_row(path, line, row))
 
 
 def load_offers(catalog_file: str | None = None, price_overrides: dict[str, float] | None = None) -> tuple[Offer, ...]:

@@ -211,14 +211,17 @@ def read_pulumi_config() -> RawConfig:
         if not full_key.startswith(prefix):
             continue
         key = full_key[len(prefix) :]
-        values[key] = _decode_runtime_value(text)
+        values[key] = _decode_runtime_value(text) if key in STRUCTURED_KEYS else text
     secret_keys = {k[len(prefix) :] for k in secret if k.startswith(prefix)}
     stack = pulumi.get_stack()
     return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys=secret_keys)
 
 
+STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "priceOverrides")
+
+
 def _decode_runtime_value(text: Any) -> Any:
-    """Pulumi hands structured values over as JSON text; plain strings stay strings."""
+    """Pulumi hands lists and maps over as JSON text."""
     if not isinstance(text, str):
         return text
     try:
