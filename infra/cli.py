@@ -252,7 +252,7 @@ def plan(
 def main() -> None:
     """Console entry point: bad input exits 2 with one line per problem, anything else exits 1."""
     try:
-        app(standalone_mode=False)
+        sys.exit(app(standalone_mode=False) or 0)
     except ConfigError as error:
         for line in error.problems:
             err.print(line, markup=False, highlight=False)

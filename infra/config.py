@@ -13,10 +13,10 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 CONFIG_NAMESPACE = "llm-deploy"
@@ -90,9 +90,12 @@ class ServiceConfig(_Model):
 
 def default_services() -> list[ServiceConfig]:
     return [
-        ServiceConfig(name="llm", kind="llm", model="deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", max_model_len=8192),
-        ServiceConfig(name="embedding", kind="embedding", model="intfloat/multilingual-e5-large-instruct"),
-        ServiceConfig(name="rerank", kind="rerank", model="BAAI/bge-reranker-large"),
+        ServiceConfig.model_validate(s)
+        for s in (
+            {"name": "llm", "kind": "llm", "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "maxModelLen": 8192},
+            {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
+            {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-large"},
+        )
     ]
 
 
@@ -103,6 +106,9 @@ def _cidr(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid CIDR ({exc})") from None
 
 
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
 class StackConfig(_Model):
     """A validated stack; `stack` and `source` are set by the loader, the rest are the user's keys."""
 
@@ -111,19 +117,14 @@ class StackConfig(_Model):
     cloud: Literal["aws", "digitalocean", "alicloud", "auto"] = "auto"
     region: str | None = None
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
-    allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
-    ssh_cidrs: list[str] = Field(default_factory=list)
+    allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
+    ssh_cidrs: list[Cidr] = Field(default_factory=list)
     domain: str | None = Field(None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     budget_usd_per_hour: float | None = Field(None, gt=0)
     price_overrides: dict[str, float] = Field(default_factory=dict)
     catalog_file: str | None = None
     api_key: SecretStr | None = None
     hf_token: SecretStr | None = None
-
-    @field_validator("allowed_cidrs", "ssh_cidrs")
-    @classmethod
-    def _cidrs(cls, values: list[str]) -> list[str]:
-        return [_cidr(v) for v in values]
 
     @field_validator("price_overrides")
     @classmethod
@@ -283,6 +284,8 @@ def parse_config(raw: RawConfig) -> StackConfig:
             if error["type"] == "extra_forbidden" and "services" in path:
                 hint = difflib.get_close_matches(str(error["loc"][-1]), [to_camel(f) for f in ServiceConfig.model_fields], n=1)
                 problems.append(problem(raw.source, path, "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")))
+            elif not error["loc"]:  # a whole-config check: its message starts with the field it is about
+                problems.append(f"{raw.source}: {_message(error)}")
             else:
                 problems.append(problem(raw.source, path, _message(error)))
         raise ConfigError(problems) from None

@@ -11,7 +11,7 @@ from infra.throughput import ASSUMPTIONS, estimate
 
 
 def _money(hourly: float) -> dict[str, float]:
-    return {"hourly_usd": round(hourly, 4), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
+    return {"hourly_usd": round(hourly, 6), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
 
 
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:

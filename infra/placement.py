@@ -186,7 +186,7 @@ class RegionPlan:
 
     @property
     def hourly_usd(self) -> float:
-        return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 4)
+        return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
 def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer]) -> Fit | None:

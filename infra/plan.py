@@ -97,7 +97,7 @@ class NodeGroup:
 
     @property
     def hourly_usd(self) -> float:
-        return round(self.offer.hourly_usd * self.count, 4)
+        return round(self.offer.hourly_usd * self.count, 6)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -126,7 +126,7 @@ class DeploymentPlan:
 
     @property
     def hourly_usd(self) -> float:
-        return round(sum(g.hourly_usd for g in self.node_groups), 4)
+        return round(sum(g.hourly_usd for g in self.node_groups), 6)
 
     @property
     def monthly_usd(self) -> float:

@@ -1,0 +1,111 @@
+"""Bad stack config is refused: exit 2, one line per problem naming the file and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}
+
+BAD_INPUTS = {
+    "unknown cloud": ({"cloud": "gcp"}, "cloud: must be one of 'aws', 'digitalocean', 'alicloud' or 'auto'"),
+    "unknown kind": ({"services": [{**LLM, "kind": "chat"}]}, "services[0].kind: must be one of 'llm', 'embedding' or 'rerank'"),
+    "unknown key (typo)": ({"allowedCidr": ["10.0.0.0/8"]}, "allowedCidr: unknown key (did you mean llm-deploy:allowedCidrs?)"),
+    "unknown service key": ({"services": [{**LLM, "replica": 2}]}, "services[0].replica: unknown key (did you mean replicas?)"),
+    "replicas < 1": ({"services": [{**LLM, "replicas": 0}]}, "services[0].replicas: must be >= 1"),
+    "invalid CIDR": ({"allowedCidrs": ["10.0.0.300/8"]}, "allowedCidrs[0]: '10.0.0.300/8' is not a valid CIDR"),
+    "CIDR with host bits": ({"sshCidrs": ["10.0.0.1/8"]}, "sshCidrs[0]: '10.0.0.1/8' is not a valid CIDR"),
+    "duplicate service names": (
+        {"services": [LLM, {"name": "llm", "kind": "embedding", "model": "BAAI/bge-m3"}]},
+        "services: duplicate service name(s) llm",
+    ),
+    "cpu for an llm": ({"services": [{**LLM, "accelerator": "cpu"}]}, "services[0]: accelerator: 'cpu' is not supported for kind 'llm'"),
+    "unknown model without paramsB": (
+        {"services": [{**LLM, "model": "acme/secret-model"}]},
+        "services[0]: paramsB: model 'acme/secret-model' is not in the built-in registry",
+    ),
+    "pinned GPU too small": (
+        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L4", "gpuCount": 1}]},
+        "services[0].gpu: L4 cannot hold meta-llama/Llama-3.1-70B-Instruct",
+    ),
+    "region without the needed GPU": (
+        {"cloud": "digitalocean", "region": "tor1", "services": [{**LLM, "gpu": "H200"}]},
+        "region: tor1 has no offer that can serve services[0]",
+    ),
+    "unknown region": ({"cloud": "aws", "region": "mars-1", "services": [LLM]}, "region: 'mars-1' is not a region of aws"),
+    "budget exceeded": ({"services": [LLM], "budgetUsdPerHour": 0.1}, "budgetUsdPerHour: the cheapest placement costs"),
+    "model too large for any instance": (
+        {"services": [{**LLM, "model": "deepseek-ai/DeepSeek-R1"}]},
+        "services[0].model: deepseek-ai/DeepSeek-R1 needs",
+    ),
+    "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey: must be a secret"),
+    "unknown GPU pin": ({"services": [{**LLM, "gpu": "B300"}]}, "services[0].gpu: unknown GPU 'B300'"),
+    "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides: aws/p9.huge not in the catalog"),
+    "bad service name": ({"services": [{**LLM, "name": "LLM_1"}]}, "services[0].name: must be lowercase letters"),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "cost"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_exits_2_naming_the_field(cli, stack_file, case, command):
+    values, expected = BAD_INPUTS[case]
+    path = stack_file(values)
+    result = cli(command, "--config", str(path))
+    assert result.code == 2, result.stderr
+    assert f"{path}: {expected}" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_problem_is_reported_not_just_the_first(cli, stack_file):
+    path = stack_file({"cloud": "gcp", "sshCidrs": ["nope"], "services": [{**LLM, "replicas": 0}]})
+    result = cli("validate", "--config", str(path))
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, lines
+    assert all(line.startswith(f"{path}: ") for line in lines)
+
+
+def test_missing_stack_file_is_bad_input(cli):
+    result = cli("validate", "--stack", "no-such-stack")
+    assert result.code == 2
+    assert "stacks/Pulumi.no-such-stack.yaml: file: not found" in result.stderr
+
+
+def test_secure_values_are_secrets_never_read(stack_file):
+    from infra.config import SECRET_PLACEHOLDER, load_raw, parse_config
+
+    path = stack_file({"apiKey": {"secure": "v1:abc"}, "hfToken": {"secure": "v1:def"}})
+    config = parse_config(load_raw(config_file=str(path)))
+    assert config.api_key is not None and config.api_key.get_secret_value() == SECRET_PLACEHOLDER
+    assert "v1:abc" not in repr(config)
+
+
+def test_runtime_config_goes_through_the_same_parser(monkeypatch):
+    """Inside a Pulumi program, config arrives as strings (JSON for lists) and secret keys."""
+    import pulumi
+
+    from infra.config import parse_config, read_pulumi_config
+
+    pulumi.runtime.set_all_config(
+        {
+            "llm-deploy:cloud": "aws",
+            "llm-deploy:services": '[{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "replicas": 0}]',
+            "llm-deploy:apiKey": "s3cret",
+        },
+        ["llm-deploy:apiKey"],
+    )
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "dev")
+    raw = read_pulumi_config()
+    assert raw.secret_keys == {"apiKey"}
+    from infra.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert error.value.problems == ["stacks/Pulumi.dev.yaml: services[0].replicas: must be >= 1"]
+    pulumi.runtime.set_all_config({}, [])
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "alicloud-dev"])
+def test_shipped_stacks_are_valid(cli, stack):
+    result = cli("validate", "--stack", stack)
+    assert result.code == 0, result.stderr
+    assert f"stacks/Pulumi.{stack}.yaml: ok" in result.stdout
