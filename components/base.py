@@ -49,6 +49,8 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC):
         super().__init__(f"llm-deploy:{self.cloud}:Deployment", name, None, opts)
         self.name = name
         self.plan = plan
+        # Cloud-specific stack outputs the steps may add (e.g. DNS records the user must create).
+        self.extra_outputs: dict[str, object] = {}
         self.child_opts = pulumi.ResourceOptions(parent=self, provider=self.create_provider())
         network = self.create_network()
         delivery = self.store_secrets(secrets)

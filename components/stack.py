@@ -39,12 +39,12 @@ def deployment_class(cloud: str) -> type[CloudDeployment]:
 def stack_secrets(config: StackConfig) -> StackSecrets:
     """The configured API key, or one generated once and kept (encrypted) in the stack's state."""
     if config.api_key is not None:
-        api_key = pulumi.Output.secret(config.api_key.value)
+        api_key = pulumi.Output.secret(config.api_key.get_secret_value())
     else:
         import pulumi_random
 
         api_key = pulumi_random.RandomPassword("api-key", length=40, special=False).result
-    hf_token = pulumi.Output.secret(config.hf_token.value) if config.hf_token is not None else None
+    hf_token = pulumi.Output.secret(config.hf_token.get_secret_value()) if config.hf_token is not None else None
     return StackSecrets(api_key=api_key, hf_token=hf_token)
 
 
@@ -79,4 +79,5 @@ def program(config: StackConfig) -> StackProgram:
     plan = place(config)
     secrets = stack_secrets(config)
     deployment = deployment_class(plan.cloud)(plan.stack, plan, secrets)
-    return StackProgram(plan, deployment, stack_outputs(plan, deployment.endpoint, secrets.api_key))
+    outputs = {**stack_outputs(plan, deployment.endpoint, secrets.api_key), **deployment.extra_outputs}
+    return StackProgram(plan, deployment, outputs)
