@@ -1,0 +1,59 @@
+"""AWS: a VPC, SSM-held secrets, one autoscaling group per node group and an ALB routing by path.
+
+The reference implementation of `components.base.CloudDeployment`; each step is a ComponentResource
+of its own module (network, secrets, node_group, load_balancer).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_aws as aws
+
+from bootstrap.delivery import BootTarget, SecretDelivery
+from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
+from infra.plan import NodeGroup
+
+from .load_balancer import AwsLoadBalancer
+from .naming import stack_tags
+from .network import AwsNetwork
+from .node_group import AwsNodeGroup, image_for
+from .secrets import AwsSecrets
+
+__all__ = ["AwsDeployment"]
+
+
+class AwsDeployment(CloudDeployment):
+    """`llm-deploy:aws:Deployment`."""
+
+    cloud = "aws"
+
+    def create_provider(self) -> pulumi.ProviderResource:
+        return aws.Provider(
+            "aws",
+            region=self.plan.region,
+            default_tags={"tags": stack_tags(self.plan)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def create_network(self) -> AwsNetwork:
+        return AwsNetwork("network", self.plan, opts=self.child_opts)
+
+    def store_secrets(self, secrets: StackSecrets) -> SecretDelivery:
+        self.secrets = AwsSecrets("secrets", self.plan, secrets, opts=self.child_opts)
+        return self.secrets.store
+
+    def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
+        from bootstrap import render_user_data
+
+        user_data = render_user_data(group, self.boot_target(group), delivery)
+        members = AwsNodeGroup(group, self.plan, network, self.secrets, user_data, opts=self.child_opts)
+        return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
+
+    def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+        balancer = AwsLoadBalancer("lb", self.plan, network, [g.members for g in groups], opts=self.child_opts)
+        self.extra_outputs.update(balancer.outputs)
+        return balancer.endpoint
+
+    def boot_target(self, group: NodeGroup) -> BootTarget:
+        # The root volume is sized for the model cache, so no separate data device.
+        return BootTarget(cloud="aws", image_has_driver=image_for(group).has_driver, os_release="ubuntu-22.04")

@@ -1,0 +1,166 @@
+"""VPC, two public subnets and the two security groups: the internet reaches the ALB only, the ALB reaches the nodes."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.plan import GATEWAY_PORT, DeploymentPlan
+
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")  # one public subnet per AZ; an ALB needs two AZs
+HTTP_PORT, HTTPS_PORT, SSH_PORT = 80, 443, 22
+
+
+def pick_zones(zones: Sequence[str], offered: Mapping[str, set[str]], instance_types: Sequence[str]) -> list[str]:
+    """Two AZs, preferring those that offer the most of the plan's instance types (GPU types are in few AZs).
+
+    offered: instance type → AZs where EC2 offers it. Ties keep the region's AZ order.
+    """
+    if len(zones) < len(SUBNET_CIDRS):
+        raise ValueError(f"the region has {len(zones)} usable availability zone(s); the load balancer needs {len(SUBNET_CIDRS)}")
+    score = {zone: sum(zone in offered.get(t, set()) for t in instance_types) for zone in zones}
+    return sorted(zones, key=lambda zone: -score[zone])[: len(SUBNET_CIDRS)]
+
+
+def offerings_by_type(result: aws.ec2.GetInstanceTypeOfferingsResult) -> dict[str, set[str]]:
+    offered: dict[str, set[str]] = {}
+    for instance_type, zone in zip(result.instance_types, result.locations):
+        offered.setdefault(instance_type, set()).add(zone)
+    return offered
+
+
+def cidr_field(cidr: str) -> dict[str, str]:
+    """SecurityGroup*Rule takes IPv4 and IPv6 ranges in different arguments."""
+    family = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
+    return {family: cidr}
+
+
+class AwsNetwork(pulumi.ComponentResource):
+    """`llm-deploy:aws:Network`: what the node groups and the load balancer are placed in."""
+
+    def __init__(self, name: str, plan: DeploymentPlan, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-deploy:aws:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
+
+        zones = aws.get_availability_zones_output(
+            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
+        )
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone", filters=[{"name": "instance-type", "values": instance_types}], opts=invoke
+        )
+        self.offered: pulumi.Output[dict[str, set[str]]] = offerings.apply(offerings_by_type)
+        self.zones: pulumi.Output[list[str]] = pulumi.Output.all(zones.names, self.offered).apply(
+            lambda args: pick_zones(args[0], args[1], instance_types)
+        )
+
+        self.vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=VPC_CIDR,
+            enable_dns_support=True,
+            enable_dns_hostnames=True,
+            tags={"Name": f"llm-deploy-{plan.stack}"},
+            opts=child,
+        )
+        gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=self.vpc.id, opts=child)
+        routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=self.vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}],
+            opts=child,
+        )
+        self.subnets: list[aws.ec2.Subnet] = []
+        for index, cidr in enumerate(SUBNET_CIDRS):
+            subnet = aws.ec2.Subnet(
+                f"{name}-public-{index}",
+                vpc_id=self.vpc.id,
+                cidr_block=cidr,
+                availability_zone=self.zones.apply(lambda z, i=index: z[i]),
+                map_public_ip_on_launch=True,  # nodes pull images and weights without a NAT gateway
+                tags={"Name": f"llm-deploy-{plan.stack}-public-{index}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(f"{name}-public-{index}", subnet_id=subnet.id, route_table_id=routes.id, opts=child)
+            self.subnets.append(subnet)
+
+        self.alb_security_group = aws.ec2.SecurityGroup(
+            f"{name}-alb", vpc_id=self.vpc.id, description="llm-deploy load balancer: HTTP(S) from allowedCidrs", opts=child
+        )
+        self.node_security_group = aws.ec2.SecurityGroup(
+            f"{name}-nodes",
+            vpc_id=self.vpc.id,
+            description="llm-deploy nodes: gateway port from the load balancer only",
+            opts=child,
+        )
+        listener_ports = (HTTP_PORT, HTTPS_PORT) if plan.access.domain else (HTTP_PORT,)
+        for port in listener_ports:
+            for index, cidr in enumerate(plan.access.allowed_cidrs):
+                aws.vpc.SecurityGroupIngressRule(
+                    f"{name}-alb-{port}-{index}",
+                    security_group_id=self.alb_security_group.id,
+                    ip_protocol="tcp",
+                    from_port=port,
+                    to_port=port,
+                    description="clients (allowedCidrs)",
+                    **cidr_field(cidr),
+                    opts=child,
+                )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-alb-to-nodes",
+            security_group_id=self.alb_security_group.id,
+            ip_protocol="tcp",
+            from_port=GATEWAY_PORT,
+            to_port=GATEWAY_PORT,
+            referenced_security_group_id=self.node_security_group.id,
+            description="to the node gateways",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nodes-from-alb",
+            security_group_id=self.node_security_group.id,
+            ip_protocol="tcp",
+            from_port=GATEWAY_PORT,
+            to_port=GATEWAY_PORT,
+            referenced_security_group_id=self.alb_security_group.id,
+            description="gateway, from the load balancer only",
+            opts=child,
+        )
+        for index, cidr in enumerate(plan.access.ssh_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-nodes-ssh-{index}",
+                security_group_id=self.node_security_group.id,
+                ip_protocol="tcp",
+                from_port=SSH_PORT,
+                to_port=SSH_PORT,
+                description="SSH (sshCidrs)",
+                **cidr_field(cidr),
+                opts=child,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nodes-egress",
+            security_group_id=self.node_security_group.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="images, model weights, SSM",
+            opts=child,
+        )
+        self.register_outputs({"vpc_id": self.vpc.id, "subnet_ids": [s.id for s in self.subnets]})
+
+    def subnet_ids_offering(self, instance_type: str) -> pulumi.Output[list[str]]:
+        """The subnets whose AZ offers the instance type (all of them if EC2 lists none: the ASG then says why)."""
+        pairs = [pulumi.Output.all(s.id, s.availability_zone) for s in self.subnets]
+
+        def choose(args: list) -> list[str]:
+            offered, subnets = args[0].get(instance_type, set()), args[1:]
+            chosen = [subnet_id for subnet_id, zone in subnets if zone in offered]
+            if not chosen:
+                pulumi.log.warn(f"{instance_type} is not offered in the chosen zones; the autoscaling group will report it")
+                return [subnet_id for subnet_id, _ in subnets]
+            return chosen
+
+        return pulumi.Output.all(self.offered, *pairs).apply(choose)

@@ -1,0 +1,103 @@
+"""SSM SecureString parameters for the stack's secrets, and the node role that may read exactly those."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from bootstrap.delivery import SecretStore
+from components.base import StackSecrets
+from infra.plan import DeploymentPlan
+
+from .naming import parameter_prefix
+
+EC2_TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+def read_secrets_policy(parameter_arns: Sequence[str], region: str) -> str:
+    """Read these parameters and nothing else.
+
+    SecureStrings use the AWS managed key aws/ssm, whose key policy already lets account principals
+    decrypt through SSM; the kms:Decrypt statement makes that explicit and narrows it to calls made
+    by SSM for these parameters (SSM puts the parameter ARN in the encryption context as PS_ARN).
+    """
+    arns = sorted(parameter_arns)
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadStackSecrets",
+                    "Effect": "Allow",
+                    "Action": ["ssm:GetParameter", "ssm:GetParameters"],
+                    "Resource": arns,
+                },
+                {
+                    "Sid": "DecryptStackSecrets",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com", "kms:EncryptionContext:PS_ARN": arns}
+                    },
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+class AwsSecrets(pulumi.ComponentResource):
+    """`llm-deploy:aws:Secrets`: the parameters, the node role and its instance profile."""
+
+    def __init__(
+        self, name: str, plan: DeploymentPlan, secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("llm-deploy:aws:Secrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = parameter_prefix(plan)
+        values = {"api-key": secrets.api_key, "hf-token": secrets.hf_token}
+        self.parameters = {
+            key: aws.ssm.Parameter(
+                f"{name}-{key}",
+                name=f"{prefix}/{key}",
+                type="SecureString",
+                value=pulumi.Output.secret(value),
+                description=f"llm-deploy {plan.stack}: {key}, read by the nodes at boot",
+                opts=child,
+            )
+            for key, value in values.items()
+            if value is not None
+        }
+        self.role = aws.iam.Role(
+            f"{name}-node",
+            assume_role_policy=EC2_TRUST_POLICY,
+            description=f"llm-deploy {plan.stack} nodes: read the stack's secrets",
+            opts=child,
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-read",
+            role=self.role.id,
+            policy=pulumi.Output.all(*(p.arn for p in self.parameters.values())).apply(
+                lambda arns: read_secrets_policy(arns, plan.region)
+            ),
+            opts=child,
+        )
+        self.instance_profile = aws.iam.InstanceProfile(
+            f"{name}-node", role=self.role.name, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy])
+        )
+        self.store = SecretStore(
+            kind="aws-ssm",
+            region=plan.region,
+            api_key_name=f"{prefix}/api-key",
+            hf_token_name=f"{prefix}/hf-token" if "hf-token" in self.parameters else None,
+        )
+        self.register_outputs({"instance_profile": self.instance_profile.arn})

@@ -1,0 +1,385 @@
+"""The AWS component, run for real under the offline mock engine (the same engine as `llm-deploy plan`).
+
+Every stack in stacks/ whose placement lands on AWS is checked, plus two configs of this module's own:
+one with distinctive secrets, SSH and no domain (two node groups, one of them CPU), one on a domain.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+from components.aws import offline as fakes
+from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, routes
+from components.aws.network import pick_zones
+from components.aws.node_group import CPU_IMAGE, GPU_IMAGE, encode_user_data
+from components.aws.secrets import read_secrets_policy
+from infra.config import RawConfig, load_raw, parse_config
+from infra.offline import SECRET_MARK, OfflineResult, run_offline
+from infra.placement import place
+from infra.plan import HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
+HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
+WORLD = {"0.0.0.0/0", "::/0"}
+GUARDED_PORTS = {22, *SERVICE_PORTS.values()}
+
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG = "aws:autoscaling/group:Group"
+TG = "aws:lb/targetGroup:TargetGroup"
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+RULE = "aws:lb/listenerRule:ListenerRule"
+PARAMETER = "aws:ssm/parameter:Parameter"
+
+SECRETS_CONFIG = {
+    "cloud": "aws",
+    "region": "us-west-2",
+    "services": [
+        {"name": "chat", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192},
+        {"name": "embed", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct", "accelerator": "cpu"},
+        {"name": "rank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "accelerator": "cpu"},
+    ],
+    "allowedCidrs": ["198.51.100.0/24", "2001:db8::/32"],
+    "sshCidrs": ["203.0.113.0/24"],
+    "apiKey": API_KEY,
+    "hfToken": HF_TOKEN,
+}
+DOMAIN_CONFIG = {"cloud": "aws", "region": "eu-west-1", "domain": "llm.test.example", "apiKey": API_KEY}
+
+
+def aws_stacks() -> list[str]:
+    names = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+    return [s for s in names if place(parse_config(load_raw(s, stacks_dir=ROOT / "stacks"))).cloud == "aws"]
+
+
+def raw_config(stack: str, values: dict) -> RawConfig:
+    secret = {k for k in ("apiKey", "hfToken") if k in values}
+    return RawConfig(stack=stack, source=f"tests/{stack}", values=values, secret_keys=secret)
+
+
+RAW = {
+    "aws-secrets": lambda: raw_config("aws-secrets", SECRETS_CONFIG),
+    "aws-domain": lambda: raw_config("aws-domain", DOMAIN_CONFIG),
+}
+CASES = [*aws_stacks(), *RAW]
+
+
+@functools.cache
+def planned(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
+    raw = RAW[stack]() if stack in RAW else load_raw(stack, stacks_dir=ROOT / "stacks")
+    return place(parse_config(raw)), run_offline(raw)
+
+
+def of_type(result: OfflineResult, token: str) -> list[dict]:
+    return [r for r in result.resources if r["type"] == token]
+
+
+def one(result: OfflineResult, token: str, name: str) -> dict:
+    matches = [r for r in of_type(result, token) if r["name"] == name]
+    assert len(matches) == 1, f"{token} {name}: {len(matches)} found"
+    return matches[0]
+
+
+def ingress_rules(result: OfflineResult) -> list[tuple[str, str, int, int, str]]:
+    """(resource, protocol, from, to, cidr) for every way a security group can be opened to a CIDR."""
+    rules = []
+    for r in result.resources:
+        i = r["inputs"]
+        if r["type"] == "aws:ec2/securityGroup:SecurityGroup":
+            for rule in i.get("ingress") or []:
+                for cidr in (rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or []):
+                    rules.append((r["name"], rule.get("protocol"), rule.get("fromPort", 0), rule.get("toPort", 65535), cidr))
+        elif r["type"] == "aws:ec2/securityGroupRule:SecurityGroupRule" and i.get("type") == "ingress":
+            for cidr in (i.get("cidrBlocks") or []) + (i.get("ipv6CidrBlocks") or []):
+                rules.append((r["name"], i.get("protocol"), i.get("fromPort", 0), i.get("toPort", 65535), cidr))
+        elif r["type"] == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+            for cidr in filter(None, (i.get("cidrIpv4"), i.get("cidrIpv6"))):
+                rules.append((r["name"], i.get("ipProtocol"), i.get("fromPort", 0), i.get("toPort", 65535), cidr))
+    return rules
+
+
+def opens(rule: tuple[str, str, int, int, str], port: int) -> bool:
+    _, protocol, low, high, _ = rule
+    return str(protocol) in ("-1", "all") or low <= port <= high
+
+
+def serving_listener(result: OfflineResult) -> dict:
+    forwarding = [r for r in of_type(result, LISTENER) if r["inputs"]["defaultActions"][0]["type"] != "redirect"]
+    assert len(forwarding) == 1, forwarding
+    return forwarding[0]
+
+
+def target_group_arn(result: OfflineResult, group: str) -> str:
+    asg = one(result, ASG, f"{group}-asg")
+    assert len(asg["inputs"]["targetGroupArns"]) == 1
+    return asg["inputs"]["targetGroupArns"][0]
+
+
+def test_the_repository_has_an_aws_stack():
+    assert aws_stacks(), "no stack in stacks/ lands on AWS; issue 4 asks for one"
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_instance_types_follow_the_placement(stack):
+    plan, result = planned(stack)
+    for group in plan.node_groups:
+        template = one(result, LT, f"{group.name}-lt")
+        assert template["inputs"]["instanceType"] == group.offer.instance_type
+        asg = one(result, ASG, f"{group.name}-asg")["inputs"]
+        assert asg["desiredCapacity"] == asg["minSize"] == asg["maxSize"] == group.count
+        assert asg["launchTemplate"]["id"].startswith("lt-")
+    assert len(of_type(result, LT)) == len(plan.node_groups)
+    assert result.outputs["instance_types"] == {g.name: g.offer.instance_type for g in plan.node_groups}
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_no_rule_opens_a_service_port_or_ssh_to_the_internet(stack):
+    _, result = planned(stack)
+    rules = ingress_rules(result)
+    assert rules, "the load balancer must be reachable from somewhere"
+    exposed = [(rule, port) for rule in rules for port in GUARDED_PORTS if rule[4] in WORLD and opens(rule, port)]
+    assert exposed == []
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_nodes_take_the_gateway_port_from_the_load_balancer_only(stack):
+    plan, result = planned(stack)
+    node_rules = [
+        r
+        for r in of_type(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r["name"].startswith("network-nodes")
+    ]
+    from_alb = [r["inputs"] for r in node_rules if "referencedSecurityGroupId" in r["inputs"]]
+    assert [(i["fromPort"], i["toPort"]) for i in from_alb] == [(80, 80)]
+    ssh = sorted(
+        r["inputs"].get("cidrIpv4") or r["inputs"].get("cidrIpv6") for r in node_rules if r["inputs"].get("fromPort") == 22
+    )
+    assert ssh == sorted(plan.access.ssh_cidrs)
+    assert len(node_rules) == 1 + len(plan.access.ssh_cidrs)
+    alb_rules = [r for r in ingress_rules(result) if r[0].startswith("network-alb")]
+    assert {r[4] for r in alb_rules} == set(plan.access.allowed_cidrs)
+    assert {(r[2], r[3]) for r in alb_rules} == ({(80, 80), (443, 443)} if plan.access.domain else {(80, 80)})
+
+
+def test_ipv6_client_ranges_go_in_the_ipv6_argument():
+    _, result = planned("aws-secrets")
+    rules = [r["inputs"] for r in of_type(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")]
+    assert any(i.get("cidrIpv6") == "2001:db8::/32" and "cidrIpv4" not in i for i in rules)
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_launch_templates_require_imdsv2_and_encrypt_a_disk_sized_for_the_cache(stack):
+    plan, result = planned(stack)
+    for group in plan.node_groups:
+        inputs = one(result, LT, f"{group.name}-lt")["inputs"]
+        assert inputs["metadataOptions"]["httpTokens"] == "required"
+        assert inputs["metadataOptions"]["httpPutResponseHopLimit"] == 2
+        (root,) = inputs["blockDeviceMappings"]
+        assert root["deviceName"] == "/dev/sda1"
+        assert root["ebs"]["encrypted"] == "true"
+        assert root["ebs"]["volumeType"] == "gp3"
+        assert root["ebs"]["volumeSize"] >= group.disk_gb
+        assert inputs["iamInstanceProfile"]["arn"].startswith("arn:aws:iam::")
+        assert base64.b64decode(inputs["userData"]).decode() == result.user_data[group.name]
+        assert result.user_data[group.name].startswith("#cloud-config")
+
+
+def test_gpu_nodes_boot_the_driver_ami_and_cpu_nodes_ubuntu():
+    plan, result = planned("aws-secrets")
+    kinds = {g.name: g.accelerator for g in plan.node_groups}
+    assert sorted(kinds.values()) == ["cpu", "gpu"], kinds
+    for name, accelerator in kinds.items():
+        expected = fakes.GPU_AMI if accelerator == "gpu" else fakes.CPU_AMI
+        assert one(result, LT, f"{name}-lt")["inputs"]["imageId"] == expected
+    assert "deeplearning" in GPU_IMAGE.parameter and GPU_IMAGE.has_driver
+    assert "canonical/ubuntu/server/22.04" in CPU_IMAGE.parameter and not CPU_IMAGE.has_driver
+
+
+def test_root_volume_never_shrinks_below_the_ami_snapshot():
+    plan, result = planned("aws-secrets")
+    for group in plan.node_groups:
+        size = one(result, LT, f"{group.name}-lt")["inputs"]["blockDeviceMappings"][0]["ebs"]["volumeSize"]
+        snapshot = int(fakes.AMI_SNAPSHOT_GB[fakes.GPU_AMI if group.accelerator == "gpu" else fakes.CPU_AMI])
+        assert size == max(group.disk_gb, snapshot)
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_autoscaling_groups_wait_for_elb_health_and_roll_without_downtime(stack):
+    plan, result = planned(stack)
+    subnets = {r["name"]: r for r in of_type(result, "aws:ec2/subnet:Subnet")}
+    assert len({s["inputs"]["availabilityZone"] for s in subnets.values()}) == 2
+    for group in plan.node_groups:
+        asg = one(result, ASG, f"{group.name}-asg")["inputs"]
+        assert asg["healthCheckType"] == "ELB"
+        assert asg["healthCheckGracePeriod"] >= 1800
+        assert asg["instanceRefresh"]["strategy"] == "Rolling"
+        assert asg["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 100
+        assert asg["instanceRefresh"]["preferences"]["maxHealthyPercentage"] > 100
+        assert asg["vpcZoneIdentifiers"] and all(s.startswith("subnet-") for s in asg["vpcZoneIdentifiers"])
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_target_groups_check_healthz(stack):
+    plan, result = planned(stack)
+    groups = of_type(result, TG)
+    assert len(groups) == len(plan.node_groups)
+    for tg in groups:
+        check = tg["inputs"]["healthCheck"]
+        assert check["path"] == HEALTH_PATH
+        assert check["matcher"] == "200"
+        assert tg["inputs"]["port"] == 80 and tg["inputs"]["protocol"] == "HTTP"
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_path_rules_send_every_service_path_to_the_group_serving_it(stack):
+    plan, result = planned(stack)
+    listener = serving_listener(result)
+    rules = of_type(result, RULE)
+    routed: dict[str, str] = {}
+    for rule in rules:
+        assert f":listener/app/{listener['name']}-" in rule["inputs"]["listenerArn"]  # the fakes' ARN shape
+        (condition,) = rule["inputs"]["conditions"]
+        values = condition["pathPattern"]["values"]
+        assert 1 <= len(values) <= MAX_PATHS_PER_RULE
+        (action,) = rule["inputs"]["actions"]
+        assert action["type"] == "forward"
+        for path in values:
+            assert path not in routed, f"{path} routed twice"
+            routed[path] = action["targetGroupArn"]
+    for group in plan.node_groups:
+        for service in group.services:
+            for path in service.paths:
+                assert routed.get(path) == target_group_arn(result, group.name), f"{service.name}: {path}"
+    assert HEALTH_PATH in routed
+    priorities = [r["inputs"]["priority"] for r in rules]
+    assert len(set(priorities)) == len(priorities)
+    assert listener["inputs"]["defaultActions"][0]["fixedResponse"]["statusCode"] == "404"
+
+
+def test_rules_split_paths_into_chunks_alb_accepts():
+    plan, _ = planned(CASES[0])
+    chunks = routes(plan, [f"tg-{g.name}" for g in plan.node_groups])
+    assert all(len(paths) <= MAX_PATHS_PER_RULE for paths, _ in chunks)
+    if any(len(g.paths) >= MAX_PATHS_PER_RULE for g in plan.node_groups):
+        assert len(chunks) > len(plan.node_groups)
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_load_balancer_keeps_streams_open(stack):
+    _, result = planned(stack)
+    (alb,) = of_type(result, ALB)
+    assert alb["inputs"]["idleTimeout"] >= 600 and IDLE_TIMEOUT_S >= 600
+    assert alb["inputs"]["loadBalancerType"] == "application"
+    assert len(alb["inputs"]["subnets"]) == 2
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_tls_on_the_domain_or_plain_http_without_one(stack):
+    plan, result = planned(stack)
+    listeners = {r["inputs"]["port"]: r["inputs"] for r in of_type(result, LISTENER)}
+    domain = plan.access.domain
+    if domain:
+        (certificate,) = of_type(result, "aws:acm/certificate:Certificate")
+        assert certificate["inputs"]["domainName"] == domain
+        assert certificate["inputs"]["validationMethod"] == "DNS"
+        assert len(of_type(result, "aws:acm/certificateValidation:CertificateValidation")) == 1
+        assert of_type(result, "aws:route53/record:Record") == []  # the user's DNS, not necessarily Route 53
+        assert set(listeners) == {80, 443}
+        assert listeners[443]["protocol"] == "HTTPS" and listeners[443]["certificateArn"].startswith("arn:aws:acm:")
+        redirect = listeners[80]["defaultActions"][0]
+        assert redirect["type"] == "redirect" and redirect["redirect"]["protocol"] == "HTTPS"
+        assert result.outputs["endpoint"] == f"https://{domain}"
+        records = result.outputs["certificate_validation_records"]
+        assert records and all(r["type"] == "CNAME" and r["name"] and r["value"] for r in records)
+        assert result.outputs["dns_record"]["value"] == result.outputs["load_balancer_dns_name"]
+    else:
+        assert of_type(result, "aws:acm/certificate:Certificate") == []
+        assert set(listeners) == {80} and listeners[80]["protocol"] == "HTTP"
+        assert result.outputs["endpoint"] == f"http://{result.outputs['load_balancer_dns_name']}"
+        assert result.outputs["endpoint"].endswith(".elb.amazonaws.com")
+
+
+def test_the_domain_case_is_covered():
+    assert any(planned(s)[0].access.domain for s in CASES) and any(not planned(s)[0].access.domain for s in CASES)
+
+
+@pytest.mark.parametrize("stack", ["aws-secrets", "aws-domain"])
+def test_no_secret_in_plain_text_anywhere(stack):
+    plan, result = planned(stack)
+    text = json.dumps(result.as_json()) + "".join(result.user_data.values())
+    decoded = "".join(base64.b64decode(t["inputs"]["userData"]).decode() for t in of_type(result, LT))
+    for secret in (API_KEY, HF_TOKEN):
+        assert secret not in text and secret not in decoded
+    assert result.outputs["api_key"] == SECRET_MARK
+    parameters = {p["inputs"]["name"]: p["inputs"] for p in of_type(result, PARAMETER)}
+    expected = {f"/llm-deploy/{stack}/api-key"} | ({f"/llm-deploy/{stack}/hf-token"} if plan.has_hf_token else set())
+    assert set(parameters) == expected
+    assert all(p["type"] == "SecureString" and p["value"] == SECRET_MARK for p in parameters.values())
+    for user_data in result.user_data.values():
+        assert f"/llm-deploy/{stack}/api-key" in user_data  # the node is told where, not what
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_node_role_reads_exactly_the_stacks_parameters(stack):
+    plan, result = planned(stack)
+    arns = sorted(f"arn:aws:ssm:{plan.region}:{fakes.ACCOUNT}:parameter{p['inputs']['name']}" for p in of_type(result, PARAMETER))
+    (policy,) = of_type(result, "aws:iam/rolePolicy:RolePolicy")
+    document = json.loads(policy["inputs"]["policy"])
+    read, decrypt = document["Statement"]
+    assert read["Effect"] == "Allow" and sorted(read["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
+    assert sorted(read["Resource"]) == arns
+    assert decrypt["Action"] == "kms:Decrypt"
+    assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == f"ssm.{plan.region}.amazonaws.com"
+    assert sorted(decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PS_ARN"]) == arns
+    assert "*" not in json.dumps(read)
+    assert len(of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")) == 0
+    (role,) = of_type(result, "aws:iam/role:Role")
+    assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_policy_document_lists_only_what_it_is_given():
+    arns = ["arn:aws:ssm:us-east-1:1:parameter/llm-deploy/a/api-key"]
+    document = json.loads(read_secrets_policy(arns, "us-east-1"))
+    assert document["Statement"][0]["Resource"] == arns
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_everything_uses_the_explicit_provider_of_the_plans_region(stack):
+    plan, result = planned(stack)
+    providers = of_type(result, "pulumi:providers:aws")
+    assert [p["inputs"]["region"] for p in providers] == [plan.region]
+    for token in ("Deployment", "Network", "Secrets", "NodeGroup", "LoadBalancer"):
+        assert of_type(result, f"llm-deploy:aws:{token}"), token
+
+
+def test_zone_choice_prefers_zones_offering_the_instance_types():
+    zones = ["z-a", "z-b", "z-c", "z-d"]
+    assert pick_zones(zones, {"p5.4xlarge": {"z-c", "z-d"}}, ["p5.4xlarge"]) == ["z-c", "z-d"]
+    assert pick_zones(zones, {"p5.4xlarge": {"z-c"}}, ["p5.4xlarge"]) == ["z-c", "z-a"]
+    assert pick_zones(zones, {}, ["g6.xlarge"]) == ["z-a", "z-b"]
+    with pytest.raises(ValueError, match="availability zone"):
+        pick_zones(["z-a"], {}, ["g6.xlarge"])
+
+
+def test_nodes_only_go_to_zones_offering_their_type():
+    _, result = planned("aws-secrets")
+    zone_of = {}
+    for subnet in of_type(result, "aws:ec2/subnet:Subnet"):
+        subnet_id = fakes.OUTPUTS["aws:ec2/subnet:Subnet"](subnet["name"], subnet["inputs"])["id"]
+        zone_of[subnet_id] = subnet["inputs"]["availabilityZone"]
+    first_zone = "us-west-2a"  # the fakes offer every type everywhere but the first zone
+    assert first_zone not in zone_of.values()
+    for asg in of_type(result, ASG):
+        assert {zone_of[s] for s in asg["inputs"]["vpcZoneIdentifiers"]} <= set(zone_of.values())
+
+
+def test_oversized_user_data_is_refused_before_anything_exists():
+    plan, _ = planned("aws-secrets")
+    with pytest.raises(ValueError, match="user-data is .* bytes"):
+        encode_user_data(plan.node_groups[0], "#cloud-config\n" + "x" * 17000)
