@@ -27,6 +27,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 NAMESPACE = "llm-deploy"
 HEALTH_TIMEOUT_S = 40 * 60  # driver check + image pulls + weight downloads on a cold node
 POLL_INTERVAL_S = 20
+# /healthz reports the node group behind it; another group (e.g. embeddings alone) may still be starting.
+READY_TIMEOUT_S = 15 * 60
 DEFAULT_STATE_DIR = Path.home() / ".llm-deploy-live-state"
 
 
@@ -105,6 +107,16 @@ def http(method: str, url: str, api_key: str | None = None, body: Any = None, ti
         return status, text
 
 
+def call(method: str, url: str, api_key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    """`http`, retried while the load balancer answers 502/503/504 (targets not healthy yet)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        status, reply = http(method, url, api_key, body)
+        if status not in (502, 503, 504) or time.monotonic() > deadline:
+            return status, reply
+        time.sleep(POLL_INTERVAL_S)
+
+
 def wait_healthy(endpoint: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
     """Poll `<endpoint>/healthz` until it answers 200 (DNS may not resolve at first)."""
     deadline = time.monotonic() + timeout_s
@@ -123,15 +135,15 @@ def wait_healthy(endpoint: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
 
 def check_auth(endpoint: str) -> None:
     """The gateway refuses a request without the bearer key."""
-    status, _ = http("POST", f"{endpoint}/v1/embeddings", body={"input": ["x"]})
+    status, _ = call("POST", f"{endpoint}/v1/embeddings", body={"input": ["x"]})
     assert status == 401, f"request without a key answered {status}, expected 401"
 
 
 def check_chat(endpoint: str, api_key: str) -> None:
-    status, models = http("GET", f"{endpoint}/v1/models", api_key)
+    status, models = call("GET", f"{endpoint}/v1/models", api_key)
     assert status == 200, f"/v1/models: HTTP {status}: {models!r:.300}"
     model = models["data"][0]["id"]
-    status, reply = http(
+    status, reply = call(
         "POST",
         f"{endpoint}/v1/chat/completions",
         api_key,
@@ -143,7 +155,7 @@ def check_chat(endpoint: str, api_key: str) -> None:
 
 
 def check_embeddings(endpoint: str, api_key: str, model: str) -> None:
-    status, reply = http("POST", f"{endpoint}/v1/embeddings", api_key, {"model": model, "input": ["hello world", "bonjour"]})
+    status, reply = call("POST", f"{endpoint}/v1/embeddings", api_key, {"model": model, "input": ["hello world", "bonjour"]})
     assert status == 200, f"/v1/embeddings: HTTP {status}: {reply!r:.300}"
     vectors = [item["embedding"] for item in reply["data"]]
     assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 0, reply
@@ -152,7 +164,7 @@ def check_embeddings(endpoint: str, api_key: str, model: str) -> None:
 
 def check_rerank(endpoint: str, api_key: str) -> None:
     texts = ["Paris is the capital of France.", "Bananas are rich in potassium."]
-    status, reply = http("POST", f"{endpoint}/rerank", api_key, {"query": "What is the capital of France?", "texts": texts})
+    status, reply = call("POST", f"{endpoint}/rerank", api_key, {"query": "What is the capital of France?", "texts": texts})
     assert status == 200, f"/rerank: HTTP {status}: {reply!r:.300}"
     ranked = sorted(reply, key=lambda item: item["score"], reverse=True)
     assert ranked[0]["index"] == 0, f"the relevant text was not ranked first: {reply}"

@@ -1,0 +1,33 @@
+"""Live AWS: `pulumi up` a small stack (one g6.xlarge, ~$0.80/h), call it, destroy it.
+
+Runs where the Pulumi CLI and AWS credentials exist (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or
+AWS_PROFILE); the account needs a G-instance vCPU quota of at least 4 in the region.
+    pytest -m integration tests/integration/test_aws_live.py
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from live import run_live, unique_stack_name
+
+AWS_CREDENTIALS = [("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)]
+
+CONFIG = {
+    "cloud": "aws",
+    "region": os.environ.get("LLM_DEPLOY_LIVE_AWS_REGION", "us-east-1"),
+    "services": [
+        {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
+        {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
+        {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"},
+    ],
+    "budgetUsdPerHour": 2,
+}
+
+
+@pytest.mark.integration
+def test_aws_stack_serves_chat_embeddings_and_rerank():
+    outputs = run_live(unique_stack_name("live-aws"), CONFIG, AWS_CREDENTIALS)
+    assert outputs["cloud"] == "aws"
+    assert outputs["endpoint"].startswith("http://") and outputs["endpoint"].endswith(".elb.amazonaws.com")
