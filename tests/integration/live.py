@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 NAMESPACE = "llm-deploy"
 HEALTH_TIMEOUT_S = 40 * 60  # driver check + image pulls + weight downloads on a cold node
@@ -61,9 +63,19 @@ def _workspace_env() -> dict[str, str]:
     return env
 
 
-def _config_text(value: Any) -> str:
-    """Pulumi config holds strings; lists and objects travel as JSON, which the program decodes."""
-    return value if isinstance(value, str) else json.dumps(value)
+def stack_file(stack_name: str) -> Path:
+    """Where the CLI keeps the stack's config: the project's stackConfigDir (the Automation API's
+    stack-settings helpers ignore it, so the file is edited here directly)."""
+    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
+    return PROJECT_DIR / project.get("stackConfigDir", ".") / f"Pulumi.{stack_name}.yaml"
+
+
+def write_config(stack_name: str, config: Mapping[str, Any]) -> None:
+    """Plain keys go into the stack file as YAML, structured (services, CIDR lists) just as a user writes them."""
+    path = stack_file(stack_name)
+    document = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    document.setdefault("config", {}).update({f"{NAMESPACE}:{key}": value for key, value in config.items()})
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
 @contextmanager
@@ -78,15 +90,15 @@ def deployed_stack(stack_name: str, config: Mapping[str, Any], secret_config: Ma
     opts = auto.LocalWorkspaceOptions(work_dir=str(PROJECT_DIR), env_vars=_workspace_env())
     stack = auto.create_stack(stack_name=stack_name, work_dir=str(PROJECT_DIR), opts=opts)
     try:
-        for key, value in config.items():
-            stack.set_config(f"{NAMESPACE}:{key}", auto.ConfigValue(value=_config_text(value)))
-        for key, value in secret_config.items():
+        write_config(stack_name, config)
+        for key, value in secret_config.items():  # the CLI encrypts these into the same file
             stack.set_config(f"{NAMESPACE}:{key}", auto.ConfigValue(value=value, secret=True))
         result = stack.up(on_output=print, color="never")
         yield {key: output.value for key, output in result.outputs.items()}
     finally:
         stack.destroy(on_output=print, color="never")
         stack.workspace.remove_stack(stack_name)
+        stack_file(stack_name).unlink(missing_ok=True)  # never leave a throwaway stack in stacks/
 
 
 def http(method: str, url: str, api_key: str | None = None, body: Any = None, timeout: float = 300) -> tuple[int, Any]:
