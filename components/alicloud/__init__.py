@@ -1,0 +1,163 @@
+"""Alibaba Cloud: GPU ECS instances in ESS scaling groups behind one Application Load Balancer.
+
+The steps of `components.base.CloudDeployment`, with one addition: before the first cloud resource,
+everything is looked up (zones, images, account) and every node group's user-data is rendered, so a
+region without the GPU type, a missing image or an oversized user-data fails with nothing built.
+Then: VPC + vSwitches + security group → OOS encrypted parameters + the node RAM role → one ESS
+scaling group per node group → the ALB with path rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pulumi
+import pulumi_alicloud as alicloud
+
+from bootstrap import render_user_data
+from bootstrap.delivery import BootTarget, SecretDelivery, SecretStore
+from components.alicloud.layout import (
+    IMAGE_OS_RELEASE,
+    UBUNTU_IMAGE_REGEX,
+    ZonePlan,
+    choose_zones,
+    disk_layout,
+)
+from components.alicloud.loadbalancer import AlicloudLoadBalancer
+from components.alicloud.network import AlicloudNetwork
+from components.alicloud.nodes import AlicloudNodeGroup
+from components.alicloud.secrets import NodeSecrets, secret_store
+from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
+from infra.config import ConfigError, problem
+from infra.plan import DeploymentPlan, NodeGroup
+
+__all__ = ["AlicloudDeployment"]
+
+
+def stack_file(plan: DeploymentPlan) -> str:
+    return f"stacks/Pulumi.{plan.stack}.yaml"
+
+
+def refuse_unsupported(plan: DeploymentPlan) -> None:
+    """What this cloud cannot build, refused before anything is registered."""
+    if plan.access.domain:
+        raise ConfigError(
+            [
+                problem(
+                    stack_file(plan),
+                    "domain",
+                    f"TLS for {plan.access.domain} needs a certificate, and Alibaba Cloud cannot issue one "
+                    "on its own (its DV certificates are bought and validated by hand); remove domain "
+                    "(the endpoint is then plain HTTP) or deploy this stack on aws",
+                )
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Everything read from the cloud or rendered before the first resource is created."""
+
+    zones: ZonePlan
+    image_ids: Mapping[str, str]  # instance type → Ubuntu 22.04 image
+    account_id: str
+    delivery: SecretStore
+    user_data: Mapping[str, str]  # node group name → cloud-config text
+
+
+class AlicloudDeployment(CloudDeployment):
+    """`llm-deploy:alicloud:Deployment`."""
+
+    cloud: ClassVar[str] = "alicloud"
+
+    def create_provider(self) -> pulumi.ProviderResource:
+        refuse_unsupported(self.plan)  # the first step: nothing exists yet
+        self.provider = alicloud.Provider(
+            f"{self.name}-alicloud", region=self.plan.region, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return self.provider
+
+    def create_network(self) -> AlicloudNetwork:
+        self.lookup = self.look_up()
+        return AlicloudNetwork(f"{self.name}-network", self.plan, self.lookup.zones, opts=self.child_opts)
+
+    def look_up(self) -> Lookup:
+        """Zones, images and the account id from the cloud, and every node group's user-data."""
+        plan = self.plan
+        invoke = pulumi.InvokeOptions(parent=self, provider=self.provider)
+        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
+        offered = {t: self.zones_offering(t, invoke) for t in instance_types}
+        alb_zones = [zone.zone_id for zone in alicloud.alb.get_zones(opts=invoke).zones]
+        try:
+            zones = choose_zones(alb_zones, {g.name: offered[g.offer.instance_type] for g in plan.node_groups})
+        except ValueError as error:
+            raise ConfigError([problem(stack_file(plan), "region", f"{plan.region}: {error}")]) from None
+        delivery = secret_store(plan)
+        return Lookup(
+            zones=zones,
+            image_ids={t: self.ubuntu_image(t, invoke) for t in instance_types},
+            account_id=alicloud.get_caller_identity(opts=invoke).account_id,
+            delivery=delivery,
+            # bootstrap refuses user-data over its limit (16 KB, under ECS's 32 KB) here, before any resource
+            user_data={g.name: render_user_data(g, self.boot_target(g), delivery) for g in plan.node_groups},
+        )
+
+    def zones_offering(self, instance_type: str, invoke: pulumi.InvokeOptions) -> list[str]:
+        """Zones of the region where the instance type can be launched pay-as-you-go with ESSD disks."""
+        zones = alicloud.get_zones(
+            available_instance_type=instance_type,
+            available_disk_category="cloud_essd",
+            instance_charge_type="PostPaid",
+            opts=invoke,
+        ).zones
+        return [zone.id for zone in zones]
+
+    def ubuntu_image(self, instance_type: str, invoke: pulumi.InvokeOptions) -> str:
+        """The newest Ubuntu 22.04 x86_64 system image that runs on the instance type."""
+        images = alicloud.ecs.get_images(
+            name_regex=UBUNTU_IMAGE_REGEX,
+            owners="system",
+            most_recent=True,
+            os_type="linux",
+            architecture="x86_64",
+            instance_type=instance_type,
+            opts=invoke,
+        ).images
+        if not images:
+            message = f"{self.plan.region}: no Ubuntu 22.04 system image for {instance_type}"
+            raise ConfigError([problem(stack_file(self.plan), "region", message)])
+        return images[0].id
+
+    def store_secrets(self, secrets: StackSecrets) -> SecretStore:
+        self.secrets = NodeSecrets(f"{self.name}-secrets", self.plan, secrets, self.lookup.account_id, opts=self.child_opts)
+        return self.secrets.store
+
+    def create_node_group(self, group: NodeGroup, network: AlicloudNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
+        if delivery != self.lookup.delivery:
+            raise RuntimeError("the secret store differs from the one the user-data was rendered with")
+        user_data = self.lookup.user_data[group.name]
+        nodes = AlicloudNodeGroup(
+            f"{self.name}-{group.name}",
+            self.plan,
+            group,
+            user_data,
+            self.lookup.image_ids[group.offer.instance_type],
+            network,
+            self.secrets,
+            opts=self.child_opts,
+        )
+        return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=nodes)
+
+    def create_load_balancer(self, network: AlicloudNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+        return AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts).endpoint
+
+    def boot_target(self, group: NodeGroup) -> BootTarget:
+        """Plain Ubuntu 22.04: bootstrap installs the NVIDIA driver; a data disk holds big model caches."""
+        return BootTarget(
+            cloud=self.cloud,
+            image_has_driver=False,
+            os_release=IMAGE_OS_RELEASE,
+            data_device=disk_layout(group.disk_gb).data_device,
+        )

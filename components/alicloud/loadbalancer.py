@@ -1,0 +1,157 @@
+"""The stack's one public endpoint: an Internet-facing ALB in two zones that routes by path.
+
+One server group per node group (ESS adds and removes its instances), health-checked on the node
+gateway's `/healthz`; one forwarding rule per service sends the service's paths to the group that
+runs it. HTTP only: Alibaba Cloud cannot issue a certificate for a domain by itself, so a stack with
+`domain` is refused before anything is built (see `components.alicloud.refuse_unsupported`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_alicloud as alicloud
+
+from components.alicloud.layout import cloud_name
+from components.alicloud.network import AlicloudNetwork
+from components.base import BuiltNodeGroup
+from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
+
+# Every ALB edition forwards by path; Basic is the cheapest (Alibaba's edition comparison).
+ALB_EDITION = "Basic"
+# Listener idle and request timeouts: the SDK documents 0..600 s, default 60 s. A long LLM answer
+# (or a long wait before its first streamed token) needs more than 60 s; take the maximum.
+LISTENER_TIMEOUT_S = 600
+OPEN_TO_ALL = {"0.0.0.0/0", "::/0"}
+
+
+def health_check() -> dict:
+    """GET the gateway's /healthz on the backend port; only 2xx is healthy."""
+    return {
+        "health_check_enabled": True,
+        "health_check_protocol": "HTTP",
+        "health_check_method": "GET",
+        "health_check_path": HEALTH_PATH,
+        "health_check_codes": ["http_2xx"],
+        "health_check_connect_port": 0,  # the backend port (the gateway)
+        "health_check_interval": 10,
+        "health_check_timeout": 5,
+        "healthy_threshold": 2,
+        "unhealthy_threshold": 3,
+    }
+
+
+def forward_to(server_group_id: pulumi.Input[str]) -> dict:
+    return {"server_group_tuples": [{"server_group_id": server_group_id}]}
+
+
+def allow_list(allowed_cidrs: Sequence[str]) -> list[str]:
+    """The CIDRs to whitelist on the listener; empty when anyone may connect (no ACL at all)."""
+    return [] if OPEN_TO_ALL & set(allowed_cidrs) else list(allowed_cidrs)
+
+
+class AlicloudLoadBalancer(pulumi.ComponentResource):
+    """`llm-deploy:alicloud:LoadBalancer`: ALB, server groups, listener on 80, path rules, optional allow list."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        network: AlicloudNetwork,
+        groups: Sequence[BuiltNodeGroup],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-deploy:alicloud:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.alb = alicloud.alb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_name=cloud_name("llm-deploy", plan.stack),
+            vpc_id=network.vpc.id,
+            address_type="Internet",
+            address_allocated_mode="Dynamic",
+            load_balancer_edition=ALB_EDITION,
+            load_balancer_billing_config={"pay_type": "PayAsYouGo"},
+            zone_mappings=[{"zone_id": zone, "vswitch_id": network.vswitches[zone].id} for zone in network.zones.lb_zones],
+            opts=child,
+        )
+        self.server_groups = {built.group.name: self.server_group(name, plan, network, built, child) for built in groups}
+        default_group = plan.group_serving("llm") or plan.node_groups[0]
+        self.listener = alicloud.alb.Listener(
+            f"{name}-http",
+            load_balancer_id=self.alb.id,
+            listener_port=80,
+            listener_protocol="HTTP",
+            listener_description=f"llm-deploy {plan.stack}",
+            idle_timeout=LISTENER_TIMEOUT_S,
+            request_timeout=LISTENER_TIMEOUT_S,
+            default_actions=[
+                {"type": "ForwardGroup", "forward_group_config": forward_to(self.server_groups[default_group.name].id)}
+            ],
+            opts=child,
+        )
+        priority = 0
+        for group in plan.node_groups:
+            for service in group.services:
+                priority += 1
+                alicloud.alb.Rule(
+                    f"{name}-{service.name}",
+                    listener_id=self.listener.id,
+                    priority=priority,
+                    rule_name=cloud_name("llm-deploy", plan.stack, service.name),
+                    rule_conditions=[{"type": "Path", "path_config": {"values": list(service.paths)}}],
+                    rule_actions=[
+                        {
+                            "order": 1,
+                            "type": "ForwardGroup",
+                            "forward_group_config": forward_to(self.server_groups[group.name].id),
+                        }
+                    ],
+                    opts=child,
+                )
+        self.restrict(name, plan, allow_list(plan.access.allowed_cidrs), child)
+        self.endpoint: pulumi.Output[str] = self.alb.dns_name.apply(lambda dns: f"http://{dns}")
+        self.register_outputs({"endpoint": self.endpoint, "dns_name": self.alb.dns_name})
+
+    def server_group(
+        self, name: str, plan: DeploymentPlan, network: AlicloudNetwork, built: BuiltNodeGroup, opts: pulumi.ResourceOptions
+    ) -> alicloud.alb.ServerGroup:
+        """A server group ESS keeps filled with the node group's instances (gateway port, /healthz)."""
+        group = built.group
+        server_group = alicloud.alb.ServerGroup(
+            f"{name}-{group.name}",
+            server_group_name=cloud_name("llm-deploy", plan.stack, group.name),
+            vpc_id=network.vpc.id,
+            protocol="HTTP",
+            server_group_type="Instance",
+            scheduler="Wlc",  # least connections: LLM requests differ wildly in length
+            health_check_config=health_check(),
+            # ESS adds the servers; without this every `pulumi up` would remove them again
+            # (aliyun/terraform-provider-alicloud#5671, #8729).
+            opts=opts.merge(pulumi.ResourceOptions(ignore_changes=["servers"])),
+        )
+        alicloud.ess.AlbServerGroupAttachment(
+            f"{name}-{group.name}",
+            scaling_group_id=built.members.scaling_group_id,
+            alb_server_group_id=server_group.id,
+            port=GATEWAY_PORT,
+            weight=100,
+            force_attach=True,  # also attach instances the group launched before this attachment
+            opts=opts,
+        )
+        return server_group
+
+    def restrict(self, name: str, plan: DeploymentPlan, cidrs: list[str], opts: pulumi.ResourceOptions) -> None:
+        """allowedCidrs: a whitelist ACL on the listener, unless the stack is open to everyone."""
+        if not cidrs:
+            return
+        acl = alicloud.alb.Acl(f"{name}-allowed", acl_name=cloud_name("llm-deploy", plan.stack, "allowed"), opts=opts)
+        alicloud.alb.AclEntryAttachment(
+            f"{name}-allowed",
+            acl_id=acl.id,
+            entries=[{"entry": cidr, "description": "allowedCidrs"} for cidr in cidrs],
+            opts=opts,
+        )
+        alicloud.alb.ListenerAclAttachment(
+            f"{name}-allowed", acl_id=acl.id, acl_type="White", listener_id=self.listener.id, opts=opts
+        )

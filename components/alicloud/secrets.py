@@ -1,0 +1,88 @@
+"""The stack's secrets as OOS encrypted parameters, and the RAM role the nodes read them with.
+
+Nodes fetch the values at boot with the instance RAM role's temporary credentials, so user-data
+carries only the parameter names.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_alicloud as alicloud
+
+from bootstrap.delivery import SecretStore
+from components.alicloud.layout import ECS_TRUST_POLICY, cloud_name, node_secrets_policy, secret_parameter_name
+from components.base import StackSecrets
+from infra.plan import DeploymentPlan
+
+SECRET_STORE_KIND = "alicloud-oos"
+
+
+def secret_store(plan: DeploymentPlan) -> SecretStore:
+    """Where the nodes find the stack's secrets; the names follow from the plan alone."""
+    return SecretStore(
+        kind=SECRET_STORE_KIND,
+        region=plan.region,
+        api_key_name=secret_parameter_name(plan.stack, "api-key"),
+        hf_token_name=secret_parameter_name(plan.stack, "hf-token") if plan.has_hf_token else None,
+    )
+
+
+class NodeSecrets(pulumi.ComponentResource):
+    """`llm-deploy:alicloud:NodeSecrets`: encrypted parameters + a node role allowed to read exactly them."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        secrets: StackSecrets,
+        account_id: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-deploy:alicloud:NodeSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.store = secret_store(plan)
+        values = {self.store.api_key_name: secrets.api_key}
+        if self.store.hf_token_name is not None:
+            if secrets.hf_token is None:
+                raise ValueError("the plan has an HF token but the stack secrets do not")
+            values[self.store.hf_token_name] = secrets.hf_token
+        self.parameters = [
+            alicloud.oos.SecretParameter(
+                f"{name}-{parameter.rsplit('/', 1)[-1]}",
+                secret_parameter_name=parameter,
+                value=value,
+                type="Secret",
+                description=f"llm-deploy stack {plan.stack}",
+                opts=child,
+            )
+            for parameter, value in values.items()
+        ]
+        role = alicloud.ram.Role(
+            f"{name}-node-role",
+            role_name=cloud_name("llm-deploy", plan.stack, "node"),
+            assume_role_policy_document=json.dumps(ECS_TRUST_POLICY),
+            description=f"llm-deploy stack {plan.stack}: GPU nodes read the stack's secrets",
+            force=True,  # detach its policies when the stack is destroyed
+            opts=child,
+        )
+        policy = alicloud.ram.Policy(
+            f"{name}-node-secrets",
+            policy_name=cloud_name("llm-deploy", plan.stack, "node-secrets", limit=128),
+            policy_document=json.dumps(node_secrets_policy(plan.region, account_id, list(values))),
+            description=f"llm-deploy stack {plan.stack}: read its OOS encrypted parameters",
+            force=True,
+            opts=child,
+        )
+        attachment = alicloud.ram.RolePolicyAttachment(
+            f"{name}-node-secrets",
+            role_name=role.role_name,
+            policy_name=policy.policy_name,
+            policy_type="Custom",
+            opts=child,
+        )
+        self.role_name: pulumi.Output[str] = role.role_name
+        # Nodes must not boot before they can read their secrets.
+        self.ready: list[pulumi.Resource] = [*self.parameters, attachment]
+        self.register_outputs({"role_name": self.role_name})
