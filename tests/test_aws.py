@@ -16,7 +16,7 @@ import pytest
 from components.aws import offline as fakes
 from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, routes
 from components.aws.network import pick_zones
-from components.aws.node_group import CPU_IMAGE, GPU_IMAGE, encode_user_data
+from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
 from infra.config import RawConfig, load_raw, parse_config
 from infra.offline import SECRET_MARK, OfflineResult, run_offline
@@ -377,9 +377,3 @@ def test_nodes_only_go_to_zones_offering_their_type():
     assert first_zone not in zone_of.values()
     for asg in of_type(result, ASG):
         assert {zone_of[s] for s in asg["inputs"]["vpcZoneIdentifiers"]} <= set(zone_of.values())
-
-
-def test_oversized_user_data_is_refused_before_anything_exists():
-    plan, _ = planned("aws-secrets")
-    with pytest.raises(ValueError, match="user-data is .* bytes"):
-        encode_user_data(plan.node_groups[0], "#cloud-config\n" + "x" * 17000)

@@ -84,6 +84,16 @@ class AwsLoadBalancer(pulumi.ComponentResource):
         )
         self.outputs: dict[str, object] = {"load_balancer_dns_name": self.alb.dns_name}
         domain = plan.access.domain
+        # Port 80 serves the API without a domain, and only redirects to HTTPS with one.
+        serving = aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=self.alb.arn,
+            port=HTTP_PORT,
+            protocol="HTTP",
+            default_actions=[REDIRECT_TO_HTTPS if domain else NOT_FOUND],
+            opts=child,
+        )
+        self.endpoint: pulumi.Output[str] = self.alb.dns_name.apply(lambda dns: f"http://{dns}")
         if domain:
             certificate = aws.acm.Certificate(f"{name}-cert", domain_name=domain, validation_method="DNS", opts=child)
             records = certificate.domain_validation_options.apply(validation_records).apply(lambda r: announce(domain, r))
@@ -103,27 +113,9 @@ class AwsLoadBalancer(pulumi.ComponentResource):
                 default_actions=[NOT_FOUND],
                 opts=child,
             )
-            aws.lb.Listener(
-                f"{name}-http",
-                load_balancer_arn=self.alb.arn,
-                port=HTTP_PORT,
-                protocol="HTTP",
-                default_actions=[REDIRECT_TO_HTTPS],
-                opts=child,
-            )
-            self.endpoint: pulumi.Output[str] = pulumi.Output.from_input(f"https://{domain}")
+            self.endpoint = pulumi.Output.from_input(f"https://{domain}")
             self.outputs["certificate_validation_records"] = records
             self.outputs["dns_record"] = self.alb.dns_name.apply(lambda dns: {"name": domain, "type": "CNAME", "value": dns})
-        else:
-            serving = aws.lb.Listener(
-                f"{name}-http",
-                load_balancer_arn=self.alb.arn,
-                port=HTTP_PORT,
-                protocol="HTTP",
-                default_actions=[NOT_FOUND],
-                opts=child,
-            )
-            self.endpoint = self.alb.dns_name.apply(lambda dns: f"http://{dns}")
         for priority, (paths, target_group) in enumerate(routes(plan, [g.target_group for g in node_groups]), start=1):
             aws.lb.ListenerRule(
                 f"{name}-rule-{priority}",

@@ -97,59 +97,34 @@ class AwsNetwork(pulumi.ComponentResource):
             description="llm-deploy nodes: gateway port from the load balancer only",
             opts=child,
         )
-        listener_ports = (HTTP_PORT, HTTPS_PORT) if plan.access.domain else (HTTP_PORT,)
-        for port in listener_ports:
+        alb, nodes = self.alb_security_group, self.node_security_group
+        for port in (HTTP_PORT, HTTPS_PORT) if plan.access.domain else (HTTP_PORT,):
             for index, cidr in enumerate(plan.access.allowed_cidrs):
-                aws.vpc.SecurityGroupIngressRule(
-                    f"{name}-alb-{port}-{index}",
-                    security_group_id=self.alb_security_group.id,
-                    ip_protocol="tcp",
-                    from_port=port,
-                    to_port=port,
-                    description="clients (allowedCidrs)",
-                    **cidr_field(cidr),
-                    opts=child,
-                )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-alb-to-nodes",
-            security_group_id=self.alb_security_group.id,
-            ip_protocol="tcp",
-            from_port=GATEWAY_PORT,
-            to_port=GATEWAY_PORT,
-            referenced_security_group_id=self.node_security_group.id,
-            description="to the node gateways",
-            opts=child,
+                self._rule(f"{name}-alb-{port}-{index}", alb, port, "clients (allowedCidrs)", **cidr_field(cidr))
+        self._rule(
+            f"{name}-alb-to-nodes", alb, GATEWAY_PORT, "to the node gateways", egress=True, referenced_security_group_id=nodes.id
         )
-        aws.vpc.SecurityGroupIngressRule(
+        self._rule(
             f"{name}-nodes-from-alb",
-            security_group_id=self.node_security_group.id,
-            ip_protocol="tcp",
-            from_port=GATEWAY_PORT,
-            to_port=GATEWAY_PORT,
-            referenced_security_group_id=self.alb_security_group.id,
-            description="gateway, from the load balancer only",
-            opts=child,
+            nodes,
+            GATEWAY_PORT,
+            "gateway, from the load balancer only",
+            referenced_security_group_id=alb.id,
         )
         for index, cidr in enumerate(plan.access.ssh_cidrs):
-            aws.vpc.SecurityGroupIngressRule(
-                f"{name}-nodes-ssh-{index}",
-                security_group_id=self.node_security_group.id,
-                ip_protocol="tcp",
-                from_port=SSH_PORT,
-                to_port=SSH_PORT,
-                description="SSH (sshCidrs)",
-                **cidr_field(cidr),
-                opts=child,
-            )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-nodes-egress",
-            security_group_id=self.node_security_group.id,
-            ip_protocol="-1",
-            cidr_ipv4="0.0.0.0/0",
-            description="images, model weights, SSM",
-            opts=child,
-        )
+            self._rule(f"{name}-nodes-ssh-{index}", nodes, SSH_PORT, "SSH (sshCidrs)", **cidr_field(cidr))
+        self._rule(f"{name}-nodes-egress", nodes, None, "images, model weights, SSM", egress=True, cidr_ipv4="0.0.0.0/0")
         self.register_outputs({"vpc_id": self.vpc.id, "subnet_ids": [s.id for s in self.subnets]})
+
+    def _rule(
+        self, name: str, group: aws.ec2.SecurityGroup, port: int | None, description: str, egress: bool = False, **source
+    ) -> None:
+        """One security group rule: a TCP port (None: all traffic) to or from a CIDR or another group."""
+        kind = aws.vpc.SecurityGroupEgressRule if egress else aws.vpc.SecurityGroupIngressRule
+        ports = {"ip_protocol": "-1"} if port is None else {"ip_protocol": "tcp", "from_port": port, "to_port": port}
+        kind(
+            name, security_group_id=group.id, description=description, **ports, **source, opts=pulumi.ResourceOptions(parent=self)
+        )
 
     def subnet_ids_offering(self, instance_type: str) -> pulumi.Output[list[str]]:
         """The subnets whose AZ offers the instance type (all of them if EC2 lists none: the ASG then says why)."""

