@@ -56,12 +56,12 @@ class CloudFakes:
 
     @classmethod
     def load(cls) -> CloudFakes:
-        fakes = cls(outputs={"random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "x" * inputs["length"]}})
+        fakes = cls(outputs={"random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "x" * int(inputs["length"])}})
         for name in CLOUD_OFFLINE_MODULES:
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:
-                if exc.name != name:
+                if exc.name is None or not name.startswith(exc.name):  # a cloud package not written yet is fine
                     raise
                 continue
             fakes.invokes.update(module.INVOKES)
@@ -87,7 +87,7 @@ class RecordingMocks(Mocks):
         answer = self.fakes.invokes.get(args.token)
         if answer is None:
             raise KeyError(f"offline plan has no fake for invoke {args.token}; add one to the cloud's offline module")
-        return answer(_unwrap(args.args)), None
+        return answer(_unwrap(args.args)), []
 
 
 @dataclass
