@@ -1,0 +1,107 @@
+"""DigitalOcean: GPU droplets in a VPC behind one DigitalOcean load balancer.
+
+Steps (each a ComponentResource of its own module): network (VPC, droplet tags, internal load
+balancers when there is more than one node group), node groups (droplets, cache volumes), load
+balancer (public LB, Let's Encrypt certificate, cloud firewall).
+
+DigitalOcean's load balancer routes by port only, so the gateway on every node routes by path, and
+proxies the service kinds its node does not run to the internal load balancer of the group that
+runs them; the public load balancer targets every droplet of the stack. DigitalOcean has no secret
+store: the API key and HF token travel in the droplet's user-data, a Pulumi secret in state.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pulumi
+import pulumi_digitalocean as do
+
+from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
+from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
+from infra.plan import DeploymentPlan, NodeGroup
+
+from .load_balancer import DoLoadBalancer
+from .network import DoNetwork
+from .node_group import DoNodeGroup, droplet_image
+
+__all__ = ["DigitalOceanDeployment"]
+
+IMAGE_OS_RELEASE = "ubuntu-22.04"  # ubuntu-22-04-x64, and the Ubuntu 22.04 the GPU base images build on
+
+
+def dns_name(text: str) -> str:
+    """A name prefix DigitalOcean accepts for droplets, volumes, tags (stack names may hold '_' or '.')."""
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "stack"
+    return name if name[0].isalpha() else f"s-{name}"
+
+
+class DigitalOceanDeployment(CloudDeployment):
+    """`llm-deploy:digitalocean:Deployment`."""
+
+    cloud = "digitalocean"
+
+    def __init__(
+        self, name: str, plan: DeploymentPlan, secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        for group in plan.node_groups:  # a plan we cannot build is refused before any resource exists
+            droplet_image(group)
+        self.prefix = dns_name(name)
+        self._disk_gb: dict[str, int | None] = {}
+        super().__init__(name, plan, secrets, opts)
+
+    def create_provider(self) -> pulumi.ProviderResource:
+        # The API token comes from DIGITALOCEAN_TOKEN; each DigitalOcean resource names its region.
+        return do.Provider("digitalocean", opts=pulumi.ResourceOptions(parent=self))
+
+    def create_network(self) -> DoNetwork:
+        return DoNetwork(self.prefix, self.plan, opts=self.child_opts)
+
+    def store_secrets(self, secrets: StackSecrets) -> pulumi.Output[SecretDelivery]:
+        """No secret store on DigitalOcean: the values go into user-data, which stays a secret in state."""
+        both = pulumi.Output.all(secrets.api_key, secrets.hf_token)
+        return pulumi.Output.secret(both.apply(lambda values: InlineSecrets(api_key=values[0], hf_token=values[1])))
+
+    def create_node_group(self, group: NodeGroup, network: DoNetwork, delivery: pulumi.Output[SecretDelivery]) -> BuiltNodeGroup:
+        members = DoNodeGroup(
+            f"{self.prefix}-{group.name}",
+            group,
+            self.plan,
+            network,
+            self.boot_target(group),
+            delivery,
+            with_volume=self.needs_volume(group),
+            opts=self.child_opts,
+        )
+        return BuiltNodeGroup(group=group, user_data=members.user_data[0], members=members)
+
+    def create_load_balancer(self, network: DoNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+        droplets = [d for built in groups for d in built.members.droplets]
+        balancer = DoLoadBalancer(
+            f"{self.prefix}-lb",
+            self.plan,
+            network.vpc,
+            network.stack_tag,
+            list(network.internal.values()),
+            depends_on=droplets,
+            opts=self.child_opts,
+        )
+        return balancer.endpoint
+
+    def boot_target(self, group: NodeGroup) -> BootTarget:
+        # GPU sizes boot the NVIDIA base image (driver inside); the cache device is set per droplet.
+        return BootTarget(cloud=self.cloud, image_has_driver=group.offer.gpu_count > 0, os_release=IMAGE_OS_RELEASE)
+
+    def droplet_disk_gb(self, size: str) -> int | None:
+        """The size's own disk in GB as DigitalOcean lists it (/v2/sizes); None for a size it does not list."""
+        if size not in self._disk_gb:
+            found = do.get_sizes(
+                filters=[do.GetSizesFilterArgs(key="slug", values=[size])],
+                opts=pulumi.InvokeOptions(parent=self, provider=self.child_opts.provider),
+            )
+            self._disk_gb[size] = next((s.disk for s in found.sizes if s.slug == size), None)
+        return self._disk_gb[size]
+
+    def needs_volume(self, group: NodeGroup) -> bool:
+        """A cache volume when the droplet's own disk is smaller than the group needs, or unknown."""
+        return group.disk_gb > (self.droplet_disk_gb(group.offer.instance_type) or 0)

@@ -1,0 +1,114 @@
+"""The public load balancer, its TLS certificate and the cloud firewall in front of the droplets.
+
+DigitalOcean's load balancer routes by port only; the gateway on every node routes by path. The same
+`load_balancer` function builds the internal per-group load balancers of the network step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_digitalocean as do
+
+from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
+
+# DigitalOcean allows 30..600 s (API spec: `http_idle_timeout_seconds`, default 60). A streamed LLM
+# answer can sit idle before its first token; take the maximum.
+LB_IDLE_TIMEOUT_S = 600
+ANYWHERE = ["0.0.0.0/0", "::/0"]
+
+
+def load_balancer(
+    name: str, plan: DeploymentPlan, vpc: do.Vpc, tag: do.Tag, opts: pulumi.ResourceOptions, **extra: Any
+) -> do.LoadBalancer:
+    """A load balancer in the VPC in front of every droplet carrying `tag`, checking the gateway's /healthz.
+
+    extra: more LoadBalancer arguments; `forwarding_rules` are added to the HTTP 80 → 80 rule.
+    """
+    http = do.LoadBalancerForwardingRuleArgs(
+        entry_port=80, entry_protocol="http", target_port=GATEWAY_PORT, target_protocol="http"
+    )
+    return do.LoadBalancer(
+        name,
+        region=plan.region,
+        vpc_uuid=vpc.id,
+        droplet_tag=tag.name,
+        forwarding_rules=[http, *extra.pop("forwarding_rules", [])],
+        healthcheck=do.LoadBalancerHealthcheckArgs(
+            protocol="http",
+            port=GATEWAY_PORT,
+            path=HEALTH_PATH,
+            check_interval_seconds=10,
+            response_timeout_seconds=5,
+            healthy_threshold=3,
+            unhealthy_threshold=3,
+        ),
+        http_idle_timeout_seconds=LB_IDLE_TIMEOUT_S,
+        **extra,
+        opts=opts,
+    )
+
+
+class DoLoadBalancer(pulumi.ComponentResource):
+    """`llm-deploy:digitalocean:LoadBalancer`: the stack's one public endpoint and the nodes' firewall."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        vpc: do.Vpc,
+        stack_tag: do.Tag,
+        internal: list[do.LoadBalancer],
+        depends_on: list[pulumi.Resource],
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        super().__init__("llm-deploy:digitalocean:LoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        access = plan.access
+        extra: dict[str, Any] = {}
+        if access.domain:
+            # Let's Encrypt on DigitalOcean needs the domain's DNS hosted at DigitalOcean; it then also
+            # creates the A record for the domain pointing at the load balancer.
+            certificate = do.Certificate(f"{name}-cert", type="lets_encrypt", domains=[access.domain], opts=child)
+            extra["forwarding_rules"] = [
+                do.LoadBalancerForwardingRuleArgs(
+                    entry_port=443,
+                    entry_protocol="https",
+                    target_port=GATEWAY_PORT,
+                    target_protocol="http",
+                    certificate_name=certificate.name,
+                )
+            ]
+            extra["redirect_http_to_https"] = True
+        if set(access.allowed_cidrs) != {"0.0.0.0/0"}:
+            extra["firewall"] = do.LoadBalancerFirewallArgs(allows=[f"cidr:{cidr}" for cidr in access.allowed_cidrs])
+        self.balancer = load_balancer(
+            name, plan, vpc, stack_tag, pulumi.ResourceOptions(parent=self, depends_on=depends_on), network="EXTERNAL", **extra
+        )
+        self.firewall = node_firewall(f"{name}-nodes", plan, stack_tag, [self.balancer, *internal], child)
+        if access.domain:
+            self.endpoint: pulumi.Output[str] = pulumi.Output.from_input(f"https://{access.domain}")
+        else:
+            self.endpoint = self.balancer.ip.apply(lambda ip: f"http://{ip}")
+        self.register_outputs({"endpoint": self.endpoint, "ip": self.balancer.ip})
+
+
+def node_firewall(
+    name: str, plan: DeploymentPlan, stack_tag: do.Tag, balancers: list[do.LoadBalancer], opts: pulumi.ResourceOptions
+) -> do.Firewall:
+    """Every droplet of the stack: the gateway port from the load balancers only, SSH from sshCidrs only
+    (no rule when empty: closed), egress open (images, model weights, apt)."""
+    inbound = [
+        do.FirewallInboundRuleArgs(
+            protocol="tcp", port_range=str(GATEWAY_PORT), source_load_balancer_uids=[lb.id for lb in balancers]
+        )
+    ]
+    if plan.access.ssh_cidrs:
+        inbound.append(do.FirewallInboundRuleArgs(protocol="tcp", port_range="22", source_addresses=list(plan.access.ssh_cidrs)))
+    outbound = [
+        do.FirewallOutboundRuleArgs(protocol="tcp", port_range="1-65535", destination_addresses=ANYWHERE),
+        do.FirewallOutboundRuleArgs(protocol="udp", port_range="1-65535", destination_addresses=ANYWHERE),
+        do.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=ANYWHERE),
+    ]
+    return do.Firewall(name, tags=[stack_tag.name], inbound_rules=inbound, outbound_rules=outbound, opts=opts)

@@ -1,0 +1,46 @@
+"""The VPC, the droplet tags, and with more than one node group an internal load balancer per group."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_digitalocean as do
+
+from infra.plan import DeploymentPlan, NodeGroup
+
+from .load_balancer import load_balancer
+
+
+class DoNetwork(pulumi.ComponentResource):
+    """`llm-deploy:digitalocean:Network`.
+
+    Tags (auto-named, so two stacks never share one): `stack_tag` on every droplet of the stack (the
+    public load balancer and the firewall select by it), one tag per node group. When the services
+    sit on more than one node group, each group gets an internal load balancer (VPC only) in front
+    of its droplets: the gateway of a node proxies the kinds it does not serve to the internal load
+    balancer of the group that serves them (`upstreams`).
+    """
+
+    def __init__(self, name: str, plan: DeploymentPlan, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llm-deploy:digitalocean:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.plan = plan
+        self.vpc = do.Vpc(f"{name}-vpc", region=plan.region, description=f"llm-deploy stack {plan.stack}", opts=child)
+        self.stack_tag = do.Tag(f"{name}-nodes", opts=child)
+        self.group_tags = {g.name: do.Tag(f"{name}-{g.name}", opts=child) for g in plan.node_groups}
+        self.internal: dict[str, do.LoadBalancer] = {}
+        if len(plan.node_groups) > 1:
+            for group in plan.node_groups:
+                self.internal[group.name] = load_balancer(
+                    f"{name}-{group.name}-internal", plan, self.vpc, self.group_tags[group.name], child, network="INTERNAL"
+                )
+        self.register_outputs({"vpc_id": self.vpc.id})
+
+    def upstreams(self, group: NodeGroup) -> dict[str, pulumi.Output[str]]:
+        """Service kinds this group does not serve → base URL of the internal load balancer of the group that does."""
+        local = {s.kind for s in group.services}
+        out: dict[str, pulumi.Output[str]] = {}
+        for other in self.plan.node_groups:
+            for service in other.services:
+                if other is not group and service.kind not in local:
+                    out[service.kind] = self.internal[other.name].ip.apply(lambda ip: f"http://{ip}")
+        return out

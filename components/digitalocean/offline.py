@@ -1,0 +1,127 @@
+"""Plausible DigitalOcean answers for the offline plan (no SDK import, no network).
+
+Computed outputs are derived from the resource name, so a plan is the same on every run. Names
+that DigitalOcean resources would get from Pulumi's auto-naming are faked the same way
+(`<resource name>-<7 hex>`), as the mock engine does not auto-name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+
+def _hex(name: str, length: int = 7) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:length]
+
+
+def _uuid(name: str) -> str:
+    return str(uuid.UUID(hashlib.md5(name.encode()).hexdigest()))
+
+
+def _octet(name: str) -> int:
+    return 2 + int(_hex(name, 4), 16) % 250
+
+
+def _auto_name(name: str, inputs: dict) -> str:
+    return inputs.get("name") or f"{name}-{_hex(name)}"
+
+
+def _vpc(name: str, inputs: dict) -> dict:
+    vpc_id = _uuid(name)
+    return {"id": vpc_id, "name": _auto_name(name, inputs), "ip_range": "10.110.0.0/20", "vpc_urn": f"do:vpc:{vpc_id}"}
+
+
+def _tag(name: str, inputs: dict) -> dict:
+    tag = _auto_name(name, inputs)
+    return {"id": tag, "name": tag}
+
+
+def _droplet(name: str, inputs: dict) -> dict:
+    droplet_id = str(400_000_000 + int(_hex(name, 6), 16) % 99_999_999)
+    return {
+        "id": droplet_id,
+        "name": _auto_name(name, inputs),
+        "droplet_urn": f"do:droplet:{droplet_id}",
+        "ipv4_address": f"198.51.100.{_octet(name)}",
+        "ipv4_address_private": f"10.110.0.{_octet(name + '/private')}",
+        "status": "active",
+    }
+
+
+def _load_balancer(name: str, inputs: dict) -> dict:
+    lb_id = _uuid(name)
+    internal = inputs.get("network") == "INTERNAL"
+    ip = f"10.110.1.{_octet(name)}" if internal else f"203.0.113.{_octet(name)}"
+    return {
+        "id": lb_id,
+        "name": _auto_name(name, inputs),
+        "ip": ip,
+        "load_balancer_urn": f"do:loadbalancer:{lb_id}",
+        "status": "active",
+    }
+
+
+def _volume(name: str, inputs: dict) -> dict:
+    volume_id = _uuid(name)
+    return {"id": volume_id, "name": _auto_name(name, inputs), "volume_urn": f"do:volume:{volume_id}"}
+
+
+def _certificate(name: str, inputs: dict) -> dict:
+    return {"id": _uuid(name), "uuid": _uuid(name), "name": _auto_name(name, inputs), "state": "verified"}
+
+
+def _firewall(name: str, inputs: dict) -> dict:
+    return {"id": _uuid(name), "name": _auto_name(name, inputs), "status": "succeeded"}
+
+
+# `disk` (GB) per size for the getSizes fake; the real deployment asks DigitalOcean. Source: DO API
+# /v2/sizes as printed by `doctl compute size list` (boxcutter/oci doctl/README.md, the same dump the
+# catalog cites).
+SIZE_DISK_GB = {
+    "gpu-h100x1-80gb": 720,
+    "gpu-h100x8-640gb": 2046,
+    "gpu-h200x1-141gb": 720,
+    "gpu-h200x8-1128gb": 2046,
+    "gpu-l40sx1-48gb": 500,
+    "gpu-6000adax1-48gb": 500,
+    "gpu-4000adax1-20gb": 500,
+    "gpu-mi300x1-192gb": 720,
+    "s-4vcpu-8gb": 160,
+    "s-8vcpu-16gb": 320,
+}
+
+
+def _sizes(args: dict) -> dict:
+    """getSizes filtered by slug, in the shape DigitalOcean answers (sizes it does not list: none)."""
+    wanted = {v for f in args.get("filters") or [] if f.get("key") == "slug" for v in f.get("values", [])}
+    sizes = [
+        {
+            "slug": slug,
+            "disk": disk,
+            "available": True,
+            "gpu_infos": [],
+            "memory": 0,
+            "price_hourly": 0.0,
+            "price_monthly": 0.0,
+            "regions": [],
+            "transfer": 0.0,
+            "vcpus": 0,
+        }
+        for slug, disk in SIZE_DISK_GB.items()
+        if not wanted or slug in wanted
+    ]
+    return {"id": "sizes", "filters": args.get("filters"), "sizes": sizes, "sorts": args.get("sorts")}
+
+
+INVOKES = {"digitalocean:index/getSizes:getSizes": _sizes}
+
+OUTPUTS = {
+    "digitalocean:index/vpc:Vpc": _vpc,
+    "digitalocean:index/tag:Tag": _tag,
+    "digitalocean:index/droplet:Droplet": _droplet,
+    "digitalocean:index/loadBalancer:LoadBalancer": _load_balancer,
+    "digitalocean:index/volume:Volume": _volume,
+    "digitalocean:index/certificate:Certificate": _certificate,
+    "digitalocean:index/firewall:Firewall": _firewall,
+}

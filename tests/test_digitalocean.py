@@ -1,0 +1,357 @@
+"""The DigitalOcean deployment, run for real under Pulumi's mock engine (`infra.offline.run_offline`).
+
+What is checked is what DigitalOcean would be asked to create: the VPC, droplets of the placed size on
+a GPU image, the load balancer(s) with their health check, the firewall, and the user-data each node
+boots with (rendered by the real bootstrap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pulumi
+import pytest
+
+import components.stack
+from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
+from infra.config import ConfigError, RawConfig, load_raw, load_stack, parse_config
+from infra.offline import SECRET_MARK, RecordingMocks, run_offline
+from infra.placement import place
+from infra.plan import SERVICE_PORTS
+from tests.conftest import STACKS, STACKS_DIR
+
+DROPLET = "digitalocean:index/droplet:Droplet"
+LB = "digitalocean:index/loadBalancer:LoadBalancer"
+FIREWALL = "digitalocean:index/firewall:Firewall"
+VPC = "digitalocean:index/vpc:Vpc"
+VOLUME = "digitalocean:index/volume:Volume"
+CERTIFICATE = "digitalocean:index/certificate:Certificate"
+TAG = "digitalocean:index/tag:Tag"
+
+API_KEY = "do-test-key-4f7c2a9e0b1d3f5a7c9e1b3d"
+SERVICES = [
+    {"name": "llm", "kind": "llm", "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "maxModelLen": 8192},
+    {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
+    {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-large"},
+]
+# LLM on a GPU, embedding and rerank on a CPU droplet: placement makes two node groups of this.
+SPLIT_SERVICES = [
+    {**SERVICES[0], "replicas": 2},
+    {**SERVICES[1], "accelerator": "cpu"},
+    {**SERVICES[2], "accelerator": "cpu"},
+]
+
+
+def _placed_cloud(stack: str) -> str | None:
+    try:
+        return place(load_stack(stack, stacks_dir=STACKS_DIR)).cloud
+    except ConfigError:
+        return None  # a stack that does not place is the config tests' business
+
+
+DO_STACKS = [s for s in STACKS if _placed_cloud(s) == "digitalocean"]
+
+
+def do_config(stack: str = "do-test", **values: object) -> RawConfig:
+    """A DigitalOcean stack config with a known API key (so tests can look for leaks)."""
+    values = {"cloud": "digitalocean", "region": "tor1", "services": SERVICES, "apiKey": API_KEY, **values}
+    return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys={"apiKey"})
+
+
+def of_type(result, typ: str) -> list[dict]:
+    return [r for r in result.resources if r["type"] == typ]
+
+
+def one(result, typ: str, **match: object) -> dict:
+    found = [r for r in of_type(result, typ) if all(r["inputs"].get(k) == v for k, v in match.items())]
+    assert len(found) == 1, f"expected one {typ} with {match}, found {[r['name'] for r in found]}"
+    return found[0]
+
+
+def public_lb(result) -> dict:
+    return one(result, LB, network="EXTERNAL")
+
+
+def first_group(offer: dict | None = None, **fields: object):
+    """A plan change: the (only) node group with `fields` and its offer with `offer` replaced."""
+
+    def change(plan):
+        group = plan.node_groups[0]
+        if offer:
+            fields["offer"] = dataclasses.replace(group.offer, **offer)
+        return dataclasses.replace(plan, node_groups=(dataclasses.replace(group, **fields),))
+
+    return change
+
+
+def with_plan(monkeypatch, raw: RawConfig, change) -> object:
+    """Run the program with the placed plan changed by `change(plan)` (placement itself is tested elsewhere)."""
+    plan = change(place(parse_config(raw)))
+    monkeypatch.setattr(components.stack, "place", lambda config: plan)
+    return run_offline(raw)
+
+
+@pytest.fixture(scope="module")
+def single():
+    return run_offline(do_config())
+
+
+@pytest.fixture(scope="module")
+def split():
+    return run_offline(do_config("do-split", services=SPLIT_SERVICES))
+
+
+@pytest.fixture(scope="module")
+def tls():
+    return run_offline(
+        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], allowedCidrs=["198.51.100.0/24"])
+    )
+
+
+@pytest.mark.parametrize("stack", DO_STACKS)
+def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack):
+    plan = place(load_stack(stack, stacks_dir=STACKS_DIR))
+    result = run_offline(load_raw(stack, stacks_dir=STACKS_DIR))
+    vpc = one(result, VPC)
+    assert vpc["inputs"]["region"] == plan.region
+    droplets = of_type(result, DROPLET)
+    assert sorted(d["inputs"]["size"] for d in droplets) == sorted(
+        g.offer.instance_type for g in plan.node_groups for _ in range(g.count)
+    )
+    for droplet in droplets:
+        assert droplet["inputs"]["region"] == plan.region
+        assert droplet["inputs"]["image"] in {*NVIDIA_IMAGES.values(), CPU_IMAGE}
+        assert droplet["inputs"]["userData"] == SECRET_MARK
+    assert public_lb(result)["inputs"]["healthcheck"]["path"] == "/healthz"
+    assert of_type(result, FIREWALL)
+    assert set(result.user_data) == {g.name for g in plan.node_groups}
+
+
+def test_staging_is_a_digitalocean_stack_on_h200():
+    assert "staging" in DO_STACKS
+    plan = place(load_stack("staging", stacks_dir=STACKS_DIR))
+    assert [g.offer.instance_type for g in plan.node_groups] == ["gpu-h200x1-141gb"]
+
+
+def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring(single):
+    plan = place(parse_config(do_config()))
+    (group,) = plan.node_groups
+    vpc = one(single, VPC)
+    tags = {t["name"]: t for t in of_type(single, TAG)}
+    assert len(tags) == 2  # one for the stack, one for the node group
+    droplets = of_type(single, DROPLET)
+    assert len(droplets) == group.count
+    for droplet in droplets:
+        inputs = droplet["inputs"]
+        assert inputs["size"] == group.offer.instance_type
+        assert inputs["image"] == NVIDIA_IMAGES[group.offer.gpu_count]
+        assert inputs["region"] == "tor1" == vpc["inputs"]["region"]
+        assert inputs["vpcUuid"] and inputs["monitoring"] is True
+        assert len(inputs["tags"]) == 2 and all(inputs["tags"])
+        assert "sshKeys" not in inputs  # the stack config has no SSH keys to give
+
+
+def test_user_data_is_a_secret_and_the_api_key_appears_nowhere_in_plain_text(single):
+    (droplet,) = of_type(single, DROPLET)
+    assert droplet["inputs"]["userData"] == SECRET_MARK
+    assert API_KEY not in str(single.resources) and API_KEY not in str(single.outputs)
+    (text,) = single.user_data.values()
+    assert text.startswith("#cloud-config") and API_KEY in text  # no secret store on DigitalOcean: it travels in user-data
+
+
+def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_tag(single):
+    lb = public_lb(single)["inputs"]
+    assert lb["healthcheck"]["path"] == "/healthz"
+    assert lb["healthcheck"]["protocol"] == "http" and lb["healthcheck"]["port"] == 80
+    assert lb["httpIdleTimeoutSeconds"] == 600  # DigitalOcean's maximum
+    assert lb["forwardingRules"] == [{"entryPort": 80, "entryProtocol": "http", "targetPort": 80, "targetProtocol": "http"}]
+    assert "redirectHttpToHttps" not in lb and "firewall" not in lb
+    assert lb["vpcUuid"] == one(single, DROPLET)["inputs"]["vpcUuid"]
+    stack_tag = lb["dropletTag"]
+    assert all(stack_tag in d["inputs"]["tags"] for d in of_type(single, DROPLET))
+    assert single.outputs["endpoint"].startswith("http://203.0.113.")
+
+
+def test_domain_adds_lets_encrypt_https_and_redirect(tls):
+    certificate = one(tls, CERTIFICATE)["inputs"]
+    assert certificate == {"type": "lets_encrypt", "domains": ["llm.example.com"]}
+    lb = public_lb(tls)["inputs"]
+    https = [r for r in lb["forwardingRules"] if r["entryPort"] == 443]
+    assert len(https) == 1
+    assert https[0]["entryProtocol"] == "https" and https[0]["targetPort"] == 80 and https[0]["targetProtocol"] == "http"
+    assert https[0]["certificateName"]
+    assert lb["redirectHttpToHttps"] is True
+    assert tls.outputs["endpoint"] == "https://llm.example.com"
+
+
+def test_allowed_cidrs_become_the_load_balancer_firewall(tls):
+    assert public_lb(tls)["inputs"]["firewall"] == {"allows": ["cidr:198.51.100.0/24"]}
+
+
+def fake(resource: dict) -> dict:
+    """The computed outputs the offline engine gave a recorded resource (ids, ips)."""
+    from components.digitalocean.offline import OUTPUTS
+
+    return OUTPUTS[resource["type"]](resource["name"], resource["inputs"])
+
+
+def ports(rule: dict) -> set[int]:
+    low, _, high = rule["portRange"].partition("-")
+    return set(range(int(low), int(high or low) + 1))
+
+
+@pytest.mark.parametrize("result_name", ["single", "split", "tls"])
+def test_firewall_lets_only_the_load_balancers_reach_the_gateway(request, result_name):
+    result = request.getfixturevalue(result_name)
+    (firewall,) = of_type(result, FIREWALL)
+    inbound = firewall["inputs"]["inboundRules"]
+    (gateway,) = [r for r in inbound if 80 in ports(r)]
+    assert gateway["portRange"] == "80" and "sourceAddresses" not in gateway
+    assert set(gateway["sourceLoadBalancerUids"]) == {fake(lb)["id"] for lb in of_type(result, LB)}
+    assert firewall["inputs"]["tags"] == [public_lb(result)["inputs"]["dropletTag"]]
+    assert not [r for r in inbound if set(SERVICE_PORTS.values()) & ports(r)]  # 8000/8080/8081 stay on the node
+    internet = [r for r in inbound if {"0.0.0.0/0", "::/0"} & set(r.get("sourceAddresses", []))]
+    assert not internet
+
+
+def test_ssh_is_closed_without_ssh_cidrs_and_limited_to_them_with(single, tls):
+    (closed,) = of_type(single, FIREWALL)
+    assert not [r for r in closed["inputs"]["inboundRules"] if 22 in ports(r)]
+    (limited,) = of_type(tls, FIREWALL)
+    (ssh,) = [r for r in limited["inputs"]["inboundRules"] if 22 in ports(r)]
+    assert ssh["sourceAddresses"] == ["203.0.113.0/24"] and ssh["portRange"] == "22"
+
+
+def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service(split):
+    plan = place(parse_config(do_config("do-split", services=SPLIT_SERVICES)))
+    assert len(plan.node_groups) == 2, "the split config should place two node groups"
+    droplets = of_type(split, DROPLET)
+    assert len(droplets) == sum(g.count for g in plan.node_groups)
+    by_size = {g.offer.instance_type: g for g in plan.node_groups}
+    assert {d["inputs"]["size"] for d in droplets} == set(by_size)
+    assert {d["inputs"]["image"] for d in droplets} == {NVIDIA_IMAGES[1], CPU_IMAGE}
+
+    public = public_lb(split)
+    internal = [r for r in of_type(split, LB) if r["inputs"]["network"] == "INTERNAL"]
+    assert len(internal) == 2
+    # The public LB targets every droplet of the stack; each internal LB the droplets of one group.
+    assert all(public["inputs"]["dropletTag"] in d["inputs"]["tags"] for d in droplets)
+    group_tags = {lb["inputs"]["dropletTag"] for lb in internal}
+    assert all(len(group_tags & set(d["inputs"]["tags"])) == 1 for d in droplets)
+    for lb in internal:
+        assert lb["inputs"]["healthcheck"]["path"] == "/healthz"
+        assert lb["inputs"]["vpcUuid"] == public["inputs"]["vpcUuid"]
+
+    # The gateway of each group proxies the other group's kinds to that group's internal LB.
+    ip_of = {lb["name"]: fake(lb)["ip"] for lb in internal}
+    assert len(set(ip_of.values())) == 2
+    for group in plan.node_groups:
+        text = split.user_data[group.name]
+        own = ip_of[f"do-split-{group.name}-internal"]
+        (other,) = [ip for name, ip in ip_of.items() if name != f"do-split-{group.name}-internal"]
+        assert f"http://{other}" in text, f"{group.name} does not proxy to the other group"
+        assert own not in text, f"{group.name} proxies to itself"
+
+
+def test_one_node_group_has_no_internal_load_balancer(single):
+    assert [r["inputs"]["network"] for r in of_type(single, LB)] == ["EXTERNAL"]
+
+
+def test_droplet_count_follows_replicas(monkeypatch):
+    raw = do_config("do-replicas")
+    result = with_plan(monkeypatch, raw, first_group(count=3))
+    assert len(of_type(result, DROPLET)) == 3
+    assert len({d["name"] for d in of_type(result, DROPLET)}) == 3
+
+
+def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
+    """Droplets are replaced when user-data changes: Pulumi's create-before-delete must stay in force."""
+    seen: list[tuple[str, str, pulumi.ResourceOptions | None]] = []
+    original = pulumi.CustomResource.__init__
+
+    def recording(self, t, name, props=None, opts=None, *args, **kwargs):
+        seen.append((t, name, opts))
+        original(self, t, name, props, opts, *args, **kwargs)
+
+    monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
+    run_offline(do_config("do-options", services=SPLIT_SERVICES))
+    droplets = [(name, opts) for t, name, opts in seen if t == DROPLET]
+    assert len(droplets) == 3
+    assert all(opts is None or not opts.delete_before_replace for _, opts in droplets)
+    assert not [name for _, name, opts in seen if opts is not None and opts.delete_before_replace]
+    # Auto-named: no physical name is forced on a droplet, so a replacement never collides with the original.
+    assert all("name" not in r["inputs"] for r in of_type(run_offline(do_config()), DROPLET))
+
+
+def test_resources_use_the_explicit_provider(monkeypatch):
+    providers: dict[tuple[str, str], str | None] = {}
+    original = RecordingMocks.new_resource
+
+    def recording(self, args):
+        providers[args.typ, args.name] = args.provider
+        return original(self, args)
+
+    monkeypatch.setattr(RecordingMocks, "new_resource", recording)
+    result = run_offline(do_config("do-provider"))
+    for resource in result.resources:
+        if resource["type"].startswith("digitalocean:index/"):
+            provider = providers[resource["type"], resource["name"]] or ""
+            assert "pulumi:providers:digitalocean::digitalocean::" in provider, resource["name"]
+
+
+def test_a_droplet_disk_too_small_for_the_cache_gets_a_volume_per_droplet(monkeypatch):
+    raw = do_config("do-volume")
+    result = with_plan(monkeypatch, raw, first_group(disk_gb=900, count=2))
+    volumes = of_type(result, VOLUME)
+    assert len(volumes) == 2
+    assert all(v["inputs"]["size"] == 900 and v["inputs"]["region"] == "tor1" for v in volumes)
+    droplets = of_type(result, DROPLET)
+    assert sorted(vid for d in droplets for vid in d["inputs"]["volumeIds"]) == sorted(fake(v)["id"] for v in volumes)
+    (text,) = result.user_data.values()
+    (name,) = re.findall(r"/dev/disk/by-id/scsi-0DO_Volume_([a-z0-9-]+)", text)
+    assert len(name) <= 64 and re.fullmatch(r"[a-z][a-z0-9-]*", name)
+
+
+def test_the_volume_is_renamed_with_the_user_data_so_a_replacement_never_fights_for_it(monkeypatch):
+    def device(raw: RawConfig) -> str:
+        (text,) = with_plan(monkeypatch, raw, first_group(disk_gb=900)).user_data.values()
+        return re.findall(r"/dev/disk/by-id/scsi-0DO_Volume_[a-z0-9-]+", text)[0]
+
+    first = device(do_config("do-volume"))
+    assert device(do_config("do-volume")) == first  # same user-data: same volume, nothing replaced
+    rotated = do_config("do-volume")
+    rotated.values["apiKey"] = API_KEY + "-rotated"
+    assert device(rotated) != first  # new user-data: a new droplet, and a new volume for it
+
+
+def test_a_droplet_disk_large_enough_needs_no_volume(single):
+    assert not of_type(single, VOLUME)
+    assert "volumeIds" not in one(single, DROPLET)["inputs"]
+    assert "scsi-0DO_Volume" not in next(iter(single.user_data.values()))
+
+
+def test_a_size_digitalocean_does_not_list_gets_a_volume(monkeypatch):
+    raw = do_config("do-unlisted")
+    result = with_plan(monkeypatch, raw, first_group(offer={"instance_type": "gpu-h100x1-80gb-contract"}))
+    assert len(of_type(result, VOLUME)) == 1
+
+
+def test_a_gpu_without_cuda_is_refused_before_anything_is_created(monkeypatch):
+    raw = do_config("do-amd")
+    with pytest.raises(ConfigError, match=r"node group '.+': instance type gpu-mi300x1-192gb: MI300X is not a CUDA GPU"):
+        with_plan(monkeypatch, raw, first_group(offer={"instance_type": "gpu-mi300x1-192gb", "gpu": "MI300X", "cuda": False}))
+
+
+def test_image_choice_per_gpu_count():
+    plan = place(parse_config(do_config()))
+    group = plan.node_groups[0]
+
+    def image(gpus: int) -> str:
+        return droplet_image(dataclasses.replace(group, offer=dataclasses.replace(group.offer, gpu_count=gpus)))
+
+    assert image(1) == "gpu-h100x1-base"
+    assert image(8) == "gpu-h100x8-base"
+    assert image(0) == "ubuntu-22-04-x64"
+    with pytest.raises(ConfigError, match="not 4"):
+        image(4)
