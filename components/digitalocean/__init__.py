@@ -27,7 +27,9 @@ from .node_group import DoNodeGroup, droplet_image
 
 __all__ = ["DigitalOceanDeployment"]
 
-IMAGE_OS_RELEASE = "ubuntu-22.04"  # ubuntu-22-04-x64, and the Ubuntu 22.04 the GPU base images build on
+# ubuntu-22-04-x64 for CPU sizes. The GPU base images are Ubuntu too (their release is UNVERIFIED); it only
+# picks driver packages, and those images bring the driver.
+IMAGE_OS_RELEASE = "ubuntu-22.04"
 
 
 def dns_name(text: str) -> str:
