@@ -1,0 +1,238 @@
+"""A node group of the plan → `#cloud-config` user-data.
+
+The cloud-config is a typed structure dumped with `yaml.safe_dump`-compatible output: no YAML is
+built from strings. It carries the static scripts and units of `files/` (gzip+base64, to stay under
+the clouds' user-data limits) and, as readable text, the few generated files that hold this node's
+values: `node.env`, one `services/<name>.conf` per service, the gateway config, and, only on clouds
+without a secret store, `secrets.env`. The scripts read those files, so they stay the same on every
+node and shellcheck checks exactly what runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
+
+import yaml
+
+from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
+from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, render_gateway
+from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, DRIVER_BRANCH, ServiceLaunch, service_launches
+from infra.plan import GATEWAY_PORT, NodeGroup
+
+ETC = "/etc/llm-deploy"
+# Most user-data each cloud accepts (bytes, before base64): EC2 16 KiB, ECS 32 KiB, Droplets 64 KiB.
+USER_DATA_LIMITS = {"aws": 16384, "alicloud": 32768, "digitalocean": 65536}
+OS_RELEASES = ("ubuntu-22.04", "ubuntu-24.04")
+STORE_CLOUD = {"aws-ssm": "aws", "alicloud-oos": "alicloud"}
+API_KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # must match llm-deploy-secrets' check
+HF_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
+PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_./-]{1,1011}$")
+
+
+class WriteFile(TypedDict):
+    """One entry of cloud-init's `write_files` module (owner defaults to root:root, mode to 0644)."""
+
+    path: str
+    content: str
+    encoding: NotRequired[str]
+    permissions: NotRequired[str]
+
+
+class CloudConfig(TypedDict):
+    write_files: list[WriteFile]
+    runcmd: list[list[str]]
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """A file of `files/` and where it lands on the node."""
+
+    source: str
+    path: str
+    permissions: str
+    when: str = "always"  # "always" | "gpu" | "alicloud-oos"
+
+
+STATIC_FILES = (
+    StaticFile("llm-deploy", "/usr/local/sbin/llm-deploy", "0755"),
+    StaticFile("llm-deploy-gpu", "/usr/local/sbin/llm-deploy-gpu", "0755", when="gpu"),
+    StaticFile("alicloud_oos.py", "/usr/local/lib/llm-deploy/alicloud_oos.py", "0755", when="alicloud-oos"),
+    StaticFile("systemd/llm-deploy-bootstrap.service", "/etc/systemd/system/llm-deploy-bootstrap.service", "0644"),
+    StaticFile("systemd/llm-deploy-secrets.service", "/etc/systemd/system/llm-deploy-secrets.service", "0644"),
+    StaticFile("systemd/llm-deploy@.service", "/etc/systemd/system/llm-deploy@.service", "0644"),
+    StaticFile("systemd/llm-deploy-health.service", "/etc/systemd/system/llm-deploy-health.service", "0644"),
+)
+
+RUNCMD = [
+    ["ln", "-sf", "/usr/local/sbin/llm-deploy", "/usr/local/bin/llm-deploy-status"],
+    ["systemctl", "daemon-reload"],
+    ["systemctl", "enable", "llm-deploy-bootstrap.service"],
+    # --no-block: cloud-init must finish; the unit runs on (and after the driver's reboot) by itself.
+    ["systemctl", "start", "--no-block", "llm-deploy-bootstrap.service"],
+]
+
+
+def shell_assignments(header: str, values: Mapping[str, str | int | Sequence[str]]) -> str:
+    """A bash file of `NAME=value` / `NAME=(a b)` lines, every value shell-quoted."""
+    lines = ["# shellcheck shell=bash disable=SC2034", *(f"# {line}" for line in header.splitlines())]
+    for name, value in values.items():
+        if isinstance(value, str | int):
+            lines.append(f"{name}={shlex.quote(str(value))}")
+        else:
+            lines.append(f"{name}=({' '.join(shlex.quote(v) for v in value)})")
+    return "\n".join(lines) + "\n"
+
+
+def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> str:
+    values: dict[str, str | int | Sequence[str]] = {
+        "LLM_DEPLOY_GROUP": group.name,
+        "LLM_DEPLOY_CLOUD": group.cloud,
+        "LLM_DEPLOY_OS_RELEASE": target.os_release,
+        "LLM_DEPLOY_ACCELERATOR": group.accelerator,
+        "LLM_DEPLOY_SERVICES": [s.name for s in group.services],
+        "LLM_DEPLOY_CACHE_DIR": CACHE_DIR,
+        "LLM_DEPLOY_DATA_DEVICE": target.data_device or "",
+        "LLM_DEPLOY_HEALTH_FILE": HEALTH_FILE,
+        "LLM_DEPLOY_AUTH_FILE": AUTH_FILE,
+    }
+    if group.accelerator == "gpu":
+        values |= {
+            "LLM_DEPLOY_GPU_COUNT": group.offer.gpu_count,
+            "LLM_DEPLOY_IMAGE_HAS_DRIVER": int(target.image_has_driver),
+            "LLM_DEPLOY_DRIVER_BRANCH": DRIVER_BRANCH,
+            "LLM_DEPLOY_FABRIC_MANAGER": int(group.offer.gpu_count >= 8 and not target.image_has_driver),
+            "LLM_DEPLOY_CUDA_CHECK_IMAGE": CUDA_CHECK_IMAGE,
+        }
+    if isinstance(secrets, SecretStore):
+        values |= {
+            "LLM_DEPLOY_SECRET_STORE": secrets.kind,
+            "LLM_DEPLOY_SECRET_REGION": secrets.region,
+            "LLM_DEPLOY_API_KEY_NAME": secrets.api_key_name,
+            "LLM_DEPLOY_HF_TOKEN_NAME": secrets.hf_token_name or "",
+        }
+    else:
+        values["LLM_DEPLOY_SECRET_STORE"] = "inline"
+    header = f"Node group {group.name}: {group.offer.instance_type} on {group.cloud}, read by /usr/local/sbin/llm-deploy."
+    return shell_assignments(header, values)
+
+
+def service_conf(launch: ServiceLaunch) -> str:
+    service = launch.service
+    return shell_assignments(
+        f"Run by llm-deploy@{service.name}.service.",
+        {
+            "SERVICE_KIND": service.kind,
+            "SERVICE_PORT": service.port,
+            "SERVICE_IMAGE": launch.image,
+            "SERVICE_DOCKER_ARGS": launch.docker_args,
+            "SERVICE_ARGS": launch.args,
+        },
+    )
+
+
+def secrets_env(secrets: InlineSecrets) -> str:
+    values = {"LLM_DEPLOY_API_KEY": secrets.api_key}
+    if secrets.hf_token:
+        values["HF_TOKEN"] = secrets.hf_token
+    return shell_assignments("Secrets delivered in user-data: this cloud has no secret store.", values)
+
+
+def check_inputs(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> None:
+    """Refuse what the node could not run, naming the field, before anything is rendered."""
+    if not group.services:
+        raise ValueError(f"node group {group.name!r}: services: no service to run")
+    if target.cloud != group.cloud:
+        raise ValueError(f"target.cloud: {target.cloud!r} but node group {group.name!r} is on {group.cloud!r}")
+    if target.os_release not in OS_RELEASES:
+        raise ValueError(f"target.os_release: {target.os_release!r} is not one of {', '.join(OS_RELEASES)}")
+    if target.data_device is not None and not re.match(r"^/dev/[A-Za-z0-9/_.-]+$", target.data_device):
+        raise ValueError(f"target.data_device: {target.data_device!r} is not a /dev path")
+    ports = [s.port for s in group.services]
+    for service in group.services:
+        if ports.count(service.port) > 1 or service.port == GATEWAY_PORT or not 1 <= service.port <= 65535:
+            raise ValueError(f"service {service.name!r}: port {service.port} is taken or invalid")
+    kinds = [s.kind for s in group.services]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"node group {group.name!r}: at most one service per kind (the gateway routes by kind)")
+    if isinstance(secrets, SecretStore):
+        if STORE_CLOUD.get(secrets.kind) != group.cloud:
+            raise ValueError(f"secrets.kind: {secrets.kind!r} is not a secret store of {group.cloud!r}")
+        for field, name in (("api_key_name", secrets.api_key_name), ("hf_token_name", secrets.hf_token_name)):
+            if name is not None and not PARAMETER_NAME.match(name):
+                raise ValueError(f"secrets.{field}: {name!r} is not a parameter name")
+    elif isinstance(secrets, InlineSecrets):
+        if group.cloud in STORE_CLOUD.values():
+            raise ValueError(f"secrets: {group.cloud} has a secret store; inline secrets would put the key in user-data")
+        if not API_KEY_CHARS.match(secrets.api_key):
+            raise ValueError("secrets.api_key: must be non-empty and use only A-Z a-z 0-9 . _ ~ + / = -")
+        if secrets.hf_token is not None and not HF_TOKEN_CHARS.match(secrets.hf_token):
+            raise ValueError("secrets.hf_token: must use only A-Z a-z 0-9 . _ -")
+    else:
+        raise TypeError(f"secrets: expected SecretStore or InlineSecrets, got {type(secrets).__name__}")
+
+
+def _static(file: StaticFile) -> WriteFile:
+    data = gzip.compress((FILES / file.source).read_bytes(), compresslevel=9, mtime=0)
+    entry: WriteFile = {"path": file.path, "content": base64.b64encode(data).decode(), "encoding": "gz+b64"}
+    if file.permissions != "0644":
+        entry["permissions"] = file.permissions
+    return entry
+
+
+def _text(path: str, content: str, permissions: str | None = None) -> WriteFile:
+    entry: WriteFile = {"path": path, "content": content}
+    if permissions:
+        entry["permissions"] = permissions
+    return entry
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that writes multi-line strings as literal blocks, so the generated files read as files."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump(config: CloudConfig) -> str:
+    return "#cloud-config\n" + yaml.dump(dict(config), Dumper=_Dumper, sort_keys=False, width=1_000_000)
+
+
+def render_user_data(
+    group: NodeGroup,
+    target: BootTarget,
+    secrets: SecretDelivery,
+    upstreams: Mapping[str, str] | None = None,
+) -> str:
+    """`#cloud-config` user-data (plain text) that turns a VM of this node group into a serving node.
+
+    `upstreams` maps a service kind this node does not serve to a base URL its gateway proxies to
+    (where the load balancer cannot route by path). With a SecretStore the user-data holds only the
+    parameter names; with InlineSecrets the values travel in it (written to a 0600 file).
+    """
+    check_inputs(group, target, secrets)
+    launches = service_launches(group)
+    conditions = {"always", group.accelerator}
+    if isinstance(secrets, SecretStore):
+        conditions.add(secrets.kind)
+    files = [_static(f) for f in STATIC_FILES if f.when in conditions]
+    files.append(_text(f"{ETC}/node.env", node_env(group, target, secrets)))
+    files += [_text(f"{ETC}/services/{launch.service.name}.conf", service_conf(launch)) for launch in launches]
+    files.append(_text(f"{ETC}/gateway.conf", render_gateway(group, upstreams)))
+    if isinstance(secrets, InlineSecrets):
+        files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
+    text = dump({"write_files": files, "runcmd": RUNCMD})
+    limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
+    if len(text.encode()) > limit:
+        raise ValueError(f"node group {group.name!r}: user-data is {len(text.encode())} bytes; {group.cloud} accepts {limit}")
+    return text

@@ -1,0 +1,137 @@
+"""How each placed service runs on its node: pinned images, container arguments, GPU assignment.
+
+Everything a node needs to start a service is decided here, in Python, and written to the node as a
+small per-service file; the shell scripts on the node only execute it. That keeps the decisions
+testable and the scripts static.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.plan import NodeGroup, PlacedService
+
+# Pinned images. vLLM v0.19.1 is built on CUDA 12.9 (v0.20+ default to CUDA 13, which needs driver
+# >= 580 everywhere); the GPU check uses the same CUDA base, so a too-old driver fails that check,
+# with a clear message, before any service starts.
+VLLM_IMAGE = "vllm/vllm-openai:v0.19.1"
+CUDA_CHECK_IMAGE = "nvidia/cuda:12.9.1-base-ubuntu22.04"
+TEI_REPOSITORY = "ghcr.io/huggingface/text-embeddings-inference"
+TEI_VERSION = "1.9"
+# TEI publishes one CUDA image per GPU architecture (README "Docker images" table); the key is
+# Offer.gpu_arch from the catalog.
+TEI_ARCH_PREFIX = {"turing": "turing-", "ampere80": "", "86": "86-", "89": "89-", "hopper": "hopper-"}
+# NVIDIA server driver branch installed where the image has none: 580 supports CUDA 13.0 (so 12.9
+# images), Turing..Blackwell, and is a long-term-support branch on Ubuntu 22.04 and 24.04.
+DRIVER_BRANCH = 580
+
+# Where the node keeps the HuggingFace cache (the data disk is mounted here when there is one).
+CACHE_DIR = "/opt/llm-deploy/cache"
+
+# vLLM's flags for the plan's dtype. int8/int4 expect a pre-quantized checkpoint (AWQ, GPTQ,
+# compressed-tensors): vLLM reads the method from the model's config, so only the dtype is left to it.
+VLLM_DTYPE_ARGS: dict[str, tuple[str, ...]] = {
+    "bf16": ("--dtype", "bfloat16"),
+    "fp16": ("--dtype", "float16"),
+    "fp8": ("--dtype", "auto", "--quantization", "fp8"),
+    "int8": ("--dtype", "auto"),
+    "int4": ("--dtype", "auto"),
+}
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
+
+@dataclass(frozen=True)
+class ServiceLaunch:
+    """One container: its image, `docker run` options and the server's own arguments."""
+
+    service: PlacedService
+    image: str
+    docker_args: tuple[str, ...]
+    args: tuple[str, ...]
+    gpu_devices: tuple[int, ...] = ()  # empty: runs on CPU
+
+
+def tei_image(gpu_arch: str | None) -> str:
+    """The TEI image for a GPU architecture, or the CPU image for None."""
+    if gpu_arch is None:
+        return f"{TEI_REPOSITORY}:cpu-{TEI_VERSION}"
+    if gpu_arch not in TEI_ARCH_PREFIX:
+        raise ValueError(f"offer.gpu_arch: {gpu_arch!r} has no TEI image; known: {', '.join(sorted(TEI_ARCH_PREFIX))}")
+    return f"{TEI_REPOSITORY}:{TEI_ARCH_PREFIX[gpu_arch]}{TEI_VERSION}"
+
+
+def runs_on_gpu(group: NodeGroup, service: PlacedService) -> bool:
+    return group.accelerator == "gpu" and service.accelerator == "gpu"
+
+
+def assign_gpus(group: NodeGroup) -> dict[str, tuple[int, ...]]:
+    """GPU indices per service: disjoint ranges when the services fit side by side, else shared from GPU 0.
+
+    Sharing is what placement means when the GPUs needed add up to more than the node has (for example
+    TEI next to a vLLM that spans every GPU, with vLLM's memory share lowered to leave room).
+    """
+    on_gpu = [s for s in group.services if runs_on_gpu(group, s)]
+    available = group.offer.gpu_count
+    for service in on_gpu:
+        if max(service.tensor_parallel_size, 1) > available:
+            raise ValueError(
+                f"node group {group.name!r}: service {service.name!r} needs {service.tensor_parallel_size} GPUs, "
+                f"{group.offer.instance_type} has {available}"
+            )
+    widths = [max(s.tensor_parallel_size, 1) for s in on_gpu]
+    if sum(widths) <= available:
+        starts = [sum(widths[:i]) for i in range(len(widths))]
+    else:
+        starts = [0] * len(widths)
+    return {s.name: tuple(range(start, start + width)) for s, start, width in zip(on_gpu, starts, widths, strict=True)}
+
+
+def vllm_args(service: PlacedService) -> tuple[str, ...]:
+    if service.dtype not in VLLM_DTYPE_ARGS:
+        raise ValueError(f"service {service.name!r}: dtype {service.dtype!r} is not one of {', '.join(VLLM_DTYPE_ARGS)}")
+    args = [
+        "--model", service.model,
+        "--served-model-name", service.model,
+        "--tensor-parallel-size", str(max(service.tensor_parallel_size, 1)),
+    ]  # fmt: skip
+    if service.max_model_len is not None:
+        args += ["--max-model-len", str(service.max_model_len)]
+    utilization = service.gpu_memory_utilization or DEFAULT_GPU_MEMORY_UTILIZATION
+    args += ["--gpu-memory-utilization", f"{utilization:g}", *VLLM_DTYPE_ARGS[service.dtype]]
+    args += ["--host", "0.0.0.0", "--port", str(service.port)]
+    return tuple(args)
+
+
+def tei_args(service: PlacedService) -> tuple[str, ...]:
+    return ("--model-id", service.model, "--port", str(service.port), "--auto-truncate")
+
+
+def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
+    """The containers of a node group, in the plan's order."""
+    gpus = assign_gpus(group)
+    launches = []
+    for service in group.services:
+        devices = gpus.get(service.name, ())
+        docker_args = ["-p", f"127.0.0.1:{service.port}:{service.port}"]
+        if devices:
+            docker_args += ["--gpus", '"device=' + ",".join(map(str, devices)) + '"']
+        if service.kind == "llm":
+            if not devices:
+                raise ValueError(
+                    f"node group {group.name!r}: service {service.name!r} (llm) needs a GPU; vLLM has no CPU image here"
+                )
+            image = VLLM_IMAGE
+            # --ipc=host: PyTorch shares tensors between the tensor-parallel workers through shared memory.
+            docker_args += ["--ipc=host", "-v", f"{CACHE_DIR}/huggingface:/root/.cache/huggingface"]
+            args = vllm_args(service)
+        else:
+            if devices and group.offer.gpu_arch is None:
+                raise ValueError(
+                    f"node group {group.name!r}: offer.gpu_arch is not set for {group.offer.gpu}; TEI needs it to pick its image"
+                )
+            image = tei_image(group.offer.gpu_arch if devices else None)
+            # TEI keeps its hub cache in /data: the same layout as vLLM's, so both share one cache.
+            docker_args += ["-v", f"{CACHE_DIR}/huggingface/hub:/data"]
+            args = tei_args(service)
+        launches.append(ServiceLaunch(service, image, tuple(docker_args), args, devices))
+    return launches
