@@ -249,6 +249,80 @@ def plan(
         err.print(f"wrote {path}", markup=False)
 
 
+# --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------
+# infra.environments is imported inside each command: the other commands never load Pulumi.
+
+env_app = typer.Typer(no_args_is_help=True, help="Create, update, preview, destroy and reap stacks through the Pulumi CLI.")
+app.add_typer(env_app, name="env")
+
+EnvStackOption = Annotated[str, typer.Option("--stack", "-s", help="The Pulumi stack, e.g. dev or pr-42.")]
+EnvConfigOption = Annotated[str | None, typer.Option(
+    "--config", "-c", help="Take the config from this stack file (e.g. stacks/Pulumi.dev.yaml for pr-42); default: the stack's own.")]
+ProjectDirOption = Annotated[Path, typer.Option("--project-dir", help="The project directory (Pulumi.yaml, stacks/).")]
+PolicyPackOption = Annotated[list[str] | None, typer.Option("--policy-pack", help="Also run this policy pack (repeatable), e.g. policy.")]
+
+
+def _env(operation: str, *args: Any, **kwargs: Any) -> Any:
+    """Run an infra.environments operation; its failures are one line and exit 1."""
+    from infra import environments
+
+    try:
+        return getattr(environments, operation)(*args, **kwargs)
+    except environments.EnvCommandError as error:
+        fail([f"error: {error}"], code=1)
+
+
+def _err_line(line: str) -> None:
+    err.print(line, markup=False, highlight=False)
+
+
+@env_app.command("up")
+def env_up(stack: EnvStackOption, config: EnvConfigOption = None, project_dir: ProjectDirOption = Path("."),
+           policy_pack: PolicyPackOption = None) -> None:
+    """Create or select the stack, set its config, `pulumi up` (progress streamed), print the endpoint.
+
+    Secrets for a stack whose config is copied from another file: LLM_DEPLOY_API_KEY, HF_TOKEN.
+    """
+    _env("up", stack, config, project_dir, policy_pack or (), err=_err_line)
+
+
+@env_app.command("preview")
+def env_preview(stack: EnvStackOption, config: EnvConfigOption = None, project_dir: ProjectDirOption = Path("."),
+                policy_pack: PolicyPackOption = None) -> None:
+    """Create or select the stack, set its config, `pulumi preview` with the policy packs."""
+    _env("preview", stack, config, project_dir, policy_pack or (), err=_err_line)
+
+
+@env_app.command("destroy")
+def env_destroy(stack: EnvStackOption, project_dir: ProjectDirOption = Path("."),
+                remove: Annotated[bool, typer.Option("--remove", help="Also delete the stack and its config file.")] = False) -> None:
+    """`pulumi destroy` an existing stack (and with --remove, `pulumi stack rm`)."""
+    _env("destroy", stack, project_dir, remove)
+
+
+@env_app.command("reap")
+def env_reap(
+    prefix: Annotated[str, typer.Option("--prefix", help="Only stacks whose name starts with this.")] = "pr-",
+    max_age_hours: Annotated[float, typer.Option("--max-age-hours", envvar="LLM_DEPLOY_REAP_MAX_AGE_HOURS", min=0,
+                                                 help="Destroy stacks last updated longer ago than this.")] = 24.0,
+    project_dir: ProjectDirOption = Path("."),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be destroyed.")] = False,
+) -> None:
+    """Destroy and remove ephemeral stacks (pr-*) whose last update is older than --max-age-hours."""
+    _env("reap", prefix, max_age_hours, project_dir, dry_run)
+
+
+@env_app.command("matrix")
+def env_matrix(stacks_dir: StacksDirOption = Path("stacks"), format: Annotated[Format, typer.Option("--format")] = Format.json) -> None:
+    """The committed stacks with the cloud each lands on and the credential variables it needs (a CI matrix)."""
+    entries = _env("ci_matrix", stacks_dir)
+    if format is Format.json:
+        sys.stdout.write(json.dumps({"include": entries}) + "\n")
+        return
+    for entry in entries:
+        out.print(f"{entry['stack']}: {entry['cloud']} (needs {entry['credentials']})", markup=False)
+
+
 def main() -> None:
     """Console entry point: bad input exits 2 with one line per problem, anything else exits 1."""
     try:
