@@ -330,6 +330,26 @@ def test_boot_resumes_after_the_driver_reboot(rendered):
     assert "Restart=always" in service_unit
 
 
+def test_systemd_units_verify(rendered, tmp_path):
+    """systemd's own check of the units as the node gets them (an extra: skipped where systemd is absent)."""
+    analyze, system_units = shutil.which("systemd-analyze"), Path("/lib/systemd/system")
+    if analyze is None or not system_units.is_dir():
+        pytest.skip("systemd-analyze or /lib/systemd/system is not available")
+    shutil.copytree(system_units, tmp_path / "lib/systemd/system", symlinks=True)
+    units = tmp_path / "etc/systemd/system"
+    units.mkdir(parents=True)
+    for stub in ("docker.service", "nginx.service"):  # installed by the bootstrap; stand-ins here
+        (units / stub).write_text("[Unit]\nDescription=stand-in\n[Service]\nExecStart=/bin/true\n")
+    for path, file in node_files(rendered["aws-ssm-driver-image"]).items():
+        if path.startswith(("/etc/systemd/system/", "/usr/local/sbin/")):
+            (tmp_path / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path.lstrip("/")).write_text(file.text)
+            (tmp_path / path.lstrip("/")).chmod(int(file.permissions, 8))
+    names = ["llm-deploy-bootstrap.service", "llm-deploy-secrets.service", "llm-deploy-health.service", "llm-deploy@llm.service"]
+    result = subprocess.run([analyze, "verify", f"--root={tmp_path}", *names], check=False, capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout + result.stderr, result.stdout + result.stderr
+
+
 def test_user_data_is_deterministic():
     """DigitalOcean replaces a droplet whose user-data changes: the same plan must give the same bytes."""
     case = CASES["digitalocean-inline-driver-image"]
