@@ -28,6 +28,8 @@ from infra.plan import GATEWAY_PORT, NodeGroup
 ETC = "/etc/llm-deploy"
 # Most user-data each cloud accepts (bytes, before base64): EC2 16 KiB, ECS 32 KiB, Droplets 64 KiB.
 USER_DATA_LIMITS = {"aws": 16384, "alicloud": 32768, "digitalocean": 65536}
+# Clouds that take user-data as base64 get it gzipped inside (cloud-init unzips it at boot); DigitalOcean takes plain text.
+GZIPPED_CLOUDS = ("aws", "alicloud")
 OS_RELEASES = ("ubuntu-22.04", "ubuntu-24.04")
 STORE_CLOUD = {"aws-ssm": "aws", "alicloud-oos": "alicloud"}
 API_KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # must match llm-deploy-secrets' check
@@ -233,6 +235,16 @@ def render_user_data(
         files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
     text = dump({"write_files": files, "runcmd": RUNCMD})
     limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
-    if len(text.encode()) > limit:
-        raise ValueError(f"node group {group.name!r}: user-data is {len(text.encode())} bytes; {group.cloud} accepts {limit}")
+    size = len(_gzip(text)) if group.cloud in GZIPPED_CLOUDS else len(text.encode())
+    if size > limit:
+        raise ValueError(f"node group {group.name!r}: user-data is {size} bytes as sent; {group.cloud} accepts {limit}")
     return text
+
+
+def _gzip(text: str) -> bytes:
+    return gzip.compress(text.encode(), mtime=0)  # mtime 0: the same text gives the same bytes, so no spurious replacement
+
+
+def encode_user_data(text: str) -> str:
+    """gzip + base64, the form EC2 launch templates and ECS/ESS scaling configurations take."""
+    return base64.b64encode(_gzip(text)).decode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,10 +125,11 @@ async def _resolve(value: Any) -> Any:
 
 
 def decode_user_data(text: str) -> str:
-    """User-data as a node reads it: clouds that take base64 get it decoded back."""
+    """User-data as a node reads it: base64 (and gzip inside it) undone."""
     if text.startswith("#cloud-config"):
         return text
-    return base64.b64decode(text).decode()
+    raw = base64.b64decode(text)
+    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
 
 
 def run_offline(raw: RawConfig) -> OfflineResult:

@@ -18,7 +18,7 @@ from components.alicloud.layout import VPC_CIDR
 from components.alicloud.loadbalancer import LISTENER_TIMEOUT_S
 from components.alicloud.secrets import secret_store
 from infra.config import ConfigError, RawConfig, load_raw, parse_config
-from infra.offline import SECRET_MARK, OfflineResult, run_offline
+from infra.offline import SECRET_MARK, OfflineResult, decode_user_data, run_offline
 from infra.placement import place
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
 
@@ -164,7 +164,7 @@ def test_every_node_group_is_a_scaling_group_of_the_placed_type(stack):
         assert cache_gb >= group.disk_gb
         assert launch["roleName"] == named(result, ROLE, f"{plan.stack}-secrets-node-role")["inputs"]["roleName"]
         assert launch["active"] and launch["enable"]
-        assert base64.b64decode(launch["userData"]).decode() == result.user_data[group.name]
+        assert decode_user_data(launch["userData"]) == result.user_data[group.name]
 
 
 def test_replicas_become_the_size_of_a_scaling_group_across_two_zones():

@@ -10,11 +10,10 @@ the old one is deleted.
 
 from __future__ import annotations
 
-import base64
-
 import pulumi
 import pulumi_alicloud as alicloud
 
+from bootstrap import encode_user_data
 from components.alicloud.layout import cloud_name, disk_layout, launch_fingerprint
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.secrets import NodeSecrets
@@ -72,7 +71,7 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
             image_id=image_id,
             security_group_id=network.security_group.id,
             role_name=secrets.role_name,
-            user_data=base64.b64encode(user_data.encode()).decode(),
+            user_data=encode_user_data(user_data),
             system_disk_category=ESSD,
             system_disk_size=disks.system_gb,
             data_disks=data_disks(disks.data_gb),

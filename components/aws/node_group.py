@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from bootstrap import encode_user_data
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan, NodeGroup
 
 from .naming import short_name, stack_tags
@@ -113,7 +113,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
                 "http_put_response_hop_limit": 2,  # containers sit one hop behind the host
             },
             block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb)),
-            user_data=base64.b64encode(user_data.encode()).decode(),  # bootstrap keeps it under EC2's 16 KiB
+            user_data=encode_user_data(user_data),
             tag_specifications=[
                 {"resource_type": "instance", "tags": tags},
                 {"resource_type": "volume", "tags": tags},
