@@ -34,6 +34,9 @@ MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
 DISK_BASE_GB = 60  # OS, Docker images (vLLM ~10 GB, TEI ~3 GB), logs
 DISK_CACHE_FACTOR = 1.2  # model cache headroom over the checkpoint size
+# Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
+# Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
+CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,11 @@ def _regions(offers: Sequence[Offer], cloud: str) -> list[str]:
     return list(dict.fromkeys(o.region for o in offers if o.cloud == cloud))
 
 
-def _evaluate_cloud(needs: Sequence[ServiceNeed], cloud: str, region: str | None, offers: Sequence[Offer]) -> CloudResult:
+def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: str, region: str | None,
+                    offers: Sequence[Offer]) -> CloudResult:
     regions = [region] if region else _regions(offers, cloud)
+    if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
+        regions = []
     plans = [
         p
         for r in regions
@@ -278,12 +284,16 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         node_groups=tuple(groups),
         access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain),
         has_hf_token=config.hf_token is not None,
+        source=config.source,
     )
 
 
 def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str]) -> list[str]:
     """Name the field that makes the stack impossible to place."""
     src = config.source
+    if config.domain and not set(clouds) & set(CLOUDS_WITH_MANAGED_TLS):
+        return [problem(src, "domain", f"TLS for {config.domain} needs a certificate that {'/'.join(clouds)} cannot issue by "
+                        f"itself; remove domain (plain HTTP endpoint) or deploy on {' or '.join(CLOUDS_WITH_MANAGED_TLS)}")]
     scoped = [o for o in offers if o.cloud in clouds]
     if config.region and not any(o.region == config.region for o in scoped):
         known = ", ".join(sorted({o.region for o in scoped}))
@@ -335,7 +345,7 @@ def evaluate(config: StackConfig) -> Evaluation:
         region = config.region if config.region in _regions(offers, cloud) else None
         if config.region and region is None and config.cloud == cloud:
             region = config.region
-        by_cloud[cloud] = _evaluate_cloud(needs, cloud, region, offers)
+        by_cloud[cloud] = _evaluate_cloud(config, needs, cloud, region, offers)
     targets = list(CLOUDS) if config.cloud == "auto" else [config.cloud]
     if config.cloud == "auto" and config.region:
         targets = [c for c in targets if config.region in _regions(offers, c)] or targets

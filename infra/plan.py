@@ -123,6 +123,7 @@ class DeploymentPlan:
     node_groups: tuple[NodeGroup, ...]
     access: Access = field(default_factory=Access)
     has_hf_token: bool = False
+    source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
 
     @property
     def hourly_usd(self) -> float:

@@ -37,6 +37,10 @@ BAD_INPUTS = {
         {"services": [{**LLM, "model": "deepseek-ai/DeepSeek-R1"}]},
         "services[0].model: deepseek-ai/DeepSeek-R1 needs",
     ),
+    "domain on a cloud without managed TLS": (
+        {"cloud": "alicloud", "domain": "llm.example.com", "services": [LLM]},
+        "domain: TLS for llm.example.com needs a certificate that alicloud cannot issue",
+    ),
     "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey: must be a secret"),
     "unknown GPU pin": ({"services": [{**LLM, "gpu": "B300"}]}, "services[0].gpu: unknown GPU 'B300'"),
     "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides: aws/p9.huge not in the catalog"),

@@ -180,3 +180,13 @@ def test_disk_is_sized_for_the_model_cache():
     plan = place(parse_config(load_raw(stack="staging", stacks_dir=STACKS_DIR)))
     # 70.6B checkpoint in 16-bit is ~141 GB; the disk holds it with headroom plus the OS and images
     assert plan.node_groups[0].disk_gb >= 141 * 1.2 + 60
+
+
+def test_auto_never_picks_a_cloud_that_cannot_serve_the_domain(stack_file):
+    """Alibaba Cloud would be cheapest here, but it cannot issue the certificate `domain` asks for."""
+    services = [{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}]
+    cheap_ali = {"priceOverrides": {"alicloud/ecs.gn7i-c8g1.2xlarge": 0.01}, "services": services}
+    assert place(_config(stack_file, cheap_ali)).cloud == "alicloud"
+    result = evaluate(_config(stack_file, {**cheap_ali, "domain": "llm.example.com"}))
+    assert result.plan.cloud != "alicloud"
+    assert result.by_cloud["alicloud"].plan is None

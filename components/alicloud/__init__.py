@@ -31,29 +31,9 @@ from components.alicloud.nodes import AlicloudNodeGroup
 from components.alicloud.secrets import NodeSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import ConfigError, problem
-from infra.plan import DeploymentPlan, NodeGroup
+from infra.plan import NodeGroup
 
 __all__ = ["AlicloudDeployment"]
-
-
-def stack_file(plan: DeploymentPlan) -> str:
-    return f"stacks/Pulumi.{plan.stack}.yaml"
-
-
-def refuse_unsupported(plan: DeploymentPlan) -> None:
-    """What this cloud cannot build, refused before anything is registered."""
-    if plan.access.domain:
-        raise ConfigError(
-            [
-                problem(
-                    stack_file(plan),
-                    "domain",
-                    f"TLS for {plan.access.domain} needs a certificate, and Alibaba Cloud cannot issue one "
-                    "on its own (its DV certificates are bought and validated by hand); remove domain "
-                    "(the endpoint is then plain HTTP) or deploy this stack on aws",
-                )
-            ]
-        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +53,6 @@ class AlicloudDeployment(CloudDeployment):
     cloud: ClassVar[str] = "alicloud"
 
     def create_provider(self) -> pulumi.ProviderResource:
-        refuse_unsupported(self.plan)  # the first step: nothing exists yet
         self.provider = alicloud.Provider(
             f"{self.name}-alicloud", region=self.plan.region, opts=pulumi.ResourceOptions(parent=self)
         )
@@ -93,7 +72,7 @@ class AlicloudDeployment(CloudDeployment):
         try:
             zones = choose_zones(alb_zones, {g.name: offered[g.offer.instance_type] for g in plan.node_groups})
         except ValueError as error:
-            raise ConfigError([problem(stack_file(plan), "region", f"{plan.region}: {error}")]) from None
+            raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
         delivery = secret_store(plan)
         return Lookup(
             zones=zones,
@@ -127,7 +106,7 @@ class AlicloudDeployment(CloudDeployment):
         ).images
         if not images:
             message = f"{self.plan.region}: no Ubuntu 22.04 system image for {instance_type}"
-            raise ConfigError([problem(stack_file(self.plan), "region", message)])
+            raise ConfigError([problem(self.plan.source, "region", message)])
         return images[0].id
 
     def store_secrets(self, secrets: StackSecrets) -> SecretStore:
