@@ -17,10 +17,10 @@ from components.alicloud import offline as fakes
 from components.alicloud.layout import VPC_CIDR
 from components.alicloud.loadbalancer import LISTENER_TIMEOUT_S
 from components.alicloud.secrets import secret_store
-from infra.config import ConfigError, RawConfig, load_raw, parse_config
+from infra.config import ConfigError
 from infra.offline import SECRET_MARK, OfflineResult, decode_user_data, run_offline
-from infra.placement import place
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
+from tests.offline_helpers import of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-alicloud-test-7e3b9c1d5f2a"
@@ -62,37 +62,16 @@ SECRETS_CONFIG = {
 DEFAULTS_CONFIG = {"cloud": "alicloud", "region": "ap-southeast-1"}
 
 
-def raw_config(stack: str, values: dict) -> RawConfig:
-    secret = {k for k in ("apiKey", "hfToken") if k in values}
-    return RawConfig(stack=stack, source=f"tests/{stack}", values=values, secret_keys=secret)
-
-
-def alicloud_stacks() -> list[str]:
-    names = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
-    return [s for s in names if place(parse_config(load_raw(s, stacks_dir=ROOT / "stacks"))).cloud == "alicloud"]
-
-
 RAW = {
     "ali-secrets": lambda: raw_config("ali-secrets", SECRETS_CONFIG),
     "ali-defaults": lambda: raw_config("ali-defaults", DEFAULTS_CONFIG),
 }
-CASES = [*alicloud_stacks(), *RAW]
+CASES = [*stacks_on("alicloud"), *RAW]
 
 
 @functools.cache
 def planned(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
-    raw = RAW[stack]() if stack in RAW else load_raw(stack, stacks_dir=ROOT / "stacks")
-    return place(parse_config(raw)), run_offline(raw)
-
-
-def of_type(result: OfflineResult, token: str) -> list[dict]:
-    return [r for r in result.resources if r["type"] == token]
-
-
-def named(result: OfflineResult, token: str, name: str) -> dict:
-    matches = [r for r in of_type(result, token) if r["name"] == name]
-    assert len(matches) == 1, f"expected one {token} named {name}, found {len(matches)}"
-    return matches[0]
+    return plan_and_run(shipped_or_own(stack, RAW))
 
 
 def fake_id(token: str, name: str) -> str:
@@ -101,7 +80,7 @@ def fake_id(token: str, name: str) -> str:
 
 
 def test_an_alicloud_stack_exists():
-    assert alicloud_stacks(), "stacks/ should hold at least one Alibaba Cloud stack"
+    assert stacks_on("alicloud"), "stacks/ should hold at least one Alibaba Cloud stack"
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -151,10 +130,10 @@ def test_every_node_group_is_a_scaling_group_of_the_placed_type(stack):
     launches = of_type(result, LAUNCH)
     assert len(launches) == len(plan.node_groups)
     for group in plan.node_groups:
-        scaling = named(result, ASG, f"{plan.stack}-{group.name}-nodes")["inputs"]
+        scaling = one(result, ASG, f"{plan.stack}-{group.name}-nodes")["inputs"]
         assert scaling["minSize"] == scaling["maxSize"] == group.count
         assert 1 <= len(scaling["vswitchIds"]) <= 2
-        launch = named(result, LAUNCH, f"{plan.stack}-{group.name}-launch")["inputs"]
+        launch = one(result, LAUNCH, f"{plan.stack}-{group.name}-launch")["inputs"]
         assert launch["scalingGroupId"] == fake_id(ASG, f"{plan.stack}-{group.name}-nodes")
         assert launch["instanceType"] == group.offer.instance_type
         assert launch["imageId"] == fakes.UBUNTU_IMAGE
@@ -162,7 +141,7 @@ def test_every_node_group_is_a_scaling_group_of_the_placed_type(stack):
         assert 20 <= launch["systemDiskSize"] <= 500
         cache_gb = max([launch["systemDiskSize"], *(d["size"] for d in launch.get("dataDisks", []))])
         assert cache_gb >= group.disk_gb
-        assert launch["roleName"] == named(result, ROLE, f"{plan.stack}-secrets-node-role")["inputs"]["roleName"]
+        assert launch["roleName"] == one(result, ROLE, f"{plan.stack}-secrets-node-role")["inputs"]["roleName"]
         assert launch["active"] and launch["enable"]
         assert decode_user_data(launch["userData"]) == result.user_data[group.name]
 
@@ -171,7 +150,7 @@ def test_replicas_become_the_size_of_a_scaling_group_across_two_zones():
     plan, result = planned("ali-secrets")
     chat = plan.group_serving("llm")
     assert chat.count == 2
-    scaling = named(result, ASG, f"{plan.stack}-{chat.name}-nodes")["inputs"]
+    scaling = one(result, ASG, f"{plan.stack}-{chat.name}-nodes")["inputs"]
     assert scaling["minSize"] == scaling["maxSize"] == 2
     assert len(scaling["vswitchIds"]) == 2
     assert scaling["multiAzPolicy"] == "BALANCE"
@@ -199,7 +178,7 @@ def test_server_groups_check_healthz_and_ess_fills_them(stack):
     plan, result = planned(stack)
     attachments = of_type(result, ESS_ATTACH)
     for group in plan.node_groups:
-        server_group = named(result, SERVER_GROUP, f"{plan.stack}-lb-{group.name}")["inputs"]
+        server_group = one(result, SERVER_GROUP, f"{plan.stack}-lb-{group.name}")["inputs"]
         check = server_group["healthCheckConfig"]
         assert check["healthCheckEnabled"] is True
         assert check["healthCheckPath"] == HEALTH_PATH

@@ -18,10 +18,9 @@ from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, rou
 from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
-from infra.config import RawConfig, load_raw, parse_config
-from infra.offline import SECRET_MARK, OfflineResult, decode_user_data, run_offline
-from infra.placement import place
+from infra.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
+from tests.offline_helpers import of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
@@ -53,37 +52,16 @@ SECRETS_CONFIG = {
 DOMAIN_CONFIG = {"cloud": "aws", "region": "eu-west-1", "domain": "llm.test.example", "apiKey": API_KEY}
 
 
-def aws_stacks() -> list[str]:
-    names = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
-    return [s for s in names if place(parse_config(load_raw(s, stacks_dir=ROOT / "stacks"))).cloud == "aws"]
-
-
-def raw_config(stack: str, values: dict) -> RawConfig:
-    secret = {k for k in ("apiKey", "hfToken") if k in values}
-    return RawConfig(stack=stack, source=f"tests/{stack}", values=values, secret_keys=secret)
-
-
 RAW = {
     "aws-secrets": lambda: raw_config("aws-secrets", SECRETS_CONFIG),
     "aws-domain": lambda: raw_config("aws-domain", DOMAIN_CONFIG),
 }
-CASES = [*aws_stacks(), *RAW]
+CASES = [*stacks_on("aws"), *RAW]
 
 
 @functools.cache
 def planned(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
-    raw = RAW[stack]() if stack in RAW else load_raw(stack, stacks_dir=ROOT / "stacks")
-    return place(parse_config(raw)), run_offline(raw)
-
-
-def of_type(result: OfflineResult, token: str) -> list[dict]:
-    return [r for r in result.resources if r["type"] == token]
-
-
-def one(result: OfflineResult, token: str, name: str) -> dict:
-    matches = [r for r in of_type(result, token) if r["name"] == name]
-    assert len(matches) == 1, f"{token} {name}: {len(matches)} found"
-    return matches[0]
+    return plan_and_run(shipped_or_own(stack, RAW))
 
 
 def ingress_rules(result: OfflineResult) -> list[tuple[str, str, int, int, str]]:
@@ -122,7 +100,7 @@ def target_group_arn(result: OfflineResult, group: str) -> str:
 
 
 def test_the_repository_has_an_aws_stack():
-    assert aws_stacks(), "no stack in stacks/ lands on AWS; issue 4 asks for one"
+    assert stacks_on("aws"), "no stack in stacks/ lands on AWS; issue 4 asks for one"
 
 
 @pytest.mark.parametrize("stack", CASES)

@@ -19,7 +19,8 @@ from infra.config import ConfigError, RawConfig, load_raw, load_stack, parse_con
 from infra.offline import SECRET_MARK, RecordingMocks, run_offline
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
-from tests.conftest import STACKS, STACKS_DIR
+from tests.conftest import STACKS_DIR
+from tests.offline_helpers import of_type, raw_config, stacks_on
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 LB = "digitalocean:index/loadBalancer:LoadBalancer"
@@ -43,34 +44,22 @@ SPLIT_SERVICES = [
 ]
 
 
-def _placed_cloud(stack: str) -> str | None:
-    try:
-        return place(load_stack(stack, stacks_dir=STACKS_DIR)).cloud
-    except ConfigError:
-        return None  # a stack that does not place is the config tests' business
-
-
-DO_STACKS = [s for s in STACKS if _placed_cloud(s) == "digitalocean"]
+DO_STACKS = stacks_on("digitalocean")
 
 
 def do_config(stack: str = "do-test", **values: object) -> RawConfig:
     """A DigitalOcean stack config with a known API key (so tests can look for leaks)."""
-    values = {"cloud": "digitalocean", "region": "tor1", "services": SERVICES, "apiKey": API_KEY, **values}
-    return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys={"apiKey"})
+    return raw_config(stack, {"cloud": "digitalocean", "region": "tor1", "services": SERVICES, "apiKey": API_KEY, **values})
 
 
-def of_type(result, typ: str) -> list[dict]:
-    return [r for r in result.resources if r["type"] == typ]
-
-
-def one(result, typ: str, **match: object) -> dict:
+def matching(result, typ: str, **match: object) -> dict:
     found = [r for r in of_type(result, typ) if all(r["inputs"].get(k) == v for k, v in match.items())]
     assert len(found) == 1, f"expected one {typ} with {match}, found {[r['name'] for r in found]}"
     return found[0]
 
 
 def public_lb(result) -> dict:
-    return one(result, LB, network="EXTERNAL")
+    return matching(result, LB, network="EXTERNAL")
 
 
 def first_group(offer: dict | None = None, **fields: object):
@@ -113,7 +102,7 @@ def tls():
 def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack):
     plan = place(load_stack(stack, stacks_dir=STACKS_DIR))
     result = run_offline(load_raw(stack, stacks_dir=STACKS_DIR))
-    vpc = one(result, VPC)
+    vpc = matching(result, VPC)
     assert vpc["inputs"]["region"] == plan.region
     droplets = of_type(result, DROPLET)
     assert sorted(d["inputs"]["size"] for d in droplets) == sorted(
@@ -137,7 +126,7 @@ def test_staging_is_a_digitalocean_stack_on_h200():
 def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring(single):
     plan = place(parse_config(do_config()))
     (group,) = plan.node_groups
-    vpc = one(single, VPC)
+    vpc = matching(single, VPC)
     tags = {t["name"]: t for t in of_type(single, TAG)}
     assert len(tags) == 2  # one for the stack, one for the node group
     droplets = of_type(single, DROPLET)
@@ -167,14 +156,14 @@ def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_t
     assert lb["httpIdleTimeoutSeconds"] == 600  # DigitalOcean's maximum
     assert lb["forwardingRules"] == [{"entryPort": 80, "entryProtocol": "http", "targetPort": 80, "targetProtocol": "http"}]
     assert "redirectHttpToHttps" not in lb and "firewall" not in lb
-    assert lb["vpcUuid"] == one(single, DROPLET)["inputs"]["vpcUuid"]
+    assert lb["vpcUuid"] == matching(single, DROPLET)["inputs"]["vpcUuid"]
     stack_tag = lb["dropletTag"]
     assert all(stack_tag in d["inputs"]["tags"] for d in of_type(single, DROPLET))
     assert single.outputs["endpoint"].startswith("http://203.0.113.")
 
 
 def test_domain_adds_lets_encrypt_https_and_redirect(tls):
-    certificate = one(tls, CERTIFICATE)["inputs"]
+    certificate = matching(tls, CERTIFICATE)["inputs"]
     assert certificate == {"type": "lets_encrypt", "domains": ["llm.example.com"]}
     lb = public_lb(tls)["inputs"]
     https = [r for r in lb["forwardingRules"] if r["entryPort"] == 443]
@@ -327,7 +316,7 @@ def test_the_volume_is_renamed_with_the_user_data_so_a_replacement_never_fights_
 
 def test_a_droplet_disk_large_enough_needs_no_volume(single):
     assert not of_type(single, VOLUME)
-    assert "volumeIds" not in one(single, DROPLET)["inputs"]
+    assert "volumeIds" not in matching(single, DROPLET)["inputs"]
     assert "scsi-0DO_Volume" not in next(iter(single.user_data.values()))
 
 

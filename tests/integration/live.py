@@ -34,6 +34,14 @@ READY_TIMEOUT_S = 15 * 60
 DEFAULT_STATE_DIR = Path.home() / ".llm-deploy-live-state"
 
 
+# The smallest stack that exercises all three services: a 1.5B LLM, e5 embeddings, a base reranker.
+SMALL_SERVICES = [
+    {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
+    {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
+    {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"},
+]
+
+
 def skip_reason(credential_env: Sequence[Sequence[str]]) -> str | None:
     """Why the live tier cannot run here, or None when it can.
 

@@ -11,18 +11,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from live import run_live, unique_stack_name
+from live import SMALL_SERVICES, run_live, unique_stack_name
 
 ALICLOUD_CREDENTIALS = [("ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY")]
 
 CONFIG = {
     "cloud": "alicloud",
     "region": os.environ.get("LLM_DEPLOY_LIVE_ALICLOUD_REGION", "ap-southeast-1"),
-    "services": [
-        {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
-        {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
-        {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"},
-    ],
+    "services": SMALL_SERVICES,
     "budgetUsdPerHour": 3,
 }
 

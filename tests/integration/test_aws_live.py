@@ -10,18 +10,14 @@ from __future__ import annotations
 import os
 
 import pytest
-from live import run_live, unique_stack_name
+from live import SMALL_SERVICES, run_live, unique_stack_name
 
 AWS_CREDENTIALS = [("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)]
 
 CONFIG = {
     "cloud": "aws",
     "region": os.environ.get("LLM_DEPLOY_LIVE_AWS_REGION", "us-east-1"),
-    "services": [
-        {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
-        {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
-        {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"},
-    ],
+    "services": SMALL_SERVICES,
     "budgetUsdPerHour": 2,
 }
 
