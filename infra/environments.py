@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -196,17 +195,23 @@ def prepare(stack: str, config_file: str | None, project_dir: Path, environ: Map
     return target, secrets
 
 
-def up(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
-       environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, Any]:
-    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint."""
+def _update(operation: str, stack: str, config_file: str | None, project_dir: Path, policy_packs: Sequence[str],
+            environ: Mapping[str, str], out: Output, err: Output) -> Any:
+    """Validate, open the stack with its config, run `pulumi up` or `pulumi preview` with the policy packs."""
     target, secrets = prepare(stack, config_file, project_dir, environ, err)
     from pulumi import automation as auto
 
     handle = open_stack(target, project_dir, secrets)
     try:
-        result = handle.up(on_output=out, color="never", policy_packs=list(policy_packs) or None)
+        return getattr(handle, operation)(on_output=out, color="never", policy_packs=list(policy_packs) or None)
     except auto.CommandError as error:
-        raise _command_failed("up", error) from None
+        raise _command_failed(operation, error) from None
+
+
+def up(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
+       environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, Any]:
+    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint."""
+    result = _update("up", stack, config_file, project_dir, policy_packs, environ, out, err)
     outputs = {k: "[secret]" if v.secret else v.value for k, v in result.outputs.items()}
     if "endpoint" in outputs:
         out(f"endpoint: {outputs['endpoint']}")
@@ -216,14 +221,7 @@ def up(stack: str, config_file: str | None = None, project_dir: Path = Path(".")
 def preview(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
             environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, int]:
     """`pulumi preview` (with the policy packs); returns the change summary (operation → count)."""
-    target, secrets = prepare(stack, config_file, project_dir, environ, err)
-    from pulumi import automation as auto
-
-    handle = open_stack(target, project_dir, secrets)
-    try:
-        result = handle.preview(on_output=out, color="never", policy_packs=list(policy_packs) or None)
-    except auto.CommandError as error:
-        raise _command_failed("preview", error) from None
+    result = _update("preview", stack, config_file, project_dir, policy_packs, environ, out, err)
     summary = dict(result.change_summary)
     out("changes: " + (", ".join(f"{op} {n}" for op, n in sorted(summary.items())) or "none"))
     return summary
@@ -335,7 +333,3 @@ def ci_matrix(directory: Path) -> list[dict[str, str]]:
     if problems:
         raise ConfigError(problems)
     return entries
-
-
-def stderr(line: str) -> None:
-    print(line, file=sys.stderr)
