@@ -1,10 +1,10 @@
 """A node group of the plan → `#cloud-config` user-data.
 
 The cloud-config is a typed structure dumped with `yaml.safe_dump`-compatible output: no YAML is
-built from strings. It carries the static scripts and units of `files/` (gzip+base64, to stay under
-the clouds' user-data limits) and, as readable text, the few generated files that hold this node's
-values: `node.env`, one `services/<name>.conf` per service, the gateway config, and, only on clouds
-without a secret store, `secrets.env`. The scripts read those files, so they stay the same on every
+built from strings. It carries, as readable text, the static scripts and units of `files/` and the
+few generated files that hold this node's values: `node.env`, one `services/<name>.conf` per
+service, the gateway config, and, only on clouds without a secret store, `secrets.env`. AWS and
+Alibaba Cloud get the whole document gzipped (`encode_user_data`) to stay under their limits. The scripts read those files, so they stay the same on every
 node and shellcheck checks exactly what runs.
 """
 
@@ -180,11 +180,7 @@ def check_inputs(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) 
 
 
 def _static(file: StaticFile) -> WriteFile:
-    data = gzip.compress((FILES / file.source).read_bytes(), compresslevel=9, mtime=0)
-    entry: WriteFile = {"path": file.path, "content": base64.b64encode(data).decode(), "encoding": "gz+b64"}
-    if file.permissions != "0644":
-        entry["permissions"] = file.permissions
-    return entry
+    return _text(file.path, (FILES / file.source).read_text(), None if file.permissions == "0644" else file.permissions)
 
 
 def _text(path: str, content: str, permissions: str | None = None) -> WriteFile:
