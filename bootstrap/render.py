@@ -49,6 +49,7 @@ class WriteFile(TypedDict):
 class CloudConfig(TypedDict):
     write_files: list[WriteFile]
     runcmd: list[list[str]]
+    ssh_pwauth: bool  # keys only: a droplet created without SSH keys gets a root password otherwise
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def render_user_data(
     files.append(_text(f"{ETC}/gateway.conf", render_gateway(group, upstreams)))
     if isinstance(secrets, InlineSecrets):
         files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
-    text = dump({"write_files": files, "runcmd": RUNCMD})
+    text = dump({"write_files": files, "runcmd": RUNCMD, "ssh_pwauth": False})
     limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
     size = len(_gzip(text)) if group.cloud in GZIPPED_CLOUDS else len(text.encode())
     if size > limit:

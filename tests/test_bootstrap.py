@@ -741,3 +741,9 @@ def test_oos_fetch_uses_the_instance_role_and_decrypts():
         "ap-southeast-1",
         "sts-token",
     )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_password_ssh_is_off_on_every_node(name):
+    """DigitalOcean sets a root password on a droplet without SSH keys: only keys may log in."""
+    assert yaml.safe_load(CASES[name].render())["ssh_pwauth"] is False
