@@ -5,8 +5,11 @@ from __future__ import annotations
 from infra.config import RawConfig, load_raw, parse_config
 from infra.offline import OfflineResult, run_offline
 from infra.placement import place
-from infra.plan import DeploymentPlan
+from infra.plan import SERVICE_PORTS, DeploymentPlan
 from tests.conftest import STACKS, STACKS_DIR
+
+WORLD = {"0.0.0.0/0", "::/0"}
+GUARDED_PORTS = {22, *SERVICE_PORTS.values()}  # SSH and the model servers: never open to WORLD
 
 
 def stacks_on(cloud: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from pathlib import Path
 
 import pytest
 
@@ -20,13 +19,10 @@ from components.alicloud.secrets import secret_store
 from infra.config import ConfigError
 from infra.offline import SECRET_MARK, OfflineResult, decode_user_data, run_offline
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
-from tests.offline_helpers import of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
+from tests.offline_helpers import WORLD, of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
 
-ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-alicloud-test-7e3b9c1d5f2a"
 HF_TOKEN = "hf_alicloudTestToken4d3c2b1a"
-WORLD = {"0.0.0.0/0", "::/0"}
-GUARDED_PORTS = {22, *SERVICE_PORTS.values()}
 
 VPC = "alicloud:vpc/network:Network"
 VSWITCH = "alicloud:vpc/switch:Switch"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-from pathlib import Path
 
 import pytest
 
@@ -19,14 +18,11 @@ from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
 from infra.offline import SECRET_MARK, OfflineResult, decode_user_data
-from infra.plan import HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
-from tests.offline_helpers import of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
+from infra.plan import HEALTH_PATH, DeploymentPlan
+from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
 
-ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
 HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
-WORLD = {"0.0.0.0/0", "::/0"}
-GUARDED_PORTS = {22, *SERVICE_PORTS.values()}
 
 LT = "aws:ec2/launchTemplate:LaunchTemplate"
 ASG = "aws:autoscaling/group:Group"
