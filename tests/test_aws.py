@@ -352,3 +352,12 @@ def test_nodes_only_go_to_zones_offering_their_type():
     assert first_zone not in zone_of.values()
     for asg in of_type(result, ASG):
         assert {zone_of[s] for s in asg["inputs"]["vpcZoneIdentifiers"]} <= set(zone_of.values())
+
+
+def test_rotating_a_secret_rolls_the_nodes():
+    """Nodes read the secrets at boot: the parameters' versions are in the launch template, so a new
+    value makes a new template version and the instance refresh replaces the nodes."""
+    _, result = planned("aws-secrets")
+    for template in of_type(result, LT):
+        instance_tags = next(t["tags"] for t in template["inputs"]["tagSpecifications"] if t["resourceType"] == "instance")
+        assert instance_tags["llm-deploy:secrets-version"] == "1-1"  # api-key and hf-token, each at version 1

@@ -115,7 +115,8 @@ class AwsNodeGroup(pulumi.ComponentResource):
             block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb)),
             user_data=encode_user_data(user_data),
             tag_specifications=[
-                {"resource_type": "instance", "tags": tags},
+                # The secrets' versions make a new template version when a key is rotated, and so roll the nodes.
+                {"resource_type": "instance", "tags": {**tags, "llm-deploy:secrets-version": secrets.versions}},
                 {"resource_type": "volume", "tags": tags},
             ],
             update_default_version=True,

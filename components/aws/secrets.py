@@ -94,6 +94,10 @@ class AwsSecrets(pulumi.ComponentResource):
         self.instance_profile = aws.iam.InstanceProfile(
             f"{name}-node", role=self.role.name, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy])
         )
+        # Changes when a secret's value does (SSM bumps the version): nodes read secrets only at boot.
+        self.versions = pulumi.Output.all(*(p.version for p in self.parameters.values())).apply(
+            lambda versions: "-".join(str(v) for v in versions)
+        )
         self.store = SecretStore(
             kind="aws-ssm",
             region=plan.region,
