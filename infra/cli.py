@@ -69,12 +69,19 @@ def catalog(
     cloud: Annotated[str | None, typer.Option(help=f"Only this cloud: {', '.join(CLOUDS)}.")] = None,
     gpu: Annotated[str | None, typer.Option(help="Only this GPU model, e.g. H100.")] = None,
     catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="A catalog of your own, same columns.")] = None,
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """List the GPU (and CPU) offers placement chooses from."""
+    """List the GPU (and CPU) offers placement chooses from; with a stack, its catalogFile and priceOverrides."""
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
-    offers = [o for o in load_offers(catalog_file) if (cloud is None or o.cloud == cloud)
+    overrides: dict[str, float] = {}
+    if stack or config:
+        settings = parse_config(load_raw(stack, config, stacks_dir))
+        catalog_file, overrides = catalog_file or settings.catalog_file, settings.price_overrides
+    offers = [o for o in load_offers(catalog_file, overrides) if (cloud is None or o.cloud == cloud)
               and (gpu is None or (o.gpu or "").upper() == gpu.upper())]
     records = [offer_record(o) for o in sorted(offers, key=lambda o: (o.cloud, o.hourly_usd, o.instance_type, o.region))]
     if format is Format.json:

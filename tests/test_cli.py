@@ -45,6 +45,14 @@ def test_catalog_covers_the_wider_gpu_set(cli):
     assert {"A10G", "L4", "L40S", "A100", "H100", "H200"} <= multi
 
 
+def test_catalog_of_a_stack_shows_its_negotiated_prices(cli, stack_file):
+    path = stack_file({"priceOverrides": {"aws/g6.xlarge": 0.5}})
+    offers = cli("catalog", "--config", str(path), "--cloud", "aws", "--format", "json").json()
+    g6 = [o for o in offers if o["instance_type"] == "g6.xlarge"]
+    assert g6 and all(o["hourly_usd"] == 0.5 and o["source"].startswith("priceOverrides") for o in g6)
+    assert cli("catalog", "--config", str(stack_file({"cloud": "gcp"})), "--format", "json").code == 2
+
+
 def test_catalog_rejects_an_unknown_cloud(cli):
     result = cli("catalog", "--cloud", "gcp")
     assert result.code == 2 and "--cloud: must be one of" in result.stderr
