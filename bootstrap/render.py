@@ -50,6 +50,7 @@ class CloudConfig(TypedDict):
     write_files: list[WriteFile]
     runcmd: list[list[str]]
     ssh_pwauth: bool  # keys only: a droplet created without SSH keys gets a root password otherwise
+    ssh_authorized_keys: NotRequired[list[str]]
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,11 @@ def render_user_data(
     target: BootTarget,
     secrets: SecretDelivery,
     upstreams: Mapping[str, str] | None = None,
+    ssh_public_keys: Sequence[str] = (),
 ) -> str:
     """`#cloud-config` user-data (plain text) that turns a VM of this node group into a serving node.
+
+    `ssh_public_keys` are authorized for the image's default user; password logins stay off.
 
     `upstreams` maps a service kind this node does not serve to a base URL its gateway proxies to
     (where the load balancer cannot route by path). With a SecretStore the user-data holds only the
@@ -230,7 +234,10 @@ def render_user_data(
     files.append(_text(f"{ETC}/gateway.conf", render_gateway(group, upstreams)))
     if isinstance(secrets, InlineSecrets):
         files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
-    text = dump({"write_files": files, "runcmd": RUNCMD, "ssh_pwauth": False})
+    config: CloudConfig = {"write_files": files, "runcmd": RUNCMD, "ssh_pwauth": False}
+    if ssh_public_keys:
+        config["ssh_authorized_keys"] = list(ssh_public_keys)
+    text = dump(config)
     limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
     size = len(_gzip(text)) if group.cloud in GZIPPED_CLOUDS else len(text.encode())
     if size > limit:

@@ -107,6 +107,19 @@ def _cidr(value: str) -> str:
 
 
 Cidr = Annotated[str, AfterValidator(_cidr)]
+SSH_PUBLIC_KEY = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}( [^\n]*)?$"
+)
+
+
+def _ssh_public_key(value: str) -> str:
+    if not SSH_PUBLIC_KEY.match(value.strip()):
+        raise ValueError("must be an OpenSSH public key line ('ssh-ed25519 AAAA... comment'), not a private key or a file name")
+    return value.strip()
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
 
 
 class StackConfig(_Model):
@@ -119,6 +132,7 @@ class StackConfig(_Model):
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1)
     ssh_cidrs: list[Cidr] = Field(default_factory=list)
+    ssh_public_keys: list[SshPublicKey] = Field(default_factory=list)
     domain: str | None = Field(None, max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
     budget_usd_per_hour: float | None = Field(None, gt=0)
     price_overrides: dict[str, float] = Field(default_factory=dict)
@@ -135,6 +149,12 @@ class StackConfig(_Model):
             if price <= 0:
                 raise ValueError(f"{key}: price must be > 0")
         return prices
+
+    @model_validator(mode="after")
+    def _ssh_needs_a_key(self) -> StackConfig:
+        if self.ssh_cidrs and not self.ssh_public_keys:
+            raise ValueError("sshCidrs: opens SSH, but nodes take keys only: set sshPublicKeys too")
+        return self
 
     @model_validator(mode="after")
     def _unique_services(self) -> StackConfig:
@@ -218,7 +238,7 @@ def read_pulumi_config() -> RawConfig:
     return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys=secret_keys)
 
 
-STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "priceOverrides")
+STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides")
 
 
 def _decode_runtime_value(text: Any) -> Any:

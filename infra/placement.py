@@ -282,7 +282,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         cloud=chosen.cloud,
         region=chosen.region,
         node_groups=tuple(groups),
-        access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain),
+        access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain, tuple(config.ssh_public_keys)),
         has_hf_token=config.hf_token is not None,
         source=config.source,
     )

@@ -111,6 +111,7 @@ class Access:
     allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     ssh_cidrs: tuple[str, ...] = ()
     domain: str | None = None
+    ssh_public_keys: tuple[str, ...] = ()  # OpenSSH public keys for the image's default user
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ SECRETS_CONFIG = {
     ],
     "allowedCidrs": ["198.51.100.0/24", "2001:db8::/32"],
     "sshCidrs": ["203.0.113.0/24"],
+    "sshPublicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"],
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }

@@ -77,6 +77,8 @@ def group(name: str, node_offer: Offer, *services: PlacedService) -> NodeGroup:
 AWS_STORE = SecretStore("aws-ssm", "us-east-1", "/llm-deploy/test/api-key", "/llm-deploy/test/hf-token")
 OOS_STORE = SecretStore("alicloud-oos", "ap-southeast-1", "llm-deploy-test-api-key")
 
+OPS_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
+
 
 @dataclass(frozen=True)
 class Case:
@@ -84,9 +86,10 @@ class Case:
     target: BootTarget
     secrets: SecretStore | InlineSecrets
     upstreams: dict[str, str] | None = None
+    ssh_public_keys: tuple[str, ...] = ()
 
     def render(self) -> str:
-        return render_user_data(self.group, self.target, self.secrets, self.upstreams)
+        return render_user_data(self.group, self.target, self.secrets, self.upstreams, self.ssh_public_keys)
 
 
 CASES = {
@@ -94,6 +97,7 @@ CASES = {
         group("all", offer("aws", "p5.4xlarge", "H100", 1, "hopper"), svc("llm"), svc("embedding"), svc("rerank")),
         BootTarget("aws", image_has_driver=True),
         AWS_STORE,
+        ssh_public_keys=(OPS_KEY,),
     ),
     "alicloud-oos-no-driver": Case(
         group("llm-rerank", offer("alicloud", "ecs.gn7i-c8g1.2xlarge", "A10", 1, "86", 24), svc("llm"), svc("rerank")),
@@ -747,3 +751,8 @@ def test_oos_fetch_uses_the_instance_role_and_decrypts():
 def test_password_ssh_is_off_on_every_node(name):
     """DigitalOcean sets a root password on a droplet without SSH keys: only keys may log in."""
     assert yaml.safe_load(CASES[name].render())["ssh_pwauth"] is False
+
+
+def test_ssh_keys_are_authorized_only_when_given(rendered):
+    assert yaml.safe_load(rendered["aws-ssm-driver-image"])["ssh_authorized_keys"] == [OPS_KEY]
+    assert "ssh_authorized_keys" not in yaml.safe_load(rendered["aws-cpu"])

@@ -41,6 +41,11 @@ BAD_INPUTS = {
         {"cloud": "alicloud", "domain": "llm.example.com", "services": [LLM]},
         "domain: TLS for llm.example.com needs a certificate that alicloud cannot issue",
     ),
+    "ssh open without a key": ({"sshCidrs": ["203.0.113.0/24"]}, "sshCidrs: opens SSH, but nodes take keys only: set sshPublicKeys too"),
+    "private key as ssh key": (
+        {"sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]},
+        "sshPublicKeys[0]: must be an OpenSSH public key line",
+    ),
     "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey: must be a secret"),
     "unknown GPU pin": ({"services": [{**LLM, "gpu": "B300"}]}, "services[0].gpu: unknown GPU 'B300'"),
     "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides: aws/p9.huge not in the catalog"),

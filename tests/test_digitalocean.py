@@ -94,7 +94,7 @@ def split():
 @pytest.fixture(scope="module")
 def tls():
     return run_offline(
-        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], allowedCidrs=["198.51.100.0/24"])
+        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], sshPublicKeys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"], allowedCidrs=["198.51.100.0/24"])
     )
 
 

@@ -80,7 +80,10 @@ class AlicloudDeployment(CloudDeployment):
             account_id=alicloud.get_caller_identity(opts=invoke).account_id,
             delivery=delivery,
             # bootstrap refuses user-data over its limit (16 KB, under ECS's 32 KB) here, before any resource
-            user_data={g.name: render_user_data(g, self.boot_target(g), delivery) for g in plan.node_groups},
+            user_data={
+                g.name: render_user_data(g, self.boot_target(g), delivery, ssh_public_keys=plan.access.ssh_public_keys)
+                for g in plan.node_groups
+            },
         )
 
     def zones_offering(self, instance_type: str, invoke: pulumi.InvokeOptions) -> list[str]:

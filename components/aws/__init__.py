@@ -45,7 +45,7 @@ class AwsDeployment(CloudDeployment):
     def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
         from bootstrap import render_user_data
 
-        user_data = render_user_data(group, self.boot_target(group), delivery)
+        user_data = render_user_data(group, self.boot_target(group), delivery, ssh_public_keys=self.plan.access.ssh_public_keys)
         members = AwsNodeGroup(group, self.plan, network, self.secrets, user_data, opts=self.child_opts)
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
 

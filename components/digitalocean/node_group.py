@@ -10,7 +10,7 @@ new volume (no name collision), and the old volume goes with the old droplet.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import pulumi
@@ -49,7 +49,12 @@ def droplet_image(group: NodeGroup) -> str:
 
 
 def render(
-    group: NodeGroup, target: BootTarget, secrets: SecretDelivery, upstreams: Mapping[str, str], volume_prefix: str | None
+    group: NodeGroup,
+    target: BootTarget,
+    secrets: SecretDelivery,
+    upstreams: Mapping[str, str],
+    volume_prefix: str | None,
+    ssh_public_keys: Sequence[str] = (),
 ) -> tuple[str, str | None]:
     """(user-data, cache volume name or None) for one droplet.
 
@@ -58,13 +63,13 @@ def render(
     """
     from bootstrap import render_user_data
 
-    text = render_user_data(group, target, secrets, dict(upstreams) or None)
+    text = render_user_data(group, target, secrets, dict(upstreams) or None, ssh_public_keys)
     if volume_prefix is None:
         return text, None
     digest = hashlib.sha256(f"{group.disk_gb}\n{text}".encode()).hexdigest()[:8]
     volume_name = f"{volume_prefix[: VOLUME_NAME_MAX - 9].rstrip('-')}-{digest}"
     with_volume = replace(target, data_device=volume_device(volume_name))
-    return render_user_data(group, with_volume, secrets, dict(upstreams) or None), volume_name
+    return render_user_data(group, with_volume, secrets, dict(upstreams) or None, ssh_public_keys), volume_name
 
 
 class DoNodeGroup(pulumi.ComponentResource):
@@ -92,7 +97,7 @@ class DoNodeGroup(pulumi.ComponentResource):
             droplet_name = f"{name}-{index}"
             rendered = inputs.apply(
                 lambda values, prefix=(droplet_name if with_volume else None): render(
-                    group, target, values[0], dict(zip(kinds, values[1:])), prefix
+                    group, target, values[0], dict(zip(kinds, values[1:])), prefix, plan.access.ssh_public_keys
                 )
             )
             user_data = pulumi.Output.secret(rendered.apply(lambda r: r[0]))
