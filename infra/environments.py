@@ -9,7 +9,6 @@ never loads Pulumi.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from infra.config import CONFIG_NAMESPACE, SECRET_KEYS, ConfigError, RawConfig, load_raw, parse_config, read_stack_file
+import yaml
+
+from infra.config import CONFIG_NAMESPACE, ConfigError, RawConfig, load_raw, parse_config, read_stack_file
 from infra.plan import DeploymentPlan
 
 # Environment variables a copied (e.g. ephemeral) stack takes its secrets from.
@@ -106,29 +107,23 @@ def validate(raw: RawConfig) -> DeploymentPlan:
     return evaluation.plan
 
 
-def config_entries(target: Target, secrets: Mapping[str, str]) -> dict[str, tuple[str, bool]]:
-    """`namespace:key` → (value as Pulumi config text, secret) to write into the stack's config.
+def write_plain_config(stack_file: Path, values: Mapping[str, Any]) -> None:
+    """Put plain `llm-deploy:` keys into a stack file as YAML, lists and maps as a user writes them.
 
-    Nothing for a stack's own file (the CLI reads it as it is) except secrets from the environment.
-    Lists and maps travel as JSON text, which the program decodes (`infra.config.STRUCTURED_KEYS`).
+    The file's other keys stay (encryption salt, `secure:` values, other namespaces); plain
+    `llm-deploy:` keys the new values lack are dropped, so an earlier copy leaves nothing behind.
+    Pulumi.yaml declares some keys as arrays: JSON text set through `pulumi config set` would not be one.
     """
-    entries: dict[str, tuple[str, bool]] = {}
-    if target.copied:
-        plain = {k: v for k, v in target.raw.values.items() if k not in target.raw.secret_keys}
-        for key, value in plain.items():
-            entries[f"{CONFIG_NAMESPACE}:{key}"] = (value if isinstance(value, str) else json.dumps(value), False)
-    for key, value in secrets.items():
-        entries[f"{CONFIG_NAMESPACE}:{key}"] = (value, True)
-    return entries
+    document = (yaml.safe_load(stack_file.read_text()) if stack_file.is_file() else None) or {}
+    config = document.get("config") or {}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    kept = {k: v for k, v in config.items() if not k.startswith(prefix) or (isinstance(v, dict) and set(v) == {"secure"})}
+    document["config"] = {**kept, **{f"{prefix}{key}": value for key, value in values.items()}}
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def stale_keys(target: Target, directory: Path, entries: Mapping[str, Any]) -> list[str]:
-    """Keys left in a copied stack's own file from an earlier run that the source no longer has."""
-    own = directory / f"Pulumi.{target.stack}.yaml"
-    if not target.copied or not own.is_file():
-        return []
-    return sorted(f"{CONFIG_NAMESPACE}:{k}" for k in read_stack_file(own, target.stack).values
-                  if f"{CONFIG_NAMESPACE}:{k}" not in entries and k not in SECRET_KEYS)
+def plain_values(target: Target) -> dict[str, Any]:
+    return {k: v for k, v in target.raw.values.items() if k not in target.raw.secret_keys}
 
 
 # --- the Pulumi side -----------------------------------------------------------------------------
@@ -172,12 +167,12 @@ def open_stack(target: Target, project_dir: Path, secrets: Mapping[str, str], cr
     ws = workspace(project_dir)
     try:
         stack = auto.Stack.create_or_select(target.stack, ws) if create else auto.Stack.select(target.stack, ws)
-        entries = config_entries(target, secrets)
-        stale = stale_keys(target, stacks_dir(project_dir), entries)
-        if stale:
-            stack.remove_all_config(stale)
-        if entries:
-            stack.set_all_config({k: auto.ConfigValue(value=v, secret=s) for k, (v, s) in entries.items()})
+        if target.copied:
+            write_plain_config(stacks_dir(project_dir) / f"Pulumi.{target.stack}.yaml", plain_values(target))
+        if secrets:
+            stack.set_all_config(
+                {f"{CONFIG_NAMESPACE}:{key}": auto.ConfigValue(value=value, secret=True) for key, value in secrets.items()}
+            )
     except auto.StackNotFoundError:
         raise EnvCommandError(f"stack {target.stack!r} does not exist") from None
     except auto.CommandError as error:

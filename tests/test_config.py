@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}
 
@@ -118,3 +119,18 @@ def test_shipped_stacks_are_valid(cli, stack):
     result = cli("validate", "--stack", stack)
     assert result.code == 0, result.stderr
     assert f"stacks/Pulumi.{stack}.yaml: ok" in result.stdout
+
+
+def test_pulumi_yaml_declares_only_keys_with_the_programs_own_defaults():
+    """Pulumi requires a declared key that has no default: every declared key must have one, and the same as ours."""
+    from infra.config import USER_KEYS, StackConfig
+    from tests.conftest import ROOT
+
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    defaults = StackConfig.model_validate({"stack": "s", "source": "s"}).model_dump(by_alias=True)
+    assert declared, "Pulumi.yaml should declare the config keys it can"
+    for key, declaration in declared.items():
+        assert key in USER_KEYS
+        assert "default" in declaration, f"{key}: a declared key without a default is required by Pulumi"
+        assert declaration["default"] == defaults[key], key
+        assert declaration["type"] in ("string", "integer", "boolean", "array")

@@ -210,28 +210,31 @@ def test_ephemeral_stack_gets_the_copied_config_and_secrets_from_the_environment
     assert result.code == 0, result.stderr
     assert fake_pulumi.commands() == ["version", "stack select", "stack init", "config set-all", "up",
                                       "stack output", "stack output", "stack history"]
+    # plain keys land in the new stack's file as YAML, structures intact (Pulumi.yaml declares arrays)
+    copied = yaml.safe_load((project / "stacks/Pulumi.pr-42.yaml").read_text())["config"]
+    dev = load_raw("dev", stacks_dir=project / "stacks").values
+    assert copied == {f"llm-deploy:{k}": v for k, v in dev.items()}
+    # secrets go through the CLI, encrypted for this stack
     argv = fake_pulumi.call("config set-all")
     assert argv[:4] == ["config", "set-all", "--stack", "pr-42"]
     pairs = {argv[i + 1].split("=", 1)[0]: (argv[i], argv[i + 1].split("=", 1)[1]) for i in range(4, len(argv), 2)}
-    dev = load_raw("dev", stacks_dir=project / "stacks").values
-    assert set(pairs) == {f"llm-deploy:{k}" for k in dev} | {"llm-deploy:apiKey", "llm-deploy:hfToken"}
-    assert pairs["llm-deploy:cloud"] == ("--plaintext", "auto")
-    assert pairs["llm-deploy:budgetUsdPerHour"] == ("--plaintext", json.dumps(dev["budgetUsdPerHour"]))
-    flag, services = pairs["llm-deploy:services"]
-    assert flag == "--plaintext" and json.loads(services) == dev["services"]
-    assert pairs["llm-deploy:apiKey"] == ("--secret", "sk-test-123")
-    assert pairs["llm-deploy:hfToken"] == ("--secret", "hf_test_456")
+    assert pairs == {"llm-deploy:apiKey": ("--secret", "sk-test-123"), "llm-deploy:hfToken": ("--secret", "hf_test_456")}
     assert result.stdout.splitlines()[-1] == "endpoint: http://lb.example.test"
 
 
 def test_ephemeral_stack_drops_keys_an_earlier_copy_left(cli, fake_pulumi, project):
-    (project / "stacks/Pulumi.pr-42.yaml").write_text(yaml.safe_dump({"config": {
+    (project / "stacks/Pulumi.pr-42.yaml").write_text(yaml.safe_dump({"encryptionsalt": "v1:salt", "config": {
         "llm-deploy:cloud": "aws", "llm-deploy:domain": "old.example.com", "llm-deploy:apiKey": {"secure": "v1:abc"}}}))
     fake_pulumi.set_stacks({"pr-42": {"resourceCount": 3, "lastUpdate": "2025-01-01T00:00:00.000Z"}})
     result = cli("env", "up", "--stack", "pr-42", "--config", str(project / "stacks/Pulumi.dev.yaml"), "--project-dir", str(project))
     assert result.code == 0, result.stderr
-    # domain is gone from the source; apiKey stays: it was encrypted for this very stack
-    assert fake_pulumi.call("config rm-all") == ["config", "rm-all", "--stack", "pr-42", "llm-deploy:domain"]
+    document = yaml.safe_load((project / "stacks/Pulumi.pr-42.yaml").read_text())
+    # domain is gone from the source; apiKey stays: it was encrypted for this very stack; the salt stays
+    assert "llm-deploy:domain" not in document["config"]
+    assert document["config"]["llm-deploy:apiKey"] == {"secure": "v1:abc"}
+    assert document["config"]["llm-deploy:cloud"] == "auto"
+    assert document["encryptionsalt"] == "v1:salt"
+    assert "config set-all" not in fake_pulumi.commands()
 
 
 def test_copied_secure_value_without_its_variable_is_a_warning(cli, fake_pulumi, project):
@@ -240,7 +243,8 @@ def test_copied_secure_value_without_its_variable_is_a_warning(cli, fake_pulumi,
     result = cli("env", "up", "--stack", "pr-5", "--config", str(source), "--project-dir", str(project))
     assert result.code == 0, result.stderr
     assert "llm-deploy:hfToken is encrypted for another stack and not copied; set HF_TOKEN" in result.stderr
-    assert not any("hfToken" in a for a in fake_pulumi.call("config set-all"))
+    assert "config set-all" not in fake_pulumi.commands()
+    assert "llm-deploy:hfToken" not in yaml.safe_load((project / "stacks/Pulumi.pr-5.yaml").read_text())["config"]
 
 
 def test_preview_runs_preview_with_the_policy_pack_and_reports_changes(cli, fake_pulumi, project):

@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from infra.environments import write_plain_config
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 NAMESPACE = "llm-deploy"
 HEALTH_TIMEOUT_S = 40 * 60  # driver check + image pulls + weight downloads on a cold node
@@ -78,14 +80,6 @@ def stack_file(stack_name: str) -> Path:
     return PROJECT_DIR / project.get("stackConfigDir", ".") / f"Pulumi.{stack_name}.yaml"
 
 
-def write_config(stack_name: str, config: Mapping[str, Any]) -> None:
-    """Plain keys go into the stack file as YAML, structured (services, CIDR lists) just as a user writes them."""
-    path = stack_file(stack_name)
-    document = (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
-    document.setdefault("config", {}).update({f"{NAMESPACE}:{key}": value for key, value in config.items()})
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-
-
 @contextmanager
 def deployed_stack(stack_name: str, config: Mapping[str, Any], secret_config: Mapping[str, str]) -> Iterator[dict[str, Any]]:
     """`pulumi up` the project as `stack_name`; yields the stack outputs; destroys and removes the stack after.
@@ -98,7 +92,7 @@ def deployed_stack(stack_name: str, config: Mapping[str, Any], secret_config: Ma
     opts = auto.LocalWorkspaceOptions(work_dir=str(PROJECT_DIR), env_vars=_workspace_env())
     stack = auto.create_stack(stack_name=stack_name, work_dir=str(PROJECT_DIR), opts=opts)
     try:
-        write_config(stack_name, config)
+        write_plain_config(stack_file(stack_name), config)
         for key, value in secret_config.items():  # the CLI encrypts these into the same file
             stack.set_config(f"{NAMESPACE}:{key}", auto.ConfigValue(value=value, secret=True))
         result = stack.up(on_output=print, color="never")
