@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from infra.config import RawConfig, load_raw, parse_config
 from infra.offline import OfflineResult, run_offline
 from infra.placement import place
@@ -30,6 +33,11 @@ def plan_and_run(raw: RawConfig) -> tuple[DeploymentPlan, OfflineResult]:
 def shipped_or_own(stack: str, own: dict) -> RawConfig:
     """A shipped stack by name, or one of the test module's own configs (name → RawConfig factory)."""
     return own[stack]() if stack in own else load_raw(stack, stacks_dir=STACKS_DIR)
+
+
+def planner(own: dict) -> Callable[[str], tuple[DeploymentPlan, OfflineResult]]:
+    """`planned(stack)`: placement and the offline run of a shipped or own stack, once per test session."""
+    return functools.cache(lambda stack: plan_and_run(shipped_or_own(stack, own)))
 
 
 def of_type(result: OfflineResult, token: str) -> list[dict]:

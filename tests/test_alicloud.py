@@ -7,7 +7,6 @@ distinctive secrets, SSH, an allow list and an LLM with two replicas, and one le
 from __future__ import annotations
 
 import base64
-import functools
 import json
 
 import pytest
@@ -17,9 +16,9 @@ from components.alicloud.layout import VPC_CIDR
 from components.alicloud.loadbalancer import LISTENER_TIMEOUT_S
 from components.alicloud.secrets import secret_store
 from infra.config import ConfigError
-from infra.offline import SECRET_MARK, OfflineResult, decode_user_data, run_offline
-from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS, DeploymentPlan
-from tests.offline_helpers import WORLD, of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
+from infra.offline import SECRET_MARK, decode_user_data, run_offline
+from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS
+from tests.offline_helpers import WORLD, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-alicloud-test-7e3b9c1d5f2a"
 HF_TOKEN = "hf_alicloudTestToken4d3c2b1a"
@@ -64,11 +63,7 @@ RAW = {
     "ali-defaults": lambda: raw_config("ali-defaults", DEFAULTS_CONFIG),
 }
 CASES = [*stacks_on("alicloud"), *RAW]
-
-
-@functools.cache
-def planned(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
-    return plan_and_run(shipped_or_own(stack, RAW))
+planned = planner(RAW)
 
 
 def fake_id(token: str, name: str) -> str:

@@ -7,7 +7,6 @@ one with distinctive secrets, SSH and no domain (two node groups, one of them CP
 from __future__ import annotations
 
 import base64
-import functools
 import json
 
 import pytest
@@ -18,8 +17,8 @@ from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
 from infra.offline import SECRET_MARK, OfflineResult, decode_user_data
-from infra.plan import HEALTH_PATH, DeploymentPlan
-from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, plan_and_run, raw_config, shipped_or_own, stacks_on
+from infra.plan import HEALTH_PATH
+from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
 HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
@@ -54,11 +53,7 @@ RAW = {
     "aws-domain": lambda: raw_config("aws-domain", DOMAIN_CONFIG),
 }
 CASES = [*stacks_on("aws"), *RAW]
-
-
-@functools.cache
-def planned(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
-    return plan_and_run(shipped_or_own(stack, RAW))
+planned = planner(RAW)
 
 
 def ingress_rules(result: OfflineResult) -> list[tuple[str, str, int, int, str]]:
