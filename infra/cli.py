@@ -177,26 +177,22 @@ def cost_markdown(preview: dict[str, Any]) -> str:
                      f"{_usd(preview['total_monthly_usd'])} $/month")
     else:
         lines.append("**No feasible placement.**")
-    lines += ["", "| service | model | instance | GPU | $/h | $/month | tok/s (est.) | $/1M tok (est.) |",
-              "|---|---|---|---|---:|---:|---:|---:|"]
+    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month |", "|---|---|---|---:|---|---:|---:|"]
+    for group in preview["node_groups"]:
+        chosen = next(s["chosen"] for s in preview["services"] if s.get("node_group") == group["name"])
+        gpu = f"{chosen['gpu_count']}x {chosen['gpu']}" if chosen["gpu"] else "CPU"
+        lines.append(f"| {group['name']} | {group['instance_type']} | {gpu} | {group['count']} | {', '.join(group['services'])} | "
+                     f"{_usd(group['hourly_usd'])} | {_usd(group['monthly_usd'])} |")
+    lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview["services"]:
-        chosen = service["chosen"] or {}
-        chosen_option = next((o for o in service["options"] if chosen and (o["cloud"], o["instance_type"], o["region"]) ==
-                              (chosen["cloud"], chosen["instance_type"], chosen["region"])), {})
-        gpu = f"{chosen.get('gpu_count')}x {chosen.get('gpu')}" if chosen.get("gpu") else ("CPU" if chosen else "-")
-        tps = service.get("tokens_per_second")
-        per_million = service.get("usd_per_million_tokens")
-        lines.append(
-            f"| {service['name']} | `{service['model']}` | {chosen.get('instance_type', '-')} x{service['replicas']} | {gpu} | "
-            f"{_usd(chosen_option.get('hourly_usd'))} | {_usd(chosen_option.get('monthly_usd'))} | "
-            f"{f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |"
-        )
+        tps, per_million = service.get("tokens_per_second"), service.get("usd_per_million_tokens")
+        lines.append(f"| {service['name']} | {service['kind']} | `{service['model']}` ({service['dtype']}) | "
+                     f"{service['required_gpu_memory_gb']} | {f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |")
     lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
     for c in preview["by_cloud"]:
         lines.append(f"| {c['cloud']} | {', '.join(c['instance_types']) or 'not feasible'} ({c['region'] or '-'}) | "
                      f"{_usd(c['total_hourly_usd'])} | {_usd(c['total_monthly_usd'])} |")
-    lines += ["", "Services sharing a node are billed once per node (the totals are per node group).",
-              f"Throughput and $/1M tokens are estimates: {preview['throughput_note']}."]
+    lines += ["", f"Throughput and $/1M tokens are estimates: {preview['throughput_note']}."]
     for problem in preview["problems"]:
         lines.append(f"\n> :warning: {problem}")
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ BANDWIDTH_EFFICIENCY = 0.6
 COMPUTE_EFFICIENCY = 0.4
 TP_EFFICIENCY = 0.9
 ASSUMPTIONS = (
-    f"estimate: roofline decode at batch {DECODE_BATCH}, {AVG_CONTEXT_TOKENS} context tokens per sequence, "
+    f"roofline decode estimate at batch {DECODE_BATCH}, {AVG_CONTEXT_TOKENS} context tokens per sequence, "
     f"{BANDWIDTH_EFFICIENCY:.0%} of peak memory bandwidth, {COMPUTE_EFFICIENCY:.0%} of peak BF16 FLOPS; no prefill"
 )
 

@@ -103,7 +103,9 @@ def test_cost_markdown_for_pull_requests(cli):
     assert result.code == 0
     text = result.stdout
     assert text.startswith("### llm-deploy cost preview: `staging`")
-    assert "| service | model | instance |" in text and "| cloud | cheapest placement |" in text
+    assert "| node group | instance | GPU | nodes | services | $/h | $/month |" in text
+    assert "| service | kind | model |" in text and "| cloud | cheapest placement |" in text
+    assert "| llm-embedding-rerank | gpu-h200x1-141gb | 1x H200 | 1 | llm, embedding, rerank | 3.44 | 2,511.20 |" in text
     assert "estimates" in text
 
 
