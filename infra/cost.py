@@ -38,25 +38,31 @@ def _options(evaluation: Evaluation, need: ServiceNeed) -> list[dict[str, Any]]:
     return sorted(options, key=lambda o: (not o["feasible"], o["hourly_usd"], o["cloud"], o["instance_type"]))
 
 
-def _chosen(plan: DeploymentPlan | None, name: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
+    """Where placement put the service: its offer, node group, neighbours, and for an LLM the estimate."""
     if plan is None:
-        return None, {}
+        return {"chosen": None}
+    name = need.config.name
     group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
     service = next(s for s in group.services if s.name == name)
-    extra = {
+    chosen: dict[str, Any] = {
+        "chosen": offer_record(group.offer),
         "node_group": group.name,
         "colocated_with": [s.name for s in group.services if s.name != name],
         "tensor_parallel_size": service.tensor_parallel_size,
     }
-    return offer_record(group.offer), extra
+    if need.config.kind == "llm":
+        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size, need.config.replicas)
+        chosen["tokens_per_second"] = throughput.tokens_per_second
+        chosen["usd_per_million_tokens"] = throughput.usd_per_million_tokens
+    return chosen
 
 
 def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
     config, plan = evaluation.config, evaluation.plan
     services = []
     for need in evaluation.needs:
-        chosen, extra = _chosen(plan, need.config.name)
-        entry: dict[str, Any] = {
+        services.append({
             "name": need.config.name,
             "kind": need.config.kind,
             "model": need.config.model,
@@ -64,16 +70,9 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
             "replicas": need.config.replicas,
             "accelerator": need.config.accelerator,
             "required_gpu_memory_gb": need.required_gb,
-            "chosen": chosen,
-            **extra,
+            **_chosen(plan, need),
             "options": _options(evaluation, need),
-        }
-        if need.config.kind == "llm" and chosen is not None and plan is not None:
-            group = next(g for g in plan.node_groups if g.name == extra["node_group"])
-            throughput = estimate(need.info, need.config.dtype, group.offer, extra["tensor_parallel_size"], need.config.replicas)
-            entry["tokens_per_second"] = throughput.tokens_per_second
-            entry["usd_per_million_tokens"] = throughput.usd_per_million_tokens
-        services.append(entry)
+        })
     total = plan.hourly_usd if plan else None
     return {
         "stack": config.stack,

@@ -42,10 +42,11 @@ class ModelInfo:
     max_context: int | None
 
     @property
-    def kv_bytes_per_token(self) -> float | None:
-        """K and V for every layer; None when the attention shape is unknown."""
+    def kv_bytes_per_token(self) -> float:
+        """K and V for every layer. A model without an attention shape (unknown to the registry) is
+        estimated as a Llama-like GQA model: 12 KB per token per billion parameters."""
         if not (self.layers and self.kv_heads and self.head_dim):
-            return None
+            return self.params_b * 12_000
         return 2 * self.layers * self.kv_heads * self.head_dim * KV_CACHE_BYTES
 
 
@@ -95,15 +96,8 @@ def weights_gb(info: ModelInfo, dtype: str) -> float:
 
 
 def kv_cache_gb(info: ModelInfo, max_model_len: int) -> float:
-    """KV cache for KV_CONCURRENCY sequences of max_model_len tokens.
-
-    Models without an attention shape (unknown to the registry) are estimated as a Llama-like
-    GQA model: 0.012 MB per token per billion parameters.
-    """
-    per_token = info.kv_bytes_per_token
-    if per_token is None:
-        per_token = info.params_b * 12_000
-    return per_token * max_model_len * KV_CONCURRENCY / GB
+    """KV cache for KV_CONCURRENCY sequences of max_model_len tokens."""
+    return info.kv_bytes_per_token * max_model_len * KV_CONCURRENCY / GB
 
 
 def effective_max_model_len(info: ModelInfo, configured: int | None) -> int:

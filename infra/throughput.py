@@ -38,8 +38,7 @@ def decode_tokens_per_second(info: ModelInfo, dtype: str, offer: Offer, tensor_p
         return 0.0
     scale = tensor_parallel * (TP_EFFICIENCY if tensor_parallel > 1 else 1.0)
     weight_bytes = info.params_b * 1e9 * BYTES_PER_PARAM[dtype]
-    kv_per_token = info.kv_bytes_per_token or info.params_b * 12_000
-    kv_bytes = DECODE_BATCH * AVG_CONTEXT_TOKENS * kv_per_token
+    kv_bytes = DECODE_BATCH * AVG_CONTEXT_TOKENS * info.kv_bytes_per_token
     memory_seconds = (weight_bytes + kv_bytes) / (offer.memory_bandwidth_gbps * GB * BANDWIDTH_EFFICIENCY * scale)
     flops = 2 * info.active_params_b * 1e9 * DECODE_BATCH
     compute_seconds = flops / (offer.bf16_tflops * 1e12 * COMPUTE_EFFICIENCY * scale)
