@@ -46,9 +46,13 @@ ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="A file
 StacksDirOption = Annotated[Path, typer.Option("--stacks-dir", help="Where the stack files live.")]
 
 
-def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
+def print_problems(problems: list[str]) -> None:
     for line in problems:
         err.print(line, markup=False, highlight=False)
+
+
+def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
+    print_problems(problems)
     raise typer.Exit(code)
 
 
@@ -331,11 +335,10 @@ def main() -> None:
     try:
         sys.exit(app(standalone_mode=False) or 0)
     except ConfigError as error:
-        for line in error.problems:
-            err.print(line, markup=False, highlight=False)
+        print_problems(error.problems)
         sys.exit(EXIT_BAD_INPUT)
     except CatalogError as error:
-        err.print(str(error), markup=False, highlight=False)
+        print_problems([str(error)])
         sys.exit(EXIT_BAD_INPUT)
     except typer.Exit as done:
         sys.exit(done.exit_code)
