@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from infra.cli.offline import OfflineResult, run_offline
 from infra.config import RawConfig, load_raw, parse_config
-from infra.offline import OfflineResult, run_offline
 from infra.placement import place
 from infra.plan import SERVICE_PORTS, DeploymentPlan
 from tests.conftest import STACKS, STACKS_DIR

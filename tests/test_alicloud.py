@@ -15,8 +15,8 @@ from components.alicloud import offline as fakes
 from components.alicloud.layout import VPC_CIDR
 from components.alicloud.loadbalancer import LISTENER_TIMEOUT_S
 from components.alicloud.secrets import secret_store
+from infra.cli.offline import SECRET_MARK, decode_user_data, run_offline
 from infra.config import ConfigError
-from infra.offline import SECRET_MARK, decode_user_data, run_offline
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS
 from tests.offline_helpers import WORLD, of_type, one, planner, raw_config, stacks_on
 

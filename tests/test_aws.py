@@ -16,7 +16,7 @@ from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, rou
 from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
-from infra.offline import SECRET_MARK, OfflineResult, decode_user_data
+from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
 from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, planner, raw_config, stacks_on
 

@@ -206,8 +206,8 @@ def test_cloud_init_schema_check_can_fail(tmp_path):
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_renders_valid_user_data(stack, tmp_path):
     """Each stack's program, offline: the user-data its cloud's component renders passes both tools."""
+    from infra.cli.offline import run_offline
     from infra.config import load_raw
-    from infra.offline import run_offline
 
     result = run_offline(load_raw(stack))
     assert result.user_data
@@ -381,8 +381,8 @@ def test_store_user_data_names_the_parameters_only(rendered):
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_secret_in_user_data_where_the_cloud_has_a_store(stack):
     """The whole program offline with a distinctive key: only DigitalOcean's user-data may carry it, root-only."""
+    from infra.cli.offline import run_offline
     from infra.config import load_raw
-    from infra.offline import run_offline
 
     raw = load_raw(stack)
     values = raw.values | {"apiKey": FAKE_API_KEY, "hfToken": FAKE_HF_TOKEN}

@@ -1,4 +1,4 @@
-"""The DigitalOcean deployment, run for real under Pulumi's mock engine (`infra.offline.run_offline`).
+"""The DigitalOcean deployment, run for real under Pulumi's mock engine (`infra.cli.offline.run_offline`).
 
 What is checked is what DigitalOcean would be asked to create: the VPC, droplets of the placed size on
 a GPU image, the load balancer(s) with their health check, the firewall, and the user-data each node
@@ -15,8 +15,8 @@ import pytest
 
 import components.stack
 from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
+from infra.cli.offline import SECRET_MARK, RecordingMocks, run_offline
 from infra.config import ConfigError, RawConfig, load_raw, load_stack, parse_config
-from infra.offline import SECRET_MARK, RecordingMocks, run_offline
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
 from tests.conftest import STACKS_DIR

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from infra import environments as env
+from infra.cli import environments as env
 from infra.config import load_raw
 
 FAKE_PULUMI = r'''#!PYTHON

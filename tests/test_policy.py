@@ -2,7 +2,7 @@
 
 Violating resources are built with the real provider SDKs under the mock engine, so their inputs
 have the exact (camelCase) shape the engine hands a policy pack; the project's plans come from
-`infra.offline.run_offline`, one run per stack for the whole module. The last tests start the real
+`infra.cli.offline.run_offline`, one run per stack for the whole module. The last tests start the real
 pack the way the Pulumi CLI does (`python -m pulumi.policy ENGINE policy/`) and talk gRPC to it.
 """
 
@@ -19,8 +19,8 @@ import pulumi
 import pytest
 from conftest import ROOT, STACKS
 
+from infra.cli.offline import CloudFakes, RecordingMocks, run_offline
 from infra.config import CONFIG_NAMESPACE, load_raw
-from infra.offline import CloudFakes, RecordingMocks, run_offline
 
 POLICY_DIR = ROOT / "policy"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from infra.environments import write_plain_config
+from infra.cli.environments import write_plain_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 NAMESPACE = "llm-deploy"

@@ -27,7 +27,7 @@ from live import (
     wait_healthy,
 )
 
-from infra import environments as env
+from infra.cli import environments as env
 from infra.config import load_raw
 
 

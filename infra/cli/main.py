@@ -237,7 +237,7 @@ def plan(
     render_dir: Annotated[Path | None, typer.Option("--render-dir", help="Write each node group's user-data here.")] = None,
 ) -> None:
     """Run the stack's Pulumi program offline (mock engine): every resource, its inputs, the outputs."""
-    from infra.offline import run_offline
+    from infra.cli.offline import run_offline
 
     result = run_offline(load_raw(stack, config, stacks_dir))
     written = result.render(render_dir) if render_dir else []
@@ -257,7 +257,7 @@ def plan(
 
 
 # --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------
-# infra.environments is imported inside each command: the other commands never load Pulumi.
+# infra.cli.environments is imported inside each command: the other commands never load Pulumi.
 
 env_app = typer.Typer(no_args_is_help=True, help="Create, update, preview, destroy and reap stacks through the Pulumi CLI.")
 app.add_typer(env_app, name="env")
@@ -270,8 +270,8 @@ PolicyPackOption = Annotated[list[str] | None, typer.Option("--policy-pack", hel
 
 
 def _env(operation: str, *args: Any, **kwargs: Any) -> Any:
-    """Run an infra.environments operation; its failures are one line and exit 1."""
-    from infra import environments
+    """Run an infra.cli.environments operation; its failures are one line and exit 1."""
+    from infra.cli import environments
 
     try:
         return getattr(environments, operation)(*args, **kwargs)
