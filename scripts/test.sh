@@ -2,8 +2,9 @@
 # Install everything the tests need and run them: the package with its dev extras in the virtual
 # environment .venv (the one README's set-up and Pulumi.yaml use), and the real tools the tests
 # drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx, pulumi-policy for the
-# policy pack, actionlint for the GitHub workflows). Then the suite, README's set-up in a fresh copy
-# with only the declared dependencies, and the suite's core on the lowest allowed versions.
+# policy pack, actionlint for the GitHub workflows). Then the suite, the suite's core on the lowest
+# allowed versions, and README's set-up on stock Debian 12 in a fresh copy of the repository (whose
+# fresh environment has only the declared dependencies) with the usage-error checks against it.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws` (and skip the last two steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,26 +45,22 @@ python -m ruff check .
 python -m pytest "$@"
 (($#)) && exit 0
 
-# --- a stock machine's set-up: README's command 1 in a fresh copy of the repository, whose fresh
-# virtual environment holds the package and its declared dependencies only (no ambient click or
-# pytest), then the usage-error checks against that environment's `llm-deploy` and `python -m infra`.
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' file; do
-  [ -e "$file" ] && printf '%s\0' "$file"
-done | tar --null -T - -cf - | tar -xf - -C "$scratch"
-setup=$(awk '/^```bash$/ {block=1; next} block && /^# 1\./ {found=1; next} found && !/^#/ {print; exit}' README.md)
-echo "README set-up, command 1, in a fresh copy: $setup"
-start=$SECONDS
-(cd "$scratch" && env -u PYTHONPATH -u VIRTUAL_ENV PATH="$stock_path" bash -euo pipefail -c "$setup" >setup.log) || {
-  cat "$scratch/setup.log"; exit 1; }
-echo "command 1 took $((SECONDS - start)) s"
-LLM_DEPLOY_BIN_DIR="$scratch/$venv/bin" python -m pytest -q -p no:cacheprovider tests/test_usage_errors.py
-
 # --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
 # the CLI, config, placement and every cloud's offline plan.
-PATH="$stock_path" python3 -m venv "$scratch/lowest"
-"$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev]'
-PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
+lowest=$(mktemp -d)
+trap 'rm -rf "$lowest"' EXIT
+PATH="$stock_path" python3 -m venv "$lowest"
+start=$SECONDS
+"$lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev]'
+echo "the lowest versions installed in $((SECONDS - start)) s"
+PATH="$lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_placement.py tests/test_aws.py tests/test_digitalocean.py \
   tests/test_alicloud.py tests/test_dependencies.py
+
+# --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
+# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root.
+if [ "$(id -u)" -eq 0 ]; then
+  PYTHON=python bash scripts/check-stock-debian.sh
+else
+  sudo -n env PYTHON="$(command -v python)" bash scripts/check-stock-debian.sh
+fi
