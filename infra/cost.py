@@ -14,12 +14,37 @@ def _money(hourly: float) -> dict[str, float]:
     return {"hourly_usd": round(hourly, 6), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
 
 
+def price_note(offer: Offer) -> str:
+    """Where an offer's price comes from, in words: whose price, which region, which date."""
+    listed = f"{offer.list_hourly_usd:g} $/h" if offer.list_hourly_usd is not None else "unknown"
+    if offer.price_basis == "specified":
+        return f"the project's specified cost table; {offer.cloud} list price in {offer.region}: {listed}"
+    if offer.price_basis == "override":
+        return f"the stack's priceOverrides; catalog price in {offer.region}: {listed}"
+    if offer.price_basis == "lowest-across-regions":
+        return f"{offer.cloud}'s lowest pay-as-you-go price across its regions as of {offer.as_of} (none sourced for {offer.region} itself)"
+    return f"{offer.cloud} list price in {offer.region} as of {offer.as_of}"
+
+
+def price_provenance(offer: Offer) -> dict[str, Any]:
+    """The price's source, region and date, and the provider's list price when the price is not it."""
+    return {
+        "price_source": offer.source,
+        "price_region": offer.region,
+        "price_as_of": offer.as_of,
+        "price_basis": offer.price_basis,
+        "list_hourly_usd": offer.list_hourly_usd,
+        "price_note": price_note(offer),
+    }
+
+
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
     """One offer for one service on its own: feasible or why not, and what it costs."""
     fitted = fit([need], offer)
     replicas = need.config.replicas
     record = {
         **offer_record(offer),
+        **price_provenance(offer),
         "feasible": fitted.feasible,
         "reason": fitted.reason or "fits",
         "instance_hourly_usd": offer.hourly_usd,
@@ -46,7 +71,7 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
     group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
     service = next(s for s in group.services if s.name == name)
     chosen: dict[str, Any] = {
-        "chosen": offer_record(group.offer),
+        "chosen": {**offer_record(group.offer), **price_provenance(group.offer)},
         "node_group": group.name,
         "colocated_with": [s.name for s in group.services if s.name != name],
         "tensor_parallel_size": service.tensor_parallel_size,
@@ -81,7 +106,9 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
         "services": services,
         "node_groups": [
             {"name": g.name, "instance_type": g.offer.instance_type, "count": g.count, "disk_gb": g.disk_gb,
-             "services": [s.name for s in g.services], **_money(g.hourly_usd)}
+             "services": [s.name for s in g.services], **_money(g.hourly_usd), "region": g.region,
+             "instance_hourly_usd": g.offer.hourly_usd, "price_note": price_note(g.offer), "price_as_of": g.offer.as_of,
+             "models": {s.name: s.model for s in g.services}}
             for g in (plan.node_groups if plan else ())
         ],
         "total_hourly_usd": total,

@@ -87,6 +87,8 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
         return f"{offer.gpu} is not a CUDA GPU (vLLM/TEI images need NVIDIA)"
     if (offer.compute_capability or 0) < MIN_COMPUTE_CAPABILITY:
         return f"{offer.gpu} compute capability below {MIN_COMPUTE_CAPABILITY}"
+    if service.kind != "llm" and offer.gpu_arch is None:
+        return f"TEI has no image for {offer.gpu}"
     if service.gpu and offer.gpu != service.gpu:
         return f"{need.field} pins GPU {service.gpu}"
     if service.gpu_count and offer.gpu_count < service.gpu_count:
@@ -308,7 +310,7 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
                         f"{need.required_gb} GB); offered in: {regions}")
             )
         elif not anywhere:
-            problems.append(_unplaceable(src, need, scoped))
+            problems.append(_unplaceable(src, need, scoped, clouds))
     if not problems:
         problems.append(
             problem(src, "region" if config.region else "cloud",
@@ -317,15 +319,26 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
-def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str:
+def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> str:
+    """The real cause: no instance type of the kind asked for at all, or none big enough."""
     service = need.config
+    where = "/".join(clouds)
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
-        largest = max((o.total_gpu_memory_gb for o in pinned), default=0)
+        if not pinned:
+            return problem(source, f"{need.field}.gpu", f"no {service.gpu} instance type for {where} in the catalog")
+        largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
                        f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
     if service.accelerator == "cpu":
-        return problem(source, f"{need.field}.model", f"no CPU instance in the catalog has the {need.required_gb} GB RAM it needs")
+        cpu = [o for o in offers if o.gpu_count == 0]
+        if not cpu:
+            return problem(source, f"{need.field}.accelerator", f"no CPU instance type for {where} in the catalog")
+        largest = max(o.memory_gb for o in cpu)
+        return problem(source, f"{need.field}.model", f"needs {need.required_gb} GB RAM; the largest CPU instance type for {where} "
+                       f"in the catalog has {largest:.0f} GB")
+    if not any(o.cuda for o in offers):
+        return problem(source, f"{need.field}.accelerator", f"no CUDA GPU instance type for {where} in the catalog")
     largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
     return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
                    f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.catalog import CLOUDS, CatalogError, load_offers, offer_record
+from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
 from infra.placement import evaluate
@@ -68,8 +68,13 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
-@app.command()
+catalog_app = typer.Typer(no_args_is_help=False, help="The offers placement chooses from; `build` and `refresh` write catalog files.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.callback(invoke_without_command=True)
 def catalog(
+    ctx: typer.Context,
     cloud: Annotated[str | None, typer.Option(help=f"Only this cloud: {', '.join(CLOUDS)}.")] = None,
     gpu: Annotated[str | None, typer.Option(help="Only this GPU model, e.g. H100.")] = None,
     catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="A catalog of your own, same columns.")] = None,
@@ -79,6 +84,8 @@ def catalog(
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """List the GPU (and CPU) offers placement chooses from; with a stack, its catalogFile and priceOverrides."""
+    if ctx.invoked_subcommand:
+        return
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
     overrides: dict[str, float] = {}
@@ -99,6 +106,24 @@ def catalog(
         table.add_row(r["cloud"], r["instance_type"], r["region"], gpu_text, f"{r['gpu_memory_gb']:g}", str(r["vcpus"]),
                       f"{r['memory_gb']:g}", f"{r['hourly_usd']:.4g}", r["source"])
     out.print(table)
+
+
+@catalog_app.command("build")
+def catalog_build(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The sourced instance data (aws.csv, digitalocean.csv, alicloud.csv).")]
+    = Path("../shared/data"),
+    output: Annotated[Path, typer.Option("--output", help="The catalog file to write.")] = DATA_DIR / "catalog.csv",
+) -> None:
+    """Build the catalog (one row per cloud, instance type and region) from the sourced data."""
+    from infra.catalog_build import BuildError, build_rows, catalog_text
+
+    try:
+        rows = build_rows(data_dir)
+    except BuildError as error:
+        fail([str(error)])
+    output.write_text(catalog_text(rows))
+    counts = ", ".join(f"{c} {sum(r['cloud'] == c for r in rows)}" for c in CLOUDS)
+    err.print(f"wrote {output}: {len(rows)} rows ({counts})", markup=False)
 
 
 @app.command()
@@ -165,6 +190,8 @@ def _cost_table(preview: dict[str, Any]) -> None:
     groups = "; ".join(f"{g['count']}x {g['instance_type']} ({'+'.join(g['services'])})" for g in preview["node_groups"])
     out.print(f"Stack {preview['stack']}: {where}: {groups}", markup=False)
     out.print(f"Total: {_usd(preview['total_hourly_usd'])} $/h, {_usd(preview['total_monthly_usd'])} $/month", markup=False)
+    for group in preview["node_groups"]:
+        out.print(f"Price of {group['instance_type']} ({group['name']}): {group['price_note']}", markup=False)
     comparison = ", ".join(
         f"{c['cloud']} {_usd(c['total_hourly_usd'])} $/h" if c["feasible"] else f"{c['cloud']} not feasible"
         for c in preview["by_cloud"]
@@ -187,6 +214,7 @@ def cost_markdown(preview: dict[str, Any]) -> str:
         gpu = f"{chosen['gpu_count']}x {chosen['gpu']}" if chosen["gpu"] else "CPU"
         lines.append(f"| {group['name']} | {group['instance_type']} | {gpu} | {group['count']} | {', '.join(group['services'])} | "
                      f"{_usd(group['hourly_usd'])} | {_usd(group['monthly_usd'])} |")
+    lines += [""] + [f"- price of `{g['instance_type']}` ({g['name']}): {g['price_note']}" for g in preview["node_groups"]]
     lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview["services"]:
         tps, per_million = service.get("tokens_per_second"), service.get("usd_per_million_tokens")
