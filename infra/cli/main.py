@@ -230,6 +230,37 @@ def cost_markdown(preview: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cost_diff(against: str, stack: str | None, config: str | None, stacks_dir: Path, format: CostFormat) -> None:
+    """`cost --diff-against`: what every stack's placement costs now against a git ref or a saved preview."""
+    from infra import cost_diff
+    from infra.cli.cost_sources import DiffSourceError, file_previews, ref_previews, tree_previews
+
+    if config:
+        fail(["--diff-against: compares stack files by name; use --stack (or no option for every stack), not --config"])
+    only = [stack] if stack else None
+    try:
+        if Path(against).is_file():
+            before = file_previews(Path(against))
+            only = only or list(before)
+        else:
+            before = ref_previews(against, stacks_dir, only)
+    except DiffSourceError as error:
+        fail([str(error)])
+    result = cost_diff.diff(before, tree_previews(stacks_dir, only), against, "working tree")
+    if format is CostFormat.json:
+        emit_json(result.as_json())
+    elif format is CostFormat.markdown:
+        sys.stdout.write(cost_diff.markdown(result))
+    else:
+        out.print(cost_diff.total_line(result), markup=False)
+        table = Table(title=f"Cost change: {against} -> working tree", title_justify="left")
+        for column in cost_diff.COLUMNS:
+            table.add_column(column, justify="right" if column in cost_diff.NUMERIC else "left")
+        for row in cost_diff.rows(result):
+            table.add_row(*row)
+        out.print(table)
+
+
 @app.command()
 def cost(
     stack: StackOption = None,
@@ -237,8 +268,14 @@ def cost(
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[CostFormat, typer.Option("--format")] = CostFormat.table,
     max_hourly_usd: Annotated[float | None, typer.Option("--max-hourly-usd", help="Exit 2 when the stack costs more per hour.")] = None,
+    diff_against: Annotated[str | None, typer.Option(
+        "--diff-against", metavar="REF|FILE",
+        help="Compare every stack (or --stack) with a git ref's stacks and catalog, or a saved `cost --format json`.")] = None,
 ) -> None:
     """Cost comparison preview: the cheapest feasible placement, alternatives per cloud, totals."""
+    if diff_against is not None:
+        _cost_diff(diff_against, stack, config, stacks_dir, format)
+        return
     evaluation = _evaluation(stack, config, stacks_dir)
     preview = cost_preview(evaluation)
     problems = list(evaluation.problems)
