@@ -128,7 +128,12 @@ def _offers_from_row(path: Path, line: int, row: dict[str, str]) -> list[Offer]:
 
 @functools.cache
 def read_catalog(path: Path = DATA_DIR / "catalog.csv") -> tuple[Offer, ...]:
-    """Every (instance type, region) offer in a catalog file."""
+    """Every (instance type, region) offer in a catalog file, read once per process."""
+    return parse_catalog(path)
+
+
+def parse_catalog(path: Path) -> tuple[Offer, ...]:
+    """Every (instance type, region) offer in a catalog file as it is now (`catalog refresh` rereads what it wrote)."""
     try:
         text = path.read_text()
     except OSError as exc:

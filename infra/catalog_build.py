@@ -66,22 +66,22 @@ def _gpu(name: str, memory: str) -> str | None:
     return name
 
 
-def _number(text: str) -> str:
+def number_text(value: str | float | None) -> str:
     """A price or size as the catalog writes it: the sourced digits, without trailing zeros."""
-    if not text:
+    if value is None or value == "":
         return ""
-    value = float(text)
-    return str(int(value)) if value.is_integer() else repr(value)
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
-def _row(cloud: str, instance_type: str, region: str, gpu: str | None, gpu_count: str, vcpus: str, memory: str,
-         hourly: str, source: str, as_of: str, spot: str = "", basis: str = "list",
-         specified: dict[tuple[str, str], Specified] | None = None) -> dict[str, str]:
+def catalog_row(cloud: str, instance_type: str, region: str, gpu: str | None, gpu_count: str, vcpus: str, memory: str,
+                hourly: str, source: str, as_of: str, spot: str = "", basis: str = "list",
+                specified: dict[tuple[str, str], Specified] | None = None) -> dict[str, str]:
     """One catalog row; a type of the specified cost table keeps that price, the list price beside it."""
     row = {
         "cloud": cloud, "instance_type": instance_type, "region": region, "gpu": gpu or "", "gpu_count": gpu_count,
-        "gpu_memory_gb": f"{gpu_specs()[gpu].memory_gb:g}" if gpu else "0", "vcpus": vcpus, "memory_gb": _number(memory),
-        "hourly_usd": _number(hourly), "spot_hourly_usd": _number(spot), "list_hourly_usd": "", "price_basis": basis,
+        "gpu_memory_gb": f"{gpu_specs()[gpu].memory_gb:g}" if gpu else "0", "vcpus": vcpus, "memory_gb": number_text(memory),
+        "hourly_usd": number_text(hourly), "spot_hourly_usd": number_text(spot), "list_hourly_usd": "", "price_basis": basis,
         "source": source, "as_of": as_of,
     }
     fixed = (specified or {}).get((cloud, instance_type))
@@ -96,7 +96,7 @@ def _aws(data_dir: Path, as_of: str, specified: dict) -> Iterable[dict[str, str]
     for line, r in enumerate(_read(path), start=2):
         if not r["ondemand_usd_per_hour"]:
             continue  # p5e.48xlarge: the source has a spot price only
-        yield _row("aws", r["instance_type"], r["region"], _gpu(r["gpu"], r["gpu_memory_gib"]), r["gpu_count"], r["vcpus"],
+        yield catalog_row("aws", r["instance_type"], r["region"], _gpu(r["gpu"], r["gpu_memory_gib"]), r["gpu_count"], r["vcpus"],
                    r["memory_gib"], r["ondemand_usd_per_hour"], f"{r['source']} (via ../shared/data/aws.csv line {line})",
                    as_of, spot=r["spot_usd_per_hour"], specified=specified)
 
@@ -126,7 +126,7 @@ def _digitalocean(data_dir: Path, specified: dict, extra: list[dict[str, str]]) 
         if not dated:
             raise BuildError(f"{path}: line {line}: source: no date (YYYY-MM-DD)")
         for region in regions:
-            yield _row("digitalocean", r["slug"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
+            yield catalog_row("digitalocean", r["slug"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
                        r["memory_gib"], r["usd_per_hour"], f"{r['source']}; {where} (via ../shared/data/digitalocean.csv line {line})",
                        dated.group(1), specified=specified)
 
@@ -141,7 +141,7 @@ def _alicloud(data_dir: Path, specified: dict, extra: list[dict[str, str]]) -> I
         if not dated:
             raise BuildError(f"{path}: line {line}: source: no date (YYYY-MM-DD)")
         for region in regions:
-            yield _row("alicloud", r["instance_type"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
+            yield catalog_row("alicloud", r["instance_type"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
                        r["memory_gib"], r["usd_per_hour"], f"{r['source']}; {where} (via ../shared/data/alicloud.csv line {line})",
                        dated.group(1), basis="lowest-across-regions", specified=specified)
 

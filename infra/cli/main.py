@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record
+from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record, parse_catalog
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
 from infra.placement import evaluate
@@ -124,6 +124,46 @@ def catalog_build(
     output.write_text(catalog_text(rows))
     counts = ", ".join(f"{c} {sum(r['cloud'] == c for r in rows)}" for c in CLOUDS)
     err.print(f"wrote {output}: {len(rows)} rows ({counts})", markup=False)
+
+
+@catalog_app.command("refresh")
+def catalog_refresh(
+    cloud: Annotated[list[str] | None, typer.Option("--cloud", help=f"Only this cloud (repeatable): {', '.join(CLOUDS)}.")] = None,
+    output: Annotated[Path, typer.Option("--output", help="The catalog file to write.")] = DATA_DIR / "catalog.csv",
+    catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="The current catalog (default: the built-in one).")]
+    = None,
+) -> None:
+    """Fetch current prices and offerings from the providers' APIs; write a catalog file; print what changed."""
+    from infra.catalog_build import catalog_text
+    from infra.cli.refresh import MissingCredentials, RefreshError, changes, fetchers, offer_row, types_of
+
+    unknown = sorted(set(cloud or ()) - set(CLOUDS))
+    if unknown:
+        fail([f"--cloud: {', '.join(unknown)}: must be one of {', '.join(CLOUDS)}"])
+    current = load_offers(catalog_file)
+    rows, refreshed, failed = [], [], []
+    for name, fetch in fetchers().items():
+        keep = [offer_row(o) for o in current if o.cloud == name]
+        if cloud and name not in cloud:
+            rows += keep
+            continue
+        err.print(f"{name}: refreshing {len(types_of(current, name))} instance types", markup=False)
+        try:
+            rows += fetch(types_of(current, name), lambda line: err.print(line, markup=False, highlight=False))
+            refreshed.append(name)
+        except (MissingCredentials, RefreshError) as error:
+            err.print(f"{name}: not refreshed, its {len(keep)} current rows kept: {error}", markup=False, highlight=False)
+            failed += [name] if isinstance(error, RefreshError) else []
+            rows += keep
+    if not refreshed:
+        fail(["catalog refresh: no cloud could be refreshed; nothing written"], code=1)
+    output.write_text(catalog_text(rows))
+    found = changes(current, parse_catalog(output), refreshed)
+    for line in found.lines():
+        out.print(line, markup=False, highlight=False)
+    out.print(f"wrote {output}: {len(rows)} rows; {', '.join(refreshed)} refreshed: {found.summary()}", markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()
