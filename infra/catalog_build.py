@@ -14,7 +14,7 @@ import csv
 import fnmatch
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +97,8 @@ def _aws(data_dir: Path, as_of: str, specified: dict) -> Iterable[dict[str, str]
         if not r["ondemand_usd_per_hour"]:
             continue  # p5e.48xlarge: the source has a spot price only
         yield catalog_row("aws", r["instance_type"], r["region"], _gpu(r["gpu"], r["gpu_memory_gib"]), r["gpu_count"], r["vcpus"],
-                   r["memory_gib"], r["ondemand_usd_per_hour"], f"{r['source']} (via ../shared/data/aws.csv line {line})",
-                   as_of, spot=r["spot_usd_per_hour"], specified=specified)
+                          r["memory_gib"], r["ondemand_usd_per_hour"], f"{r['source']} (via ../shared/data/aws.csv line {line})",
+                          as_of, spot=r["spot_usd_per_hour"], specified=specified)
 
 
 def _regions(cloud: str, instance_type: str, sourced: str, extra: list[dict[str, str]], path: Path, line: int) -> tuple[list[str], str]:
@@ -116,34 +116,21 @@ def _regions(cloud: str, instance_type: str, sourced: str, extra: list[dict[str,
     return list(dict.fromkeys(regions)), "; ".join(notes)
 
 
-def _digitalocean(data_dir: Path, specified: dict, extra: list[dict[str, str]]) -> Iterable[dict[str, str]]:
-    path = data_dir / "digitalocean.csv"
+def _per_type(cloud: str, name_column: str, skip: Callable[[dict[str, str]], bool], basis: str, data_dir: Path,
+              specified: dict, extra: list[dict[str, str]]) -> Iterable[dict[str, str]]:
+    """Rows of a sourced file with one row per type (DigitalOcean, Alibaba Cloud): one catalog row per region."""
+    path = data_dir / f"{cloud}.csv"
     for line, r in enumerate(_read(path), start=2):
-        if r["slug"].endswith("-spot"):
-            continue  # spot-only sizes: no on-demand price to place on
-        regions, where = _regions("digitalocean", r["slug"], r["regions"], extra, path, line)
+        if skip(r):
+            continue
+        regions, where = _regions(cloud, r[name_column], r["regions"], extra, path, line)
         dated = ISO_DATE.search(r["source"])
         if not dated:
             raise BuildError(f"{path}: line {line}: source: no date (YYYY-MM-DD)")
         for region in regions:
-            yield catalog_row("digitalocean", r["slug"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
-                       r["memory_gib"], r["usd_per_hour"], f"{r['source']}; {where} (via ../shared/data/digitalocean.csv line {line})",
-                       dated.group(1), specified=specified)
-
-
-def _alicloud(data_dir: Path, specified: dict, extra: list[dict[str, str]]) -> Iterable[dict[str, str]]:
-    path = data_dir / "alicloud.csv"
-    for line, r in enumerate(_read(path), start=2):
-        if r["usd_per_hour"].startswith(UNVERIFIED):
-            continue  # no sourced price: nothing to place on
-        regions, where = _regions("alicloud", r["instance_type"], r["regions"], extra, path, line)
-        dated = ISO_DATE.search(r["source"])
-        if not dated:
-            raise BuildError(f"{path}: line {line}: source: no date (YYYY-MM-DD)")
-        for region in regions:
-            yield catalog_row("alicloud", r["instance_type"], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
-                       r["memory_gib"], r["usd_per_hour"], f"{r['source']}; {where} (via ../shared/data/alicloud.csv line {line})",
-                       dated.group(1), basis="lowest-across-regions", specified=specified)
+            yield catalog_row(cloud, r[name_column], region, _gpu(r["gpu"], r["gpu_memory_gb"]), r["gpu_count"], r["vcpus"],
+                              r["memory_gib"], r["usd_per_hour"], f"{r['source']}; {where} (via ../shared/data/{cloud}.csv line {line})",
+                              dated.group(1), basis=basis, specified=specified)
 
 
 def specified_prices(path: Path = DATA_DIR / "specified_prices.csv") -> dict[tuple[str, str], Specified]:
@@ -155,8 +142,14 @@ def build_rows(data_dir: Path) -> list[dict[str, str]]:
     """Every catalog row the sourced data supports, in a stable order (cloud, type, region)."""
     specified = specified_prices()
     extra = _read(DATA_DIR / "regions.csv")
-    rows = [*_aws(data_dir, _collected_on(data_dir), specified), *_digitalocean(data_dir, specified, extra),
-            *_alicloud(data_dir, specified, extra)]
+    rows = [
+        *_aws(data_dir, _collected_on(data_dir), specified),
+        # DigitalOcean's -spot sizes have a spot price only: nothing to place on-demand
+        *_per_type("digitalocean", "slug", lambda r: r["slug"].endswith("-spot"), "list", data_dir, specified, extra),
+        # Alibaba Cloud types without a sourced price
+        *_per_type("alicloud", "instance_type", lambda r: r["usd_per_hour"].startswith(UNVERIFIED), "lowest-across-regions",
+                   data_dir, specified, extra),
+    ]
     missing = set(specified) - {(r["cloud"], r["instance_type"]) for r in rows}
     if missing:
         raise BuildError(f"specified_prices.csv: {', '.join(sorted('/'.join(m) for m in missing))} not in the sourced data")

@@ -27,15 +27,9 @@ def price_note(offer: Offer) -> str:
 
 
 def price_provenance(offer: Offer) -> dict[str, Any]:
-    """The price's source, region and date, and the provider's list price when the price is not it."""
-    return {
-        "price_source": offer.source,
-        "price_region": offer.region,
-        "price_as_of": offer.as_of,
-        "price_basis": offer.price_basis,
-        "list_hourly_usd": offer.list_hourly_usd,
-        "price_note": price_note(offer),
-    }
+    """The price's source, region and date in words and keys (`price_basis` and `list_hourly_usd`, the
+    provider's list price when the price is another, are in every offer record already)."""
+    return {"price_source": offer.source, "price_region": offer.region, "price_as_of": offer.as_of, "price_note": price_note(offer)}
 
 
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:

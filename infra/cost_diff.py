@@ -90,20 +90,30 @@ class GroupChange:
                 **_change(self.before_hourly, self.after_hourly), "reasons": list(self.reasons)}
 
 
+class _Total:
+    """Before and after $/h of a whole: the sums over its parts."""
+
+    def parts(self) -> tuple[GroupChange | StackChange, ...]:
+        raise NotImplementedError
+
+    @property
+    def before_hourly(self) -> float:
+        return round(sum(p.before_hourly for p in self.parts()), 6)
+
+    @property
+    def after_hourly(self) -> float:
+        return round(sum(p.after_hourly for p in self.parts()), 6)
+
+
 @dataclass(frozen=True)
-class StackChange:
+class StackChange(_Total):
     stack: str
     groups: tuple[GroupChange, ...]
     problems_before: tuple[str, ...]
     problems_after: tuple[str, ...]
 
-    @property
-    def before_hourly(self) -> float:
-        return round(sum(g.before_hourly for g in self.groups), 6)
-
-    @property
-    def after_hourly(self) -> float:
-        return round(sum(g.after_hourly for g in self.groups), 6)
+    def parts(self) -> tuple[GroupChange, ...]:
+        return self.groups
 
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, **_change(self.before_hourly, self.after_hourly),
@@ -112,18 +122,13 @@ class StackChange:
 
 
 @dataclass(frozen=True)
-class CostDiff:
+class CostDiff(_Total):
     before_label: str
     after_label: str
     stacks: tuple[StackChange, ...]
 
-    @property
-    def before_hourly(self) -> float:
-        return round(sum(s.before_hourly for s in self.stacks), 6)
-
-    @property
-    def after_hourly(self) -> float:
-        return round(sum(s.after_hourly for s in self.stacks), 6)
+    def parts(self) -> tuple[StackChange, ...]:
+        return self.stacks
 
     def as_json(self) -> dict[str, Any]:
         return {"before": self.before_label, "after": self.after_label, **_change(self.before_hourly, self.after_hourly),
