@@ -161,6 +161,9 @@ def test_launch_templates_require_imdsv2_and_encrypt_a_disk_sized_for_the_cache(
         assert root["ebs"]["encrypted"] == "true"
         assert root["ebs"]["volumeType"] == "gp3"
         assert root["ebs"]["volumeSize"] >= group.disk_gb
+        # gp3 provisioned past its 125 MiB/s / 3,000 IOPS default, with the IOPS that throughput needs
+        assert root["ebs"]["throughput"] == group.storage.throughput_mibps >= 125
+        assert root["ebs"]["iops"] == group.storage.iops >= max(3000, root["ebs"]["throughput"] / 0.25)
         assert inputs["iamInstanceProfile"]["arn"].startswith("arn:aws:iam::")
         assert decode_user_data(inputs["userData"]) == result.user_data[group.name]
         assert result.user_data[group.name].startswith("#cloud-config")
