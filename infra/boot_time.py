@@ -19,11 +19,16 @@ from infra.catalog import DATA_DIR
 from infra.plan import BootEstimate, BootStep
 
 
+def data_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a data file (data/<name>), each with its source and date."""
+    with open(DATA_DIR / name, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 @functools.cache
 def constant(name: str) -> float:
     """A named rate or duration of data/boot_time.csv."""
-    with open(DATA_DIR / "boot_time.csv", newline="") as handle:
-        return {row["name"]: float(row["value"]) for row in csv.DictReader(handle)}[name]
+    return {row["name"]: float(row["value"]) for row in data_rows("boot_time.csv")}[name]
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,10 @@ class ImageSize:
 @functools.cache
 def image_sizes() -> dict[tuple[str, str], ImageSize]:
     """(engine, flavour) → the pinned image and its size (data/images.csv)."""
-    with open(DATA_DIR / "images.csv", newline="") as handle:
-        return {
-            (row["engine"], row["flavour"]): ImageSize(row["image"], float(row["compressed_gb"]), float(row["on_disk_gb"]))
-            for row in csv.DictReader(handle)
-        }
+    return {
+        (row["engine"], row["flavour"]): ImageSize(row["image"], float(row["compressed_gb"]), float(row["on_disk_gb"]))
+        for row in data_rows("images.csv")
+    }
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,7 @@ class NodeImage:
 
 @functools.cache
 def node_image(cloud: str, accelerator: str) -> NodeImage:
-    with open(DATA_DIR / "node_images.csv", newline="") as handle:
-        rows = {(r["cloud"], r["accelerator"]): r for r in csv.DictReader(handle)}
-    row = rows[(cloud, accelerator)]
+    row = next(r for r in data_rows("node_images.csv") if (r["cloud"], r["accelerator"]) == (cloud, accelerator))
     return NodeImage(row["has_driver"] == "true", row["has_docker"] == "true", float(row["os_footprint_gb"]))
 
 

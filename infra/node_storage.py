@@ -9,43 +9,31 @@ network volume for the cache (the slower case). The root disk is always sized fo
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from infra.boot_time import (
     BootInputs,
     ImageSize,
     ServiceLoad,
     constant,
+    data_rows,
     estimate_boot,
     node_image,
     service_images,
     warmup_minutes,
 )
-from infra.catalog import DATA_DIR
 from infra.models import round_up
 from infra.plan import NodeGroup, Offer, PlacedService, Storage
 
 MIB = 1.048576  # MB per MiB
 
 
-@dataclass(frozen=True)
-class InstanceDisks:
-    local_nvme_disks: int
-    local_nvme_gb_each: int
-    ebs_max_mbps: float
-
-
 @functools.cache
-def instance_disks() -> dict[tuple[str, str], InstanceDisks]:
-    with open(DATA_DIR / "instance_disks.csv", newline="") as handle:
-        return {
-            (r["cloud"], r["instance_type"]): InstanceDisks(int(r["local_nvme_disks"]), int(r["local_nvme_gb_each"]), float(r["ebs_max_mbps"]))
-            for r in csv.DictReader(handle)
-        }
+def instance_disks() -> dict[tuple[str, str], dict[str, str]]:
+    """(cloud, instance type) → its local NVMe SSDs and EBS bandwidth (data/instance_disks.csv)."""
+    return {(r["cloud"], r["instance_type"]): r for r in data_rows("instance_disks.csv")}
 
 
 def disk_gb(cloud: str, accelerator: str, images: Sequence[ImageSize], checkpoints_gb: float) -> int:
@@ -71,12 +59,12 @@ def gp3_performance(ebs_max_mbps: float | None) -> tuple[int, int]:
 
 def _aws(offer: Offer, cache_gb: float) -> Storage:
     disks = instance_disks().get(("aws", offer.instance_type))
-    ebs_max = disks.ebs_max_mbps if disks else None
+    ebs_max = float(disks["ebs_max_mbps"]) if disks else None
     throughput, iops = gp3_performance(ebs_max)
     root_mbps = min(throughput * MIB, ebs_max or math.inf)
     # The local SSD that could hold the model cache (the Deep Learning AMI mounts it at /opt/dlami/nvme).
     # The bootstrap does not use it yet, so the estimate reads and writes the weights on the root volume.
-    local = disks.local_nvme_disks * disks.local_nvme_gb_each if disks and offer.gpu_count else 0
+    local = int(disks["local_nvme_disks"]) * int(disks["local_nvme_gb_each"]) if disks and offer.gpu_count else 0
     return Storage(root_mbps, root_mbps, throughput, iops, local if local >= cache_gb else 0)
 
 
