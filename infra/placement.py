@@ -25,15 +25,13 @@ from infra.models import (
     encoder_memory_gb,
     llm_memory_gb,
     model_info,
-    round_up,
     valid_tensor_parallel,
 )
-from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService
+from infra.node_storage import node_group
+from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
 
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-DISK_BASE_GB = 60  # OS, Docker images (vLLM ~10 GB, TEI ~3 GB), logs
-DISK_CACHE_FACTOR = 1.2  # model cache headroom over the checkpoint size
 # Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
 # Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
 CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
@@ -259,24 +257,13 @@ def _group_name(services: Sequence[PlacedService]) -> str:
     return "-".join(s.name for s in services)[:40].rstrip("-")
 
 
-def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
-    return round_up(DISK_BASE_GB + DISK_CACHE_FACTOR * sum(checkpoint_disk_gb(n.info) for n in needs), 10)
-
-
 def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
     by_name = {n.config.name: n for n in needs}
     groups = []
     for fitted, replicas in chosen.groups:
         services = fitted.services or ()
-        groups.append(
-            NodeGroup(
-                name=_group_name(services),
-                offer=fitted.offer,
-                count=replicas,
-                services=services,
-                disk_gb=_disk_gb([by_name[s.name] for s in services]),
-            )
-        )
+        checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
+        groups.append(node_group(_group_name(services), fitted.offer, replicas, services, checkpoints))
     order = {n.config.name: n.index for n in needs}
     groups.sort(key=lambda g: min(order[s.name] for s in g.services))
     return DeploymentPlan(
