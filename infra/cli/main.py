@@ -143,13 +143,14 @@ def catalog_refresh(
     current = load_offers(catalog_file)
     rows, refreshed, failed = [], [], []
     for name, fetch in fetchers().items():
-        keep = [offer_row(o) for o in current if o.cloud == name]
+        keep = [offer_row(o) for o in current if o.cloud == name]  # written back when the cloud is not refreshed
         if cloud and name not in cloud:
             rows += keep
             continue
-        err.print(f"{name}: refreshing {len(types_of(current, name))} instance types", markup=False)
+        mine = [o for o in current if o.cloud == name]
+        err.print(f"{name}: refreshing {len(types_of(mine))} instance types", markup=False)
         try:
-            rows += fetch(types_of(current, name), lambda line: err.print(line, markup=False, highlight=False))
+            rows += fetch(mine, lambda line: err.print(line, markup=False, highlight=False))
             refreshed.append(name)
         except (MissingCredentials, RefreshError) as error:
             err.print(f"{name}: not refreshed, its {len(keep)} current rows kept: {error}", markup=False, highlight=False)

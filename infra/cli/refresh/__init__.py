@@ -55,9 +55,9 @@ def today() -> str:
     return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
-def types_of(current: Iterable[Offer], cloud: str) -> dict[str, Offer]:
-    """One offer per instance type of the cloud in the current catalog: the specs a fresh row keeps."""
-    return {o.instance_type: o for o in current if o.cloud == cloud}
+def types_of(current: Iterable[Offer]) -> dict[str, Offer]:
+    """One offer per instance type of the current catalog: the specs a fresh row keeps."""
+    return {o.instance_type: o for o in current}
 
 
 def fresh_row(spec: Offer, region: str, hourly: float, source: str, spot: float | None = None,
@@ -91,7 +91,7 @@ def changes(current: Sequence[Offer], fresh: Sequence[Offer], clouds: Iterable[s
     )
 
 
-def fetchers() -> dict[str, Callable[[dict[str, Offer], Progress], list[dict[str, str]]]]:
+def fetchers() -> dict[str, Callable[[Sequence[Offer], Progress], list[dict[str, str]]]]:
     """Each cloud's refresh, imported only when asked for (boto3 is an optional extra)."""
     from infra.cli.refresh import alicloud, aws, digitalocean
 

@@ -12,9 +12,10 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 
 from bootstrap.files.alicloud_oos import signed_query
-from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row
+from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row, types_of
 from infra.plan import Offer
 
 ECS_VERSION = "2014-05-26"
@@ -62,7 +63,8 @@ def instance_price(answer: dict) -> tuple[float, str]:
     return float(price["TradePrice"]), price["Currency"]
 
 
-def fetch(specs: dict[str, Offer], progress: Progress) -> list[dict[str, str]]:
+def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
+    specs = types_of(current)
     key, secret = os.environ.get("ALICLOUD_ACCESS_KEY"), os.environ.get("ALICLOUD_SECRET_KEY")
     if not key or not secret:
         raise MissingCredentials("no Alibaba Cloud credentials (set ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY)")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row
+from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row, types_of
 from infra.plan import Offer
 
 PRICING_REGION = "us-east-1"  # the Price List Query API's endpoint region
@@ -67,8 +67,9 @@ def _region(session, pricing, region: str, specs: dict[str, Offer], progress: Pr
     return rows
 
 
-def fetch(specs: dict[str, Offer], progress: Progress) -> list[dict[str, str]]:
-    """Rows for every (type, region) AWS offers and prices, for the types in `specs`."""
+def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
+    """Rows for every (type, region) AWS offers and prices, for the current catalog's AWS types."""
+    specs = types_of(current)
     try:
         import boto3
         import botocore.exceptions

@@ -11,8 +11,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 
-from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row
+from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row, offer_row, types_of
 from infra.plan import Offer
 
 API = "https://api.digitalocean.com"
@@ -47,18 +48,24 @@ def sizes(token: str) -> list[dict]:
     return found
 
 
-def fetch(specs: dict[str, Offer], progress: Progress) -> list[dict[str, str]]:
+def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
     token = os.environ.get("DIGITALOCEAN_TOKEN")
     if not token:
         raise MissingCredentials("no DigitalOcean token (set DIGITALOCEAN_TOKEN)")
     listed = {s["slug"]: s for s in sizes(token)}
+    specs = types_of(current)
     rows = []
     for slug, spec in sorted(specs.items()):
         size = listed.get(slug)
         if size is None or not size.get("available", True):
             continue
-        rows += [fresh_row(spec, region, float(size["price_hourly"]), SOURCE) for region in sorted(size.get("regions", []))]
+        if not size.get("regions"):  # a GPU size this account has no quota for: the API hides its regions
+            kept = [offer_row(o) for o in current if o.instance_type == slug]
+            progress(f"digitalocean: {slug} lists no region for this account (no GPU quota?): its {len(kept)} current rows kept")
+            rows += kept
+            continue
+        rows += [fresh_row(spec, region, float(size["price_hourly"]), SOURCE) for region in sorted(size["regions"])]
     regions = sorted({r["region"] for r in rows})
     progress(f"digitalocean: {len(listed)} sizes listed, {len({r['instance_type'] for r in rows})} of {len(specs)} types "
-             f"priced in {len(regions)} regions ({' '.join(regions)})")
+             f"in {len(regions)} regions ({' '.join(regions)})")
     return rows
