@@ -48,7 +48,9 @@ def _read(path: Path) -> list[dict[str, str]]:
 def _collected_on(data_dir: Path) -> str:
     """The date the sourced data was collected, from its README's title line."""
     readme = data_dir / "README.md"
-    found = ISO_DATE.search(readme.read_text().splitlines()[0]) if readme.exists() else None
+    if not readme.is_file():
+        raise BuildError(f"{readme}: not found (is {data_dir} the sourced data directory?)")
+    found = ISO_DATE.search((readme.read_text().splitlines() or [""])[0])
     if not found:
         raise BuildError(f"{readme}: the first line names no collection date (YYYY-MM-DD)")
     return found.group(1)

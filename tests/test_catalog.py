@@ -131,3 +131,14 @@ def test_a_cpu_service_too_big_for_every_cpu_type_is_told_the_largest(stack_file
     with pytest.raises(ConfigError) as error:
         place(_config(stack_file, {"cloud": "digitalocean", "services": [big]}))
     assert "the largest CPU instance type for digitalocean in the catalog has 16 GB" in error.value.problems[0]
+
+
+def test_catalog_build_command_writes_the_file_and_refuses_missing_data(cli, tmp_path):
+    output = tmp_path / "catalog.csv"
+    done = cli("catalog", "build", "--data-dir", str(shared_data()), "--output", str(output))
+    assert done.code == 0, done.stderr
+    assert output.read_text() == catalog_text(build_rows(SHARED_DATA))
+    assert f"wrote {output}: " in done.stderr and "(aws " in done.stderr
+    missing = cli("catalog", "build", "--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x.csv"))
+    assert missing.code == 2 and not (tmp_path / "x.csv").exists()
+    assert missing.stderr.strip().count("\n") == 0 and "nowhere/README.md: not found (is " in missing.stderr
