@@ -149,20 +149,26 @@ def parse_catalog(path: Path) -> tuple[Offer, ...]:
 
 
 def load_offers(catalog_file: str | None = None, price_overrides: dict[str, float] | None = None) -> tuple[Offer, ...]:
-    """The offers a stack places on: its catalog, with its negotiated prices applied."""
+    """The offers a stack places on: its catalog, with its negotiated prices applied.
+
+    An override keyed `cloud/instance_type/region` prices that region only and wins over one keyed
+    `cloud/instance_type`, which prices every region of the type.
+    """
     offers = read_catalog(Path(catalog_file)) if catalog_file else read_catalog()
     overrides = price_overrides or {}
-    known = {f"{o.cloud}/{o.instance_type}" for o in offers}
+    known = {k for o in offers for k in (f"{o.cloud}/{o.instance_type}", f"{o.cloud}/{o.instance_type}/{o.region}")}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise CatalogError(f"priceOverrides: {', '.join(unknown)} not in the catalog")
-    return tuple(
-        replace(o, hourly_usd=overrides[key], price_basis="override", list_hourly_usd=o.list_hourly_usd or o.hourly_usd,
-                source=f"priceOverrides (catalog: {o.hourly_usd}; {o.source})")
-        if (key := f"{o.cloud}/{o.instance_type}") in overrides
-        else o
-        for o in offers
-    )
+
+    def override(o: Offer) -> Offer:
+        key = next((k for k in (f"{o.cloud}/{o.instance_type}/{o.region}", f"{o.cloud}/{o.instance_type}") if k in overrides), None)
+        if key is None:
+            return o
+        return replace(o, hourly_usd=overrides[key], price_basis="override", list_hourly_usd=o.list_hourly_usd or o.hourly_usd,
+                       source=f"priceOverrides (catalog: {o.hourly_usd}; {o.source})")
+
+    return tuple(override(o) for o in offers)
 
 
 def offer_record(offer: Offer) -> dict[str, object]:

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import pytest
 
-from infra.catalog import DATA_DIR, REQUIRED_COLUMNS, read_catalog
+from infra.catalog import DATA_DIR, REQUIRED_COLUMNS, load_offers, read_catalog
 from infra.catalog_build import build_rows, catalog_text, specified_prices
 from infra.cli.refresh import alicloud, aws, digitalocean
 from infra.config import ConfigError, load_raw, parse_config
@@ -142,3 +142,17 @@ def test_catalog_build_command_writes_the_file_and_refuses_missing_data(cli, tmp
     missing = cli("catalog", "build", "--data-dir", str(tmp_path / "nowhere"), "--output", str(tmp_path / "x.csv"))
     assert missing.code == 2 and not (tmp_path / "x.csv").exists()
     assert missing.stderr.strip().count("\n") == 0 and "nowhere/README.md: not found (is " in missing.stderr
+
+
+def test_a_price_override_may_name_one_region(stack_file):
+    services = [{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 4096}]
+    plan = place(_config(stack_file, {"cloud": "aws", "services": services,
+                                      "priceOverrides": {"aws/g6.xlarge/eu-central-1": 0.3, "aws/g6.xlarge": 0.9}}))
+    assert (plan.region, plan.node_groups[0].offer.instance_type, plan.hourly_usd) == ("eu-central-1", "g6.xlarge", 0.3)
+    offers = {o.region: o for o in load_offers(None, {"aws/g6.xlarge/eu-central-1": 0.3, "aws/g6.xlarge": 0.9})
+              if o.instance_type == "g6.xlarge"}
+    assert offers["eu-central-1"].hourly_usd == 0.3 and offers["us-east-1"].hourly_usd == 0.9
+    assert offers["eu-central-1"].list_hourly_usd == 1.0064 and offers["eu-central-1"].price_basis == "override"
+    with pytest.raises(ConfigError) as error:
+        place(_config(stack_file, {"cloud": "aws", "services": services, "priceOverrides": {"aws/g6.xlarge/eu-west-1": 0.3}}))
+    assert error.value.problems[0].endswith("priceOverrides: aws/g6.xlarge/eu-west-1 not in the catalog")
