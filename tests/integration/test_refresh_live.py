@@ -2,7 +2,7 @@
 
 Runs per cloud where its credentials exist: AWS (AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or
 AWS_PROFILE; needs pricing:GetProducts, ec2:DescribeRegions, ec2:DescribeInstanceTypeOfferings,
-ec2:DescribeSpotPriceHistory), DigitalOcean (DIGITALOCEAN_TOKEN, read scope), Alibaba Cloud
+ec2:DescribeSpotPriceHistory), DigitalOcean (DIGITALOCEAN_TOKEN, scopes sizes:read and regions:read), Alibaba Cloud
 (ALICLOUD_ACCESS_KEY + ALICLOUD_SECRET_KEY; ecs:DescribeRegions, DescribeAvailableResource, DescribePrice).
     pytest -m integration tests/integration/test_refresh_live.py
 """
