@@ -192,12 +192,27 @@ class RegionPlan:
         return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
-def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer]) -> Fit | None:
-    fits = [f for f in (fit(block, o) for o in offers) if f.feasible]
+FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str]]
+
+
+def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
+    """`fit` depends on an offer's hardware, not on its region or price: worked out once per instance type."""
+    key = (tuple(n.index for n in block), offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb,
+           offer.memory_gb)
+    if key not in memo:
+        fitted = fit(block, offer)
+        memo[key] = (fitted.services, fitted.reason)
+    return Fit(offer, *memo[key])
+
+
+def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
+    memo = {} if memo is None else memo
+    fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
     return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
 
 
-def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer]) -> RegionPlan | None:
+def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],
+                memo: FitMemo | None = None) -> RegionPlan | None:
     """The cheapest grouping of the services onto offers of one region; None when none fits."""
     best: RegionPlan | None = None
     for part in partitions(needs):
@@ -205,7 +220,7 @@ def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: S
             continue
         groups = []
         for block in part:
-            chosen = cheapest_fit(block, offers)
+            chosen = cheapest_fit(block, offers, memo)
             if chosen is None:
                 break
             groups.append((chosen, block[0].config.replicas))
@@ -243,10 +258,11 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     regions = [region] if region else _regions(offers, cloud)
     if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
         regions = []
+    memo: FitMemo = {}
     plans = [
         p
         for r in regions
-        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r])) is not None
+        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r], memo)) is not None
     ]
     best = min(plans, key=lambda p: (p.hourly_usd, len(p.groups)), default=None)
     shown = best.region if best else (regions[0] if regions else None)
