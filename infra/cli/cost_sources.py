@@ -61,6 +61,8 @@ def ref_previews(ref: str, stacks_dir: Path, only: list[str] | None = None) -> d
         commit = _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top).decode().strip()
     except DiffSourceError:
         raise DiffSourceError(f"--diff-against: {ref!r} is neither a file nor a git ref of {here}") from None
+    if not stacks_dir.resolve().is_relative_to(top):
+        raise DiffSourceError(f"--diff-against: {stacks_dir} is not inside the git repository {top}")
     relative = stacks_dir.resolve().relative_to(top)
     with tempfile.TemporaryDirectory(prefix="llm-deploy-diff-") as tmp:
         root = Path(tmp)  # the whole tree at the ref: its stacks, its catalog and any catalogFile they name

@@ -294,6 +294,9 @@ def _cost_diff(against: str, stack: str | None, config: str | None, stacks_dir: 
         sys.stdout.write(cost_diff.markdown(result))
     else:
         out.print(cost_diff.total_line(result), markup=False)
+        if not cost_diff.rows(result):
+            out.print("No node group changes its cost.", markup=False)
+            return
         table = Table(title=f"Cost change: {against} -> working tree", title_justify="left")
         for column in cost_diff.COLUMNS:
             table.add_column(column, justify="right" if column in cost_diff.NUMERIC else "left")
