@@ -88,8 +88,9 @@ def catalog_row(cloud: str, instance_type: str, region: str, gpu: str | None, gp
     }
     fixed = (specified or {}).get((cloud, instance_type))
     if fixed:
+        listed = "list price" if basis == "list" else f"list price ({basis})"
         row.update(hourly_usd=f"{fixed.hourly_usd:g}", list_hourly_usd=row["hourly_usd"], price_basis="specified",
-                   source=f"{fixed.source}; list price: {source}", as_of=fixed.as_of)
+                   source=f"{fixed.source}; {listed}: {source}", as_of=fixed.as_of)
     return row
 
 

@@ -18,6 +18,9 @@ def price_note(offer: Offer) -> str:
     """Where an offer's price comes from, in words: whose price, which region, which date."""
     listed = f"{offer.list_hourly_usd:g} $/h" if offer.list_hourly_usd is not None else "unknown"
     if offer.price_basis == "specified":
+        if "list price (lowest-across-regions)" in offer.source:
+            return (f"the project's specified cost table; {offer.cloud} list price: {listed}, the lowest across its regions "
+                    f"(none sourced for {offer.region} itself)")
         return f"the project's specified cost table; {offer.cloud} list price in {offer.region}: {listed}"
     if offer.price_basis == "override":
         return f"the stack's priceOverrides; catalog price in {offer.region}: {listed}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import defaultdict
 
 import pytest
@@ -93,7 +94,8 @@ def test_the_specified_cost_table_stays_with_the_list_price_beside_it(cloud, ins
     rows = [o for o in read_catalog() if (o.cloud, o.instance_type) == (cloud, instance_type)]
     assert rows and all(o.hourly_usd == price and o.price_basis == "specified" for o in rows)
     assert all(o.list_hourly_usd and o.list_hourly_usd != price for o in rows)
-    assert all(o.source.startswith("the project's specified cost table") and "list price: " in o.source for o in rows)
+    assert all(o.source.startswith("the project's specified cost table") and re.search(r"; list price( \(lowest-across-regions\))?: ",
+                                                                                    o.source) for o in rows)
     if instance_type == "p5.4xlarge":
         assert {o.region: o.list_hourly_usd for o in rows}["us-east-1"] == 6.88
 

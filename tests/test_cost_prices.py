@@ -42,3 +42,13 @@ def test_list_prices_and_overrides_are_told_apart(cli, stack_file):
     chosen = cli("cost", "--config", str(path), "--format", "json").json()["services"][0]["chosen"]
     assert (chosen["hourly_usd"], chosen["price_basis"], chosen["list_hourly_usd"]) == (0.5, "override", 0.8048)
     assert chosen["price_note"] == "the stack's priceOverrides; catalog price in us-east-1: 0.8048 $/h"
+
+
+def test_a_specified_price_beside_a_lowest_across_regions_list_price_says_so(cli, stack_file):
+    path = stack_file({"cloud": "alicloud", "region": "ap-southeast-1", "priceOverrides": {},
+                       "services": [{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "gpuCount": 1}]})
+    options = cli("cost", "--config", str(path), "--format", "json").json()["services"][0]["options"]
+    gn7i = next(o for o in options if o["instance_type"] == "ecs.gn7i-c8g1.2xlarge")
+    assert gn7i["price_note"] == (
+        "the project's specified cost table; alicloud list price: 1.2684 $/h, the lowest across its regions "
+        "(none sourced for ap-southeast-1 itself)")
