@@ -23,11 +23,13 @@ AWS_LISTINGS_BEFORE = 107  # (type, region) pairs of the AWS rows before the per
 
 
 def shared_data():
-    """../shared/data beside the repository; missing fails under CI (CI=true) and skips elsewhere."""
+    """../shared/data beside the repository. The project's CI (`.ci/run`) always has it there and sets
+    LLM_DEPLOY_SHARED_DATA_REQUIRED=1, so there it fails when missing; a clone without it (a fork's
+    GitHub Actions run, a user's machine) skips."""
     if (SHARED_DATA / "aws.csv").exists():
         return SHARED_DATA
     message = f"{SHARED_DATA} is missing (the sourced data the catalog is built from)"
-    if os.environ.get("CI") == "true":
+    if os.environ.get("LLM_DEPLOY_SHARED_DATA_REQUIRED") == "1":
         pytest.fail(message)
     pytest.skip(message)
 
