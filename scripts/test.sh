@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run them: the package with its dev extras in the virtual
-# environment .venv (the one README's set-up and Pulumi.yaml use), and the real tools the tests
-# drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx, pulumi-policy for the
-# policy pack, actionlint for the GitHub workflows). Then the suite, the suite's core on the lowest
+# Install everything the tests need and run them: the package with its dev and refresh extras in
+# the virtual environment .venv (the one README's set-up and Pulumi.yaml use), and the real tools
+# the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx, pulumi-policy
+# for the policy pack, actionlint for the GitHub workflows). Then the suite, the suite's core on the lowest
 # allowed versions, and README's set-up on stock Debian 12 in a fresh copy of the repository (whose
 # fresh environment has only the declared dependencies) with the usage-error checks against it.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws` (and skip the last two steps).
@@ -27,7 +27,7 @@ fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' -r policy/requirements.txt
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
 stock_path=$PATH  # without the environment: what a new user's shell has
 export PATH="$PWD/$venv/bin:$PATH"
 
@@ -46,16 +46,16 @@ python -m pytest "$@"
 (($#)) && exit 0
 
 # --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
-# the CLI, config, placement and every cloud's offline plan.
+# the CLI, config, placement, every cloud's offline plan and the catalog refresh (boto3).
 lowest=$(mktemp -d)
 trap 'rm -rf "$lowest"' EXIT
 PATH="$stock_path" python3 -m venv "$lowest"
 start=$SECONDS
-"$lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev]'
+"$lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
 echo "the lowest versions installed in $((SECONDS - start)) s"
 PATH="$lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_placement.py tests/test_aws.py tests/test_digitalocean.py \
-  tests/test_alicloud.py tests/test_dependencies.py
+  tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_dependencies.py
 
 # --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
 # the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root.

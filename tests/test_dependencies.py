@@ -1,5 +1,6 @@
-"""Every third-party module the package imports is a declared dependency, and constraints/lowest.txt
-pins every declared dependency at its lower bound (CI installs those and runs the tests on them)."""
+"""Every third-party module the package imports is a declared dependency (or in the extra of the
+command that imports it), and constraints/lowest.txt pins every declared dependency at its lower
+bound (CI installs those and runs the tests on them)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def requirements(specs: list[str]) -> dict[str, str]:
 
 
 RUNTIME = requirements(PROJECT["dependencies"])
-DEV = requirements(PROJECT["optional-dependencies"]["dev"])
+EXTRAS = {name: requirements(specs) for name, specs in PROJECT["optional-dependencies"].items()}
+DEV = EXTRAS.pop("dev")  # the tests' tools; the package never imports them
+OPTIONAL = {name: spec for extra in EXTRAS.values() for name, spec in extra.items()}
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -56,16 +59,16 @@ def test_every_third_party_import_is_a_declared_dependency():
     undeclared = {}
     for module in third_party:
         providers = {normalized(d) for d in distributions.get(module, [])}
-        if not providers & set(RUNTIME):
+        if not providers & (set(RUNTIME) | set(OPTIONAL)):
             undeclared[module] = sorted(providers) or "not installed"
-    assert undeclared == {}, f"imported but not in [project] dependencies: {undeclared}"
+    assert undeclared == {}, f"imported but not in [project] dependencies or an extra: {undeclared}"
 
 
 def test_every_declared_dependency_has_a_lower_bound_and_is_imported():
     distributions = packages_distributions()
     imported = {name for path in SOURCES for name in top_level_imports(path)}
     provided = {normalized(d) for module in imported for d in distributions.get(module, [])}
-    for name, specifier in RUNTIME.items():
+    for name, specifier in {**RUNTIME, **OPTIONAL}.items():
         assert re.search(r">=\d", specifier), f"{name}: no lower bound in {specifier!r}"
         assert name in provided, f"{name} is declared but nothing imports it"
 
@@ -74,7 +77,7 @@ def test_lowest_constraints_pin_every_dependency_at_its_lower_bound():
     lines = [line.split("#")[0].strip() for line in (ROOT / "constraints" / "lowest.txt").read_text().splitlines()]
     pins = dict(line.split("==") for line in lines if line)
     pins = {normalized(name): version for name, version in pins.items()}
-    declared = {**RUNTIME, **DEV}
+    declared = {**RUNTIME, **OPTIONAL, **DEV}
     assert set(pins) == set(declared)
     for name, specifier in declared.items():
         lower = re.search(r">=([\d.]+)", specifier).group(1)

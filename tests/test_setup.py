@@ -32,11 +32,15 @@ def test_pulumi_runs_the_program_in_the_environment_readme_creates():
     assert f"\n{venv}/\n" in (ROOT / ".gitignore").read_text()
 
 
-def test_readme_example_stack_is_valid(cli, tmp_path):
-    example = README.split("## Stack config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_readme_example_stack_is_valid_and_lands_where_readme_says(cli, tmp_path):
+    section = README.split("## Stack config", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert 8 <= len(example.splitlines()) <= 14
     path = tmp_path / "Pulumi.mine.yaml"
     path.write_text(example)
-    result = cli("validate", "--config", str(path))
+    result = cli("cost", "--config", str(path), "--format", "json")
     assert result.code == 0, result.stderr
-    assert "aws us-east-1: 1x g6.xlarge (llm), 1x g6.xlarge (embedding+rerank): 1.61 $/h" in result.stdout
+    preview = result.json()
+    said = " ".join(section.split("```", 2)[2].split("Every key:", 1)[0].split())
+    assert all(f"`{group['instance_type']}`" in said for group in preview["node_groups"])
+    assert f"{preview['total_hourly_usd']:.2f} $/h" in said

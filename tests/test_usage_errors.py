@@ -40,8 +40,8 @@ def run(entry: str, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 USAGE_ERRORS = [
-    ((), "missing a command: catalog, models, validate, cost, plan, env"),
-    (("env",), "env: missing a command: up, preview, destroy, reap, matrix"),
+    ((), "missing a command: "),
+    (("env",), "env: missing a command: "),
     (("cost", *STACK, "--format", "yaml"), "'yaml' is not one of 'table', 'json', 'markdown'"),
     (("cost", *STACK, "--max-hourly-usd", "abc"), "Invalid value for '--max-hourly-usd'"),
     (("cost", "--stak", "dev"), "No such option: --stak"),
@@ -59,6 +59,9 @@ def test_a_usage_error_is_one_line_and_exit_2(entry, args, message):
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert done.stderr.endswith("\n") and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr
+    if "missing a command" in message:
+        commands = ("up", "preview", "destroy", "reap", "matrix") if args else ("catalog", "models", "validate", "cost", "plan", "env")
+        assert sorted(done.stderr.split(": ")[2].split(" (see")[0].split(", ")) == sorted(commands)
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)

@@ -90,15 +90,24 @@ def _is_chosen(service: dict[str, Any], option: dict[str, Any]) -> bool:
     return bool(chosen) and all(option[k] == chosen[k] for k in ("cloud", "instance_type", "region"))
 
 
+def _capacity_gb(service: dict[str, Any], option: dict[str, Any]) -> float:
+    """The memory the service would sit in: the instance's RAM on CPU, its GPUs' memory otherwise."""
+    if service["accelerator"] == "cpu":
+        return option["memory_gb"]
+    return option["gpu_count"] * option["gpu_memory_gb"] if option.get("gpu") else 0
+
+
 def _shown_options(service: dict[str, Any]) -> list[dict[str, Any]]:
     """Per cloud its cheapest feasible offers (and the chosen one, which shares a node with other
-    services and may not be among them), or its cheapest offer to say why nothing there fits."""
+    services and may not be among them), or the offer that comes closest (the most memory) to say
+    why nothing there fits."""
     shown = []
     for cloud in CLOUDS:
         ranked = [o for o in service["options"] if o["cloud"] == cloud]
         feasible = [o for o in ranked if o["feasible"]]
         cheapest = feasible[:ALTERNATIVES_PER_CLOUD]
-        shown += [o for o in feasible if o in cheapest or _is_chosen(service, o)] or ranked[:1]
+        closest = [max(ranked, key=lambda o: (_capacity_gb(service, o), -o["hourly_usd"]))] if ranked else []
+        shown += [o for o in feasible if o in cheapest or _is_chosen(service, o)] or closest
     return shown
 
 
@@ -106,9 +115,8 @@ def _fit_text(service: dict[str, Any], option: dict[str, Any]) -> str:
     """Why an offer does not fit, or how much of its memory the service takes."""
     if not option["feasible"]:
         return option["reason"]
-    if service["accelerator"] == "cpu":
-        return f"uses {service['required_gpu_memory_gb']:g} of {option['memory_gb']:g} GB RAM"
-    return f"uses {service['required_gpu_memory_gb']:g} of {option['gpu_count'] * option['gpu_memory_gb']:g} GB GPU memory"
+    memory = "RAM" if service["accelerator"] == "cpu" else "GPU memory"
+    return f"uses {service['required_gpu_memory_gb']:g} of {_capacity_gb(service, option):g} GB {memory}"
 
 
 def _cost_columns(service: dict[str, Any]) -> list[Column]:
@@ -156,6 +164,9 @@ def print_cost(console: Console, preview: dict[str, Any], wide: bool = False) ->
     say(console, f"Stack {preview['stack']}: {where}: {groups}")
     say(console, f"Total: {usd(preview['total_hourly_usd'])} $/h, {usd(preview['total_monthly_usd'])} $/month "
                  "(each node billed once, whatever it serves)")
+    for group in preview["node_groups"]:
+        if group.get("price_note"):
+            say(console, f"Price of {group['instance_type']} ({group['name']}): {group['price_note']}")
     comparison = ", ".join(
         " ".join(filter(None, (c["cloud"], c.get("region"), usd(c["total_hourly_usd"]), "$/h"))) if c["feasible"]
         else f"{c['cloud']} not feasible"
