@@ -45,22 +45,28 @@ python -m ruff check .
 python -m pytest "$@"
 (($#)) && exit 0
 
+scratch=$(mktemp -d)
+trap 'wait; rm -rf "$scratch"' EXIT  # the Debian check below unmounts its chroot when it ends
+
+# --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
+# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root. Mostly
+# pip downloading and unpacking, so it runs beside the next step; its log follows that step's.
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+"${as_root[@]}" env PYTHON="$(command -v python)" bash scripts/check-stock-debian.sh >"$scratch/stock-debian.log" 2>&1 &
+stock_debian=$!
+
 # --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
 # the CLI, config, placement, every cloud's offline plan and the catalog refresh (boto3).
-lowest=$(mktemp -d)
-trap 'rm -rf "$lowest"' EXIT
-PATH="$stock_path" python3 -m venv "$lowest"
+PATH="$stock_path" python3 -m venv "$scratch/lowest"
 start=$SECONDS
-"$lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
+"$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
 echo "the lowest versions installed in $((SECONDS - start)) s"
-PATH="$lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
+PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_placement.py tests/test_aws.py tests/test_digitalocean.py \
   tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_dependencies.py
 
-# --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
-# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root.
-if [ "$(id -u)" -eq 0 ]; then
-  PYTHON=python bash scripts/check-stock-debian.sh
-else
-  sudo -n env PYTHON="$(command -v python)" bash scripts/check-stock-debian.sh
-fi
+status=0
+wait "$stock_debian" || status=$?
+cat "$scratch/stock-debian.log"
+exit "$status"
