@@ -332,13 +332,18 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 
 
-def evaluate(config: StackConfig) -> Evaluation:
-    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+def stack_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[Offer, ...]:
+    """The stack's offers (its catalogFile, or `catalog_file`, with its priceOverrides); ConfigError naming the field."""
     try:
-        offers = load_offers(config.catalog_file, config.price_overrides)
+        return load_offers(catalog_file or config.catalog_file, config.price_overrides)
     except CatalogError as exc:
         field = "priceOverrides" if str(exc).startswith("priceOverrides") else "catalogFile"
         raise ConfigError([problem(config.source, field, str(exc).removeprefix("priceOverrides: "))]) from None
+
+
+def evaluate(config: StackConfig) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+    offers = stack_offers(config)
     needs = tuple(service_need(i, s) for i, s in enumerate(config.services))
     by_cloud = {}
     for cloud in CLOUDS:

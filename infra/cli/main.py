@@ -20,7 +20,7 @@ from rich.table import Table
 from infra.catalog import CLOUDS, CatalogError, load_offers, offer_record
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
-from infra.placement import evaluate
+from infra.placement import evaluate, stack_offers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
@@ -57,7 +57,8 @@ def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """Strict JSON: a NaN or Infinity here is a bug (inputs are finite), so it fails rather than print what is not JSON."""
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def _evaluation(stack: str | None, config: str | None, stacks_dir: Path):
@@ -81,11 +82,11 @@ def catalog(
     """List the GPU (and CPU) offers placement chooses from; with a stack, its catalogFile and priceOverrides."""
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
-    overrides: dict[str, float] = {}
     if stack or config:
-        settings = parse_config(load_raw(stack, config, stacks_dir))
-        catalog_file, overrides = catalog_file or settings.catalog_file, settings.price_overrides
-    offers = [o for o in load_offers(catalog_file, overrides) if (cloud is None or o.cloud == cloud)
+        listed = stack_offers(parse_config(load_raw(stack, config, stacks_dir)), catalog_file)
+    else:
+        listed = load_offers(catalog_file)
+    offers = [o for o in listed if (cloud is None or o.cloud == cloud)
               and (gpu is None or (o.gpu or "").upper() == gpu.upper())]
     records = [offer_record(o) for o in sorted(offers, key=lambda o: (o.cloud, o.hourly_usd, o.instance_type, o.region))]
     if format is Format.json:
