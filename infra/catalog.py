@@ -81,7 +81,7 @@ class Number:
             value = self.kind(text)
         except ValueError:
             raise ValueError(f"{text!r} is not {'a whole number' if self.kind is int else 'a number'}") from None
-        if not math.isfinite(value):
+        if self.kind is float and not math.isfinite(value):
             raise ValueError(f"{text!r} is not a finite number")
         if value < self.low or (value == self.low and not self.low_inclusive) or value > self.high:
             low = f"{'>=' if self.low_inclusive else '>'} {self.low:g}"

@@ -384,7 +384,7 @@ def _decode_runtime_value(text: Any) -> Any:
         return text
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, RecursionError):  # parse_config names the key whose value is not a list or map
+    except (ValueError, RecursionError):  # not JSON, an integer of thousands of digits, too deep: parse_config names the key
         return text
 
 

@@ -253,8 +253,18 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     return CloudResult(cloud, shown, best, tuple(o for o in offers if o.cloud == cloud and o.region == shown))
 
 
-def _group_name(services: Sequence[PlacedService]) -> str:
-    return "-".join(s.name for s in services)[:40].rstrip("-")
+def _group_names(groups: Sequence[Sequence[PlacedService]]) -> list[str]:
+    """DNS-safe names, unique in the plan: the services' names joined ([ab, cd] and [ab-cd] both give
+    "ab-cd", so a later repeat gets "-2", "-3", ...)."""
+    names: list[str] = []
+    for services in groups:
+        base = "-".join(s.name for s in services)[:40].rstrip("-")
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base[: 40 - len(str(n)) - 1].rstrip('-')}-{n}"
+        names.append(name)
+    return names
 
 
 def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
@@ -263,20 +273,20 @@ def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
 
 def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
     by_name = {n.config.name: n for n in needs}
+    order = {n.config.name: n.index for n in needs}
+    fits = sorted(chosen.groups, key=lambda g: min(order[s.name] for s in g[0].services or ()))
     groups = []
-    for fitted, replicas in chosen.groups:
+    for (fitted, replicas), name in zip(fits, _group_names([f.services or () for f, _ in fits]), strict=True):
         services = fitted.services or ()
         groups.append(
             NodeGroup(
-                name=_group_name(services),
+                name=name,
                 offer=fitted.offer,
                 count=replicas,
                 services=services,
                 disk_gb=_disk_gb([by_name[s.name] for s in services]),
             )
         )
-    order = {n.config.name: n.index for n in needs}
-    groups.sort(key=lambda g: min(order[s.name] for s in g.services))
     return DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,

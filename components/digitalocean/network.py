@@ -26,7 +26,8 @@ class DoNetwork(pulumi.ComponentResource):
         self.plan = plan
         self.vpc = do.Vpc(f"{name}-vpc", region=plan.region, description=f"llm-deploy stack {plan.stack}", opts=child)
         self.stack_tag = do.Tag(f"{name}-nodes", opts=child)
-        self.group_tags = {g.name: do.Tag(f"{name}-{g.name}", opts=child) for g in plan.node_groups}
+        # "-group-" keeps a node group's tag apart from the stack tag whatever the group is called (a service "nodes")
+        self.group_tags = {g.name: do.Tag(f"{name}-group-{g.name}", opts=child) for g in plan.node_groups}
         self.internal: dict[str, do.LoadBalancer] = {}
         if len(plan.node_groups) > 1:
             for group in plan.node_groups:
