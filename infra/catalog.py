@@ -48,6 +48,18 @@ class GpuSpec:
 
 
 @functools.cache
+def nvidia_images() -> dict[str, dict[int, str]]:
+    """Clouds whose NVIDIA base image depends on the GPU count (data/images.csv): cloud → GPU count → image.
+
+    On these clouds only the listed GPU counts can boot a CUDA image; a cloud not listed has one image for every count."""
+    images: dict[str, dict[int, str]] = {}
+    with open(DATA_DIR / "images.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
+    return images
+
+
+@functools.cache
 def gpu_specs() -> dict[str, GpuSpec]:
     with open(DATA_DIR / "gpus.csv", newline="") as handle:
         return {
@@ -134,6 +146,11 @@ def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None
     if gpu_name and (gpu_count < 1 or number("gpu_memory_gb") <= 0):
         column = "gpu_count" if gpu_count < 1 else "gpu_memory_gb"
         raise CatalogError(f"{path}: line {line}: {column}: must be > 0 on a GPU instance (gpu {gpu_name})")
+    images = nvidia_images().get(row["cloud"])
+    if spec and spec.cuda and images and gpu_count not in images:
+        counts = " or ".join(str(n) for n in sorted(images))
+        raise CatalogError(f"{path}: line {line}: gpu_count: {row['cloud']} has NVIDIA base images for {counts} GPUs only, "
+                           f"not {gpu_count} ({DATA_DIR.name}/images.csv)")
     if not gpu_name and (gpu_count or number("gpu_memory_gb")):
         column = "gpu_count" if gpu_count else "gpu_memory_gb"
         raise CatalogError(f"{path}: line {line}: {column}: must be 0 without a gpu")

@@ -38,10 +38,12 @@ class DoNetwork(pulumi.ComponentResource):
 
     def upstreams(self, group: NodeGroup) -> dict[str, pulumi.Output[str]]:
         """Service kinds this group does not serve → base URL of the internal load balancer of the group that does."""
-        local = {s.kind for s in group.services}
-        out: dict[str, pulumi.Output[str]] = {}
-        for other in self.plan.node_groups:
-            for service in other.services:
-                if other is not group and service.kind not in local:
-                    out[service.kind] = self.internal[other.name].ip.apply(lambda ip: f"http://{ip}")
-        return out
+        return {
+            kind: self.internal[other].ip.apply(lambda ip: f"http://{ip}") for kind, other in upstream_groups(self.plan, group).items()
+        }
+
+
+def upstream_groups(plan: DeploymentPlan, group: NodeGroup) -> dict[str, str]:
+    """Service kinds this group does not serve → the name of the node group that serves them."""
+    local = {s.kind for s in group.services}
+    return {s.kind: other.name for other in plan.node_groups if other is not group for s in other.services if s.kind not in local}

@@ -109,10 +109,15 @@ def validate(
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Check a stack config: keys, values, and that placement can serve it within its budget."""
+    """Check a stack config: keys, values, that placement can serve it within its budget, and what the
+    program checks before it creates anything (each node group's user-data within the cloud's limit)."""
     try:
         evaluation = _evaluation(stack, config, stacks_dir)
         problems = list(evaluation.problems)
+        if evaluation.plan is not None and not problems:
+            from components.stack import user_data_problems  # loads the chosen cloud's SDK
+
+            problems = user_data_problems(evaluation.config, evaluation.plan)
     except ConfigError as error:
         evaluation, problems = None, error.problems
     plan = evaluation.plan if evaluation else None
