@@ -267,8 +267,8 @@ def _key_path(parent: str, key: yaml.Node) -> str:
     name = key.value if isinstance(key, yaml.ScalarNode) else "?"
     if parent == "config":
         namespace, _, rest = name.partition(":")
-        return rest if namespace == CONFIG_NAMESPACE else name
-    return f"{parent}.{name}" if parent else name
+        return _path_part(rest if namespace == CONFIG_NAMESPACE else name)
+    return f"{parent}.{_path_part(name)}" if parent else _path_part(name)
 
 
 def _check_nodes(root: yaml.Node) -> None:
