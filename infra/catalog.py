@@ -49,11 +49,11 @@ class GpuSpec:
 
 @functools.cache
 def nvidia_images() -> dict[str, dict[int, str]]:
-    """Clouds whose NVIDIA base image depends on the GPU count (data/images.csv): cloud → GPU count → image.
+    """Clouds whose NVIDIA base image depends on the GPU count (data/gpu_base_images.csv): cloud → GPU count → image.
 
     On these clouds only the listed GPU counts can boot a CUDA image; a cloud not listed has one image for every count."""
     images: dict[str, dict[int, str]] = {}
-    with open(DATA_DIR / "images.csv", newline="") as handle:
+    with open(DATA_DIR / "gpu_base_images.csv", newline="") as handle:
         for row in csv.DictReader(handle):
             images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
     return images
@@ -150,7 +150,7 @@ def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None
     if spec and spec.cuda and images and gpu_count not in images:
         counts = " or ".join(str(n) for n in sorted(images))
         raise CatalogError(f"{path}: line {line}: gpu_count: {row['cloud']} has NVIDIA base images for {counts} GPUs only, "
-                           f"not {gpu_count} ({DATA_DIR.name}/images.csv)")
+                           f"not {gpu_count} ({DATA_DIR.name}/gpu_base_images.csv)")
     if not gpu_name and (gpu_count or number("gpu_memory_gb")):
         column = "gpu_count" if gpu_count else "gpu_memory_gb"
         raise CatalogError(f"{path}: line {line}: {column}: must be 0 without a gpu")

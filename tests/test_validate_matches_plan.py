@@ -82,7 +82,7 @@ def test_a_two_gpu_digitalocean_size_in_a_catalog_is_refused_naming_the_row(cli,
         assert result.code == 2, (command, result.stderr)
         assert result.stderr.splitlines() == [
             (f"{path}: catalogFile: {catalog}: line 3: gpu_count: digitalocean has NVIDIA base images for 1 or 8 GPUs only, "
-            "not 2 (data/images.csv)")
+            "not 2 (data/gpu_base_images.csv)")
         ]
 
 

@@ -23,7 +23,7 @@ from infra.plan import DeploymentPlan, NodeGroup
 
 from .network import DoNetwork
 
-# NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/images.csv).
+# NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
 NVIDIA_IMAGES = nvidia_images()["digitalocean"]
 CPU_IMAGE = "ubuntu-22-04-x64"
 VOLUME_NAME_MAX = 64  # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter
