@@ -6,7 +6,7 @@ from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
 from infra.placement import Evaluation, ServiceNeed, fit
-from infra.plan import HOURS_PER_MONTH, DeploymentPlan, Offer
+from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
 from infra.throughput import ASSUMPTIONS, estimate
 
 
@@ -58,6 +58,26 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
     return chosen
 
 
+def node_group_record(group: NodeGroup) -> dict[str, Any]:
+    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, and its estimated time to healthy."""
+    assert group.storage is not None and group.boot is not None, "placement sizes and estimates every node group"
+    return {
+        "name": group.name,
+        "instance_type": group.offer.instance_type,
+        "count": group.count,
+        "disk_gb": group.disk_gb,
+        "services": [s.name for s in group.services],
+        **_money(group.hourly_usd),
+        "disk_throughput_mibps": group.storage.throughput_mibps,
+        "disk_iops": group.storage.iops,
+        "instance_store_gb": group.storage.instance_store_gb,
+        "estimated_boot_minutes": group.boot.minutes,
+        "boot_steps_minutes": {step.name: step.minutes for step in group.boot.steps},
+        "health_check_grace_s": group.boot.grace_seconds,
+        "boot_is_estimate": True,
+    }
+
+
 def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
     config, plan = evaluation.config, evaluation.plan
     services = []
@@ -79,11 +99,7 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
         "cloud": plan.cloud if plan else None,
         "region": plan.region if plan else None,
         "services": services,
-        "node_groups": [
-            {"name": g.name, "instance_type": g.offer.instance_type, "count": g.count, "disk_gb": g.disk_gb,
-             "services": [s.name for s in g.services], **_money(g.hourly_usd)}
-            for g in (plan.node_groups if plan else ())
-        ],
+        "node_groups": [node_group_record(g) for g in (plan.node_groups if plan else ())],
         "total_hourly_usd": total,
         "total_monthly_usd": round(total * HOURS_PER_MONTH, 2) if total is not None else None,
         "budget_usd_per_hour": config.budget_usd_per_hour,

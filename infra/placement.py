@@ -25,15 +25,13 @@ from infra.models import (
     encoder_memory_gb,
     llm_memory_gb,
     model_info,
-    round_up,
     valid_tensor_parallel,
 )
-from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService
+from infra.node_storage import node_group
+from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
 
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-DISK_BASE_GB = 60  # OS, Docker images (vLLM ~10 GB, TEI ~3 GB), logs
-DISK_CACHE_FACTOR = 1.2  # model cache headroom over the checkpoint size
 # Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
 # Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
 CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
@@ -267,10 +265,6 @@ def _group_names(groups: Sequence[Sequence[PlacedService]]) -> list[str]:
     return names
 
 
-def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
-    return round_up(DISK_BASE_GB + DISK_CACHE_FACTOR * sum(checkpoint_disk_gb(n.info) for n in needs), 10)
-
-
 def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
     by_name = {n.config.name: n for n in needs}
     order = {n.config.name: n.index for n in needs}
@@ -278,15 +272,8 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
     groups = []
     for (fitted, replicas), name in zip(fits, _group_names([f.services or () for f, _ in fits]), strict=True):
         services = fitted.services or ()
-        groups.append(
-            NodeGroup(
-                name=name,
-                offer=fitted.offer,
-                count=replicas,
-                services=services,
-                disk_gb=_disk_gb([by_name[s.name] for s in services]),
-            )
-        )
+        checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
+        groups.append(node_group(name, fitted.offer, replicas, services, checkpoints))
     return DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,

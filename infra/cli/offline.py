@@ -118,9 +118,10 @@ class OfflineResult:
     resources: list[dict[str, Any]]
     outputs: dict[str, Any]
     user_data: dict[str, str]
+    node_groups: list[dict[str, Any]] = field(default_factory=list)  # the plan's node groups (cost's records)
 
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs}
+        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
 
     def render(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     """Run `components.stack.program` for one stack's config under the mock engine."""
     from components.stack import program
     from infra.config import parse_config
+    from infra.cost import node_group_record
 
     mocks = RecordingMocks(CloudFakes.load())
     pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False, monitor=UniqueUrnMonitor(mocks))
@@ -167,6 +169,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
 
     def run() -> pulumi.Output:
         built = program(config)
+        result["plan"] = built.plan
 
         async def collect() -> None:
             result["outputs"] = await _resolve(built.outputs)
@@ -178,4 +181,5 @@ def run_offline(raw: RawConfig) -> OfflineResult:
 
     pulumi.runtime.mocks.test(run)()
     assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
-    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"])
+    node_groups = [node_group_record(g) for g in result["plan"].node_groups]
+    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"], node_groups)
