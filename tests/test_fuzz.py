@@ -75,8 +75,10 @@ def strict_json(text: str) -> object:
 OUTCOMES: collections.Counter[tuple[str, int]] = collections.Counter()  # (command, exit status) → examples
 
 
-def check_every_command(stack_file: Path) -> None:
+def check_every_command(stack_file: Path) -> dict[str, tuple[int, str]]:
+    """Run each command on the stack file and check its exit status and output; returns (status, stdout) per command."""
     line = re.compile(rf"{re.escape(str(stack_file))}: {FIELD}: \S.*")
+    results = {}
     for command in COMMANDS:
         code, stdout, stderr = run_cli(*command, "--config", str(stack_file))
         OUTCOMES[command[0], code] += 1
@@ -88,6 +90,8 @@ def check_every_command(stack_file: Path) -> None:
             assert stderr.strip(), (command, "exit 2 without saying why")
         if command[-1] == "json" and stdout:
             strict_json(stdout)
+        results[command[0]] = code, stdout
+    return results
 
 
 # --- strategies ---------------------------------------------------------------------------------------------
@@ -122,59 +126,68 @@ cidrs = st.one_of(
 )
 
 
-def either(plausible: st.SearchStrategy, rate: int = 4) -> st.SearchStrategy:
-    """Mostly the plausible value, sometimes anything at all."""
-    return st.one_of(*([plausible] * rate), any_value)
+def either(plausible: st.SearchStrategy, garbage: bool, rate: int = 4) -> st.SearchStrategy:
+    """The plausible value; with `garbage`, sometimes anything at all instead."""
+    return st.one_of(*([plausible] * rate), any_value) if garbage else plausible
 
 
-services = st.lists(
-    st.dictionaries(
-        st.one_of(st.sampled_from(["name", "kind", "model", "replicas", "dtype", "gpu", "gpuCount", "accelerator",
-                                   "maxModelLen", "paramsB"]), texts),
-        any_value,
-        max_size=3,
-    ).flatmap(lambda extra: st.fixed_dictionaries(
+def services(garbage: bool) -> st.SearchStrategy:
+    names = st.sampled_from(["llm", "embedding", "rerank", "nodes", "ab", "ab-cd", "llm\n", "x" * 40])
+    service = st.fixed_dictionaries(
         {
-            "name": either(st.sampled_from(["llm", "embedding", "rerank", "nodes", "ab", "ab-cd", "llm\n", "x" * 40])),
-            "kind": either(st.sampled_from(["llm", "embedding", "rerank"])),
-            "model": either(st.sampled_from(MODELS)),
+            "name": either(names, garbage),
+            "kind": either(st.sampled_from(["llm", "embedding", "rerank"]), garbage),
+            "model": either(st.sampled_from(MODELS), garbage),
         },
         optional={
-            "replicas": either(st.integers(min_value=0, max_value=3)),
-            "dtype": either(st.sampled_from(["bf16", "fp8", "int4"])),
-            "gpu": either(st.sampled_from(["H100", "L4", "A10G", "B300"])),
-            "gpuCount": either(st.integers(min_value=0, max_value=9)),
-            "accelerator": either(st.sampled_from(["gpu", "cpu"])),
-            "maxModelLen": either(st.integers(min_value=100, max_value=40_000)),
-            "paramsB": either(st.floats(min_value=0.1, max_value=100)),
+            "replicas": either(st.integers(min_value=0, max_value=3), garbage),
+            "dtype": either(st.sampled_from(["bf16", "fp8", "int4"]), garbage),
+            "gpu": either(st.sampled_from(["H100", "L4", "A10G", "B300"]), garbage),
+            "gpuCount": either(st.integers(min_value=0, max_value=9), garbage),
+            "accelerator": either(st.sampled_from(["gpu", "cpu"]), garbage),
+            "maxModelLen": either(st.integers(min_value=100, max_value=40_000), garbage),
+            "paramsB": either(st.floats(min_value=0.1, max_value=100), garbage),
         },
-    ).map(lambda service: {**extra, **service})),
-    min_size=1,
-    max_size=4,
-)
+    )
+    if garbage:  # and keys of its own
+        keys = st.one_of(st.sampled_from(["name", "kind", "model", "replicas", "gpu", "maxModelLen"]), texts)
+        service = st.tuples(st.dictionaries(keys, any_value, max_size=3), service).map(lambda pair: {**pair[0], **pair[1]})
+    return st.lists(service, min_size=1, max_size=4)
+
+
 price_overrides = st.dictionaries(
     st.one_of(st.sampled_from([f"{r['cloud']}/{r['instance_type']}" for r in BUILTIN_ROWS]), texts),
     st.one_of(numbers, any_value),
     max_size=3,
 )
-stack_values = st.fixed_dictionaries(
-    {},
-    optional={
-        "cloud": either(st.sampled_from(["aws", "digitalocean", "alicloud", "auto", "gcp"])),
-        "region": either(st.sampled_from(["us-east-1", "tor1", "atl1", "ap-southeast-1", "mars-1"])),
-        "services": either(services, rate=8),
-        "allowedCidrs": either(st.lists(cidrs, max_size=3)),
-        "sshCidrs": either(st.lists(cidrs, max_size=3)),
-        "allowPublicSsh": either(st.booleans()),
-        "sshPublicKeys": either(st.lists(ssh_keys, max_size=3)),
-        "domain": either(st.sampled_from(["llm.example.com", "llm.example.com\n", "-bad-.com"])),
-        "budgetUsdPerHour": either(numbers),
-        "priceOverrides": either(price_overrides),
-        "apiKey": st.one_of(st.just({"secure": "v1:AAAA"}), any_value),
-        "hfToken": st.one_of(st.just({"secure": "v1:AAAA"}), any_value),
-        "catalogFile": st.one_of(texts, st.just(str(DATA_DIR / "catalog.csv")), st.just("a\x00b.csv"), any_value),
-    },
-)
+plausible_prices = st.dictionaries(st.sampled_from([f"{r['cloud']}/{r['instance_type']}" for r in BUILTIN_ROWS]),
+                                   st.floats(min_value=0.01, max_value=40), max_size=3)
+secret = st.just({"secure": "v1:AAAA"})
+
+
+def stack_values(garbage: bool) -> st.SearchStrategy:
+    """A stack's llm-deploy keys: each plausible, or (with `garbage`) sometimes anything."""
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "cloud": either(st.sampled_from(["aws", "digitalocean", "alicloud", "auto", "gcp"]), garbage),
+            "region": either(st.sampled_from(["us-east-1", "tor1", "atl1", "ap-southeast-1", "mars-1"]), garbage),
+            "services": either(services(garbage), garbage, rate=8),
+            "allowedCidrs": either(st.lists(cidrs, max_size=3), garbage),
+            "sshCidrs": either(st.lists(cidrs, max_size=3), garbage),
+            "allowPublicSsh": either(st.booleans(), garbage),
+            "sshPublicKeys": either(st.lists(ssh_keys, max_size=3), garbage),
+            "domain": either(st.sampled_from(["llm.example.com", "llm.example.com\n", "-bad-.com"]), garbage),
+            "budgetUsdPerHour": either(st.one_of(numbers, st.floats(min_value=1, max_value=100)), garbage),
+            "priceOverrides": price_overrides if garbage else plausible_prices,
+            "apiKey": st.one_of(secret, any_value) if garbage else secret,
+            "hfToken": st.one_of(secret, any_value) if garbage else secret,
+            "catalogFile": (st.one_of(texts, st.just(str(DATA_DIR / "catalog.csv")), st.just("a\x00b.csv"), any_value)
+                            if garbage else st.just(str(DATA_DIR / "catalog.csv"))),
+        },
+    )
+
+
 extra_keys = st.dictionaries(st.one_of(texts.map(lambda t: f"llm-deploy:{t}"), texts), any_value, max_size=2)
 
 
@@ -222,8 +235,9 @@ def new_path(workdir: Path, suffix: str) -> Path:
     return workdir / f"Pulumi.f{next(counter)}{suffix}"
 
 
-@fuzz(150)
-@given(values=stack_values, extra=extra_keys, how=mutations, where=st.integers(min_value=0, max_value=10_000))
+@fuzz(120)
+@given(values=st.one_of(stack_values(garbage=False), stack_values(garbage=True), stack_values(garbage=True)),
+       extra=extra_keys, how=mutations, where=st.integers(min_value=0, max_value=10_000))
 def test_fuzzed_stack_files(workdir, values, extra, how, where):
     path = new_path(workdir, ".yaml")
     try:
@@ -231,7 +245,14 @@ def test_fuzzed_stack_files(workdir, values, extra, how, where):
     except (yaml.YAMLError, ValueError):  # PyYAML cannot write some keys; then the mutation alone is the input
         text = "config: {}\n"
     path.write_bytes(mutate(text, how, where))
-    check_every_command(path)
+    code, stdout = check_every_command(path)["validate"]
+    cloud = stdout.split(": ok: ")[-1].split()[0] if code == 0 else None
+    if cloud and cloud not in PLANNED:  # the first fuzzed config validate accepts on each cloud must go through plan
+        assert run_cli("plan", "--config", str(path))[0] == 0, path.read_text()
+        PLANNED.add(cloud)
+
+
+PLANNED: set[str] = set()  # clouds for which a fuzzed config that validate accepted was also planned
 
 
 # --- catalog files ------------------------------------------------------------------------------------------
@@ -276,7 +297,7 @@ def catalog_text(header: list[str], rows: list[list[str]], raw: bool) -> str:
     return buffer.getvalue()
 
 
-@fuzz(100)
+@fuzz(80)
 @given(header=headers, rows=catalog_rows, raw=st.booleans(), overrides=price_overrides, cloud=st.sampled_from(["auto", "aws", "digitalocean"]),
        how=st.sampled_from(["none"] * 8 + ["stray bytes", "truncate"]), where=st.integers(min_value=0, max_value=10_000))
 def test_fuzzed_catalog_files(workdir, header, rows, raw, overrides, cloud, how, where):
