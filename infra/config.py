@@ -273,39 +273,42 @@ def _key_path(parent: str, key: yaml.Node) -> str:
 
 def _check_nodes(root: yaml.Node) -> None:
     """Refuse, before anything is built: aliases that expand past MAX_YAML_NODES (an alias bomb) or
-    that contain themselves, duplicate keys, and values JSON cannot hold (dates, binary, sets)."""
-    sizes: dict[int, int] = {}
+    that contain themselves, duplicate keys, and under `llm-deploy:` values JSON cannot hold (dates,
+    binary, sets; other namespaces belong to their providers)."""
+    sizes: dict[tuple[int, bool], int] = {}
     open_nodes: set[int] = set()
 
-    def size(node: yaml.Node, path: str) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
+    def size(node: yaml.Node, path: str, ours: bool) -> int:
+        if (id(node), ours) in sizes:
+            return sizes[id(node), ours]
         if id(node) in open_nodes:
             raise StackFileProblem(path or "file", "an alias that contains itself (a recursive structure)")
-        if node.tag in NON_JSON_TAGS:
-            raise StackFileProblem(path or "file", f"{NON_JSON_TAGS[node.tag]} is not a JSON value; quote it to make it a string")
+        if ours and node.tag in NON_JSON_TAGS:
+            raise StackFileProblem(path, f"{NON_JSON_TAGS[node.tag]} is not a JSON value; quote it to make it a string")
         if node.tag == "tag:yaml.org,2002:int" and len(node.value) > 64:  # before PyYAML converts thousands of digits
             raise StackFileProblem(path or "file", f"integer out of range (at most {MAX_INTEGER})")
         open_nodes.add(id(node))
         total = 1
         if isinstance(node, yaml.SequenceNode):
-            total += sum(size(item, f"{path}[{index}]") for index, item in enumerate(node.value))
+            total += sum(size(item, f"{path}[{index}]", ours) for index, item in enumerate(node.value))
         elif isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:
                 child = _key_path(path, key)
-                if isinstance(key, yaml.ScalarNode) and key.value != "<<":
-                    if key.value in seen:
+                named = key.value if isinstance(key, yaml.ScalarNode) else None
+                if named is not None and named != "<<":
+                    if named in seen:
                         raise StackFileProblem(child, "duplicate key (YAML would keep only the last value)")
-                    seen.add(key.value)
-                total += size(key, child) + size(value, child)
+                    seen.add(named)
+                ours_below = ours or (path == "config" and str(named).partition(":")[0] == CONFIG_NAMESPACE)
+                total += size(key, child, ours_below) + size(value, child, ours_below)
         open_nodes.discard(id(node))
-        sizes[id(node)] = total
+        sizes[id(node), ours] = total
         if total > MAX_YAML_NODES:
             raise StackFileProblem(path or "file", f"more than {MAX_YAML_NODES} values once its aliases are expanded")
         return total
 
-    size(root, "")
+    size(root, "", False)
 
 
 def load_yaml_document(text: str) -> Any:

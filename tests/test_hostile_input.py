@@ -113,6 +113,14 @@ def test_the_alias_bomb_is_refused_before_it_is_built(tmp_path):
     assert elapsed < 0.5 and grown_mb < 50, (elapsed, grown_mb)
 
 
+def test_other_namespaces_may_hold_what_yaml_allows(cli, tmp_path):
+    """Only `llm-deploy:` values must be JSON: other keys belong to their providers (Pulumi reads a bare date as text)."""
+    path = tmp_path / "Pulumi.other.yaml"
+    path.write_text("config:\n  aws:region: us-east-1\n  acme:since: 2026-12-01\n  llm-deploy:cloud: aws\n")
+    result = cli("validate", "--config", str(path))
+    assert result.code == 0, result.stderr
+
+
 def test_ssh_from_the_world_when_the_stack_says_so(cli, stack_file):
     path = stack_file({"sshCidrs": ["0.0.0.0/0", "::/0"], "sshPublicKeys": [SSH_KEY], "allowPublicSsh": True})
     result = cli("validate", "--config", str(path))
