@@ -169,8 +169,9 @@ class StackConfig(_Model):
     @classmethod
     def _overrides(cls, prices: dict[str, float]) -> dict[str, float]:
         for key in prices:
-            if not re.fullmatch(r"(aws|digitalocean|alicloud)/[A-Za-z0-9._-]{1,128}", key):
-                raise ValueError(f"key {key!r} must be '<cloud>/<instance_type>' with cloud aws, digitalocean or alicloud")
+            if not re.fullmatch(r"(aws|digitalocean|alicloud)/[A-Za-z0-9._-]{1,128}(/[a-z0-9-]{1,64})?", key):
+                raise ValueError(f"key {key!r} must be '<cloud>/<instance_type>' or '<cloud>/<instance_type>/<region>' "
+                                 "with cloud aws, digitalocean or alicloud")
         return prices
 
     @field_validator("catalog_file")

@@ -14,12 +14,34 @@ def _money(hourly: float) -> dict[str, float]:
     return {"hourly_usd": round(hourly, 6), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
 
 
+def price_note(offer: Offer) -> str:
+    """Where an offer's price comes from, in words: whose price, which region, which date."""
+    listed = f"{offer.list_hourly_usd:g} $/h" if offer.list_hourly_usd is not None else "unknown"
+    if offer.price_basis == "specified":
+        if "list price (lowest-across-regions)" in offer.source:
+            return (f"the project's specified cost table; {offer.cloud} list price: {listed}, the lowest across its regions "
+                    f"(none sourced for {offer.region} itself)")
+        return f"the project's specified cost table; {offer.cloud} list price in {offer.region}: {listed}"
+    if offer.price_basis == "override":
+        return f"the stack's priceOverrides; catalog price in {offer.region}: {listed}"
+    if offer.price_basis == "lowest-across-regions":
+        return f"{offer.cloud}'s lowest pay-as-you-go price across its regions as of {offer.as_of} (none sourced for {offer.region} itself)"
+    return f"{offer.cloud} list price in {offer.region} as of {offer.as_of}"
+
+
+def price_provenance(offer: Offer) -> dict[str, Any]:
+    """The price's source, region and date in words and keys (`price_basis` and `list_hourly_usd`, the
+    provider's list price when the price is another, are in every offer record already)."""
+    return {"price_source": offer.source, "price_region": offer.region, "price_as_of": offer.as_of, "price_note": price_note(offer)}
+
+
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
     """One offer for one service on its own: feasible or why not, and what it costs."""
     fitted = fit([need], offer)
     replicas = need.config.replicas
     record = {
         **offer_record(offer),
+        **price_provenance(offer),
         "feasible": fitted.feasible,
         "reason": fitted.reason or "fits",
         "instance_hourly_usd": offer.hourly_usd,
@@ -46,7 +68,7 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
     group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
     service = next(s for s in group.services if s.name == name)
     chosen: dict[str, Any] = {
-        "chosen": offer_record(group.offer),
+        "chosen": {**offer_record(group.offer), **price_provenance(group.offer)},
         "node_group": group.name,
         "colocated_with": [s.name for s in group.services if s.name != name],
         "tensor_parallel_size": service.tensor_parallel_size,
@@ -74,6 +96,11 @@ def node_group_record(group: NodeGroup) -> dict[str, Any]:
         "estimated_boot_minutes": group.boot.minutes,
         "boot_steps_minutes": {step.name: step.minutes for step in group.boot.steps},
         "health_check_grace_s": group.boot.grace_seconds,
+        "region": group.region,
+        "instance_hourly_usd": group.offer.hourly_usd,
+        "price_note": price_note(group.offer),
+        "price_as_of": group.offer.as_of,
+        "models": {s.name: s.model for s in group.services},
         "boot_is_estimate": True,
     }
 

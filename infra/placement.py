@@ -85,6 +85,8 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
         return f"{offer.gpu} is not a CUDA GPU (vLLM/TEI images need NVIDIA)"
     if (offer.compute_capability or 0) < MIN_COMPUTE_CAPABILITY:
         return f"{offer.gpu} compute capability below {MIN_COMPUTE_CAPABILITY}"
+    if service.kind != "llm" and offer.gpu_arch is None:
+        return f"TEI has no image for {offer.gpu}"
     if service.gpu and offer.gpu != service.gpu:
         return f"{need.field} pins GPU {service.gpu}"
     if service.gpu_count and offer.gpu_count < service.gpu_count:
@@ -190,12 +192,27 @@ class RegionPlan:
         return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
-def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer]) -> Fit | None:
-    fits = [f for f in (fit(block, o) for o in offers) if f.feasible]
+FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str]]
+
+
+def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
+    """`fit` depends on an offer's hardware, not on its region or price: worked out once per instance type."""
+    key = (tuple(n.index for n in block), offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb,
+           offer.memory_gb)
+    if key not in memo:
+        fitted = fit(block, offer)
+        memo[key] = (fitted.services, fitted.reason)
+    return Fit(offer, *memo[key])
+
+
+def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
+    memo = {} if memo is None else memo
+    fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
     return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
 
 
-def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer]) -> RegionPlan | None:
+def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],
+                memo: FitMemo | None = None) -> RegionPlan | None:
     """The cheapest grouping of the services onto offers of one region; None when none fits."""
     best: RegionPlan | None = None
     for part in partitions(needs):
@@ -203,7 +220,7 @@ def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: S
             continue
         groups = []
         for block in part:
-            chosen = cheapest_fit(block, offers)
+            chosen = cheapest_fit(block, offers, memo)
             if chosen is None:
                 break
             groups.append((chosen, block[0].config.replicas))
@@ -241,10 +258,11 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     regions = [region] if region else _regions(offers, cloud)
     if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
         regions = []
+    memo: FitMemo = {}
     plans = [
         p
         for r in regions
-        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r])) is not None
+        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r], memo)) is not None
     ]
     best = min(plans, key=lambda p: (p.hourly_usd, len(p.groups)), default=None)
     shown = best.region if best else (regions[0] if regions else None)
@@ -305,7 +323,7 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
                         f"{need.required_gb} GB); offered in: {regions}")
             )
         elif not anywhere:
-            problems.append(_unplaceable(src, need, scoped))
+            problems.append(_unplaceable(src, need, scoped, clouds))
     if not problems:
         problems.append(
             problem(src, "region" if config.region else "cloud",
@@ -314,15 +332,26 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
-def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str:
+def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> str:
+    """The real cause: no instance type of the kind asked for at all, or none big enough."""
     service = need.config
+    where = "/".join(clouds)
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
-        largest = max((o.total_gpu_memory_gb for o in pinned), default=0)
+        if not pinned:
+            return problem(source, f"{need.field}.gpu", f"no {service.gpu} instance type for {where} in the catalog")
+        largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
                        f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
     if service.accelerator == "cpu":
-        return problem(source, f"{need.field}.model", f"no CPU instance in the catalog has the {need.required_gb} GB RAM it needs")
+        cpu = [o for o in offers if o.gpu_count == 0]
+        if not cpu:
+            return problem(source, f"{need.field}.accelerator", f"no CPU instance type for {where} in the catalog")
+        largest = max(o.memory_gb for o in cpu)
+        return problem(source, f"{need.field}.model", f"needs {need.required_gb} GB RAM; the largest CPU instance type for {where} "
+                       f"in the catalog has {largest:.0f} GB")
+    if not any(o.cuda for o in offers):
+        return problem(source, f"{need.field}.accelerator", f"no CUDA GPU instance type for {where} in the catalog")
     largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
     return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
                    f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "

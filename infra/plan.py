@@ -38,6 +38,9 @@ class Offer:
     hourly_usd: float
     source: str
     as_of: str
+    spot_hourly_usd: float | None = None  # the region's spot price, where sourced
+    list_hourly_usd: float | None = None  # the provider's list price when hourly_usd is another (price_basis)
+    price_basis: str = "list"  # "list" | "specified" (the project's cost table) | "lowest-across-regions"
     gpu_arch: str | None = None  # TEI image flavour: "86", "89", "hopper", "ampere80", "turing"
     compute_capability: float | None = None
     memory_bandwidth_gbps: float | None = None  # per GPU, GB/s

@@ -155,12 +155,13 @@ def services(garbage: bool) -> st.SearchStrategy:
     return st.lists(service, min_size=1, max_size=4)
 
 
+OVERRIDE_KEYS = sorted({k for r in BUILTIN_ROWS for k in (f"{r['cloud']}/{r['instance_type']}", f"{r['cloud']}/{r['instance_type']}/{r['region']}")})
 price_overrides = st.dictionaries(
-    st.one_of(st.sampled_from([f"{r['cloud']}/{r['instance_type']}" for r in BUILTIN_ROWS]), texts),
+    st.one_of(st.sampled_from(OVERRIDE_KEYS), texts),
     st.one_of(numbers, any_value),
     max_size=3,
 )
-plausible_prices = st.dictionaries(st.sampled_from([f"{r['cloud']}/{r['instance_type']}" for r in BUILTIN_ROWS]),
+plausible_prices = st.dictionaries(st.sampled_from(OVERRIDE_KEYS),
                                    st.floats(min_value=0.01, max_value=40), max_size=3)
 secret = st.just({"secure": "v1:AAAA"})
 
@@ -266,7 +267,11 @@ cells = {
     "vcpus": st.sampled_from(["4", "0", "-4", "1e9", "four"]),
     "memory_gb": st.sampled_from(["16", "0", "-16", "nan", "1e308"]),
     "hourly_usd": st.sampled_from(["1.006", "0", "-1", "nan", "inf", "1e308", "0.00001", "$1"]),
+    "region": st.sampled_from(["us-east-1", "tor1", "", "ap-southeast-1", "tor1 atl1"]),
     "regions": st.sampled_from(["us-east-1", "tor1 atl1", "", "ap-southeast-1 us-east-1"]),
+    "spot_hourly_usd": st.sampled_from(["", "0.4", "-1", "nan", "inf"]),
+    "list_hourly_usd": st.sampled_from(["", "1.2", "0", "nan"]),
+    "price_basis": st.sampled_from(["", "list", "specified", "lowest-across-regions", "override", "cheap"]),
     "source": st.sampled_from(["fuzz", "x" * (128 * 1024 + 1), 'a "quoted", field', "line\nbreak"]),
     "as_of": st.sampled_from(["2026-12-01", ""]),
 }
@@ -279,9 +284,11 @@ catalog_rows = st.lists(
     min_size=0,
     max_size=6,
 )
+OLDER_COLUMNS = [c if c != "region" else "regions" for c in CATALOG_COLUMNS]  # the older form: regions per row
 headers = st.one_of(
     st.just(list(CATALOG_COLUMNS)),
-    st.just([*CATALOG_COLUMNS, "spot_hourly_usd"]),
+    st.just(OLDER_COLUMNS),
+    st.just([*CATALOG_COLUMNS, "reserved_hourly_usd"]),
     st.permutations(list(CATALOG_COLUMNS)),
     st.lists(st.sampled_from(list(CATALOG_COLUMNS)), max_size=11),
 )

@@ -17,8 +17,8 @@ from infra.catalog import CATALOG_COLUMNS, DATA_DIR
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
 BUILTIN_ROWS = (DATA_DIR / "catalog.csv").read_text().splitlines()
-HEADER, G5_XLARGE = BUILTIN_ROWS[0], BUILTIN_ROWS[1]
-assert G5_XLARGE.startswith("aws,g5.xlarge,A10G,1,24,4,16,1.006,")
+HEADER = BUILTIN_ROWS[0]
+G5_XLARGE = next(row for row in BUILTIN_ROWS if row.startswith("aws,g5.xlarge,us-east-1,A10G,1,24,4,16,1.006,"))
 
 
 def alias_bomb(levels: int = 10, width: int = 10) -> str:
@@ -174,12 +174,12 @@ CATALOG_ROWS: dict[str, tuple[str, str]] = {
     "negative GPU count": (G5_XLARGE.replace("A10G,1,24,", "A10G,-1,24,"), "line 2: gpu_count: '-1' is out of range"),
     "0 vCPUs": (G5_XLARGE.replace(",24,4,16,", ",24,0,16,"), "line 2: vcpus: '0' is out of range"),
     "GPU count without a GPU": (G5_XLARGE.replace("A10G,1,24,", ",1,24,"), "line 2: gpu_count: must be 0 without a gpu"),
-    "short row": ("aws,g5.xlarge,A10G,1", "line 2: gpu_memory_gb: missing (the row has fewer fields than the header)"),
-    "long row": (G5_XLARGE + ",extra", "line 2: 12 fields, the header has 11"),
-    "128 KiB field": (G5_XLARGE.replace("FACTS.md", "x" * (128 * 1024 + 1)), "line 2: not valid CSV (field larger than field limit"),
-    "2 KiB field": (G5_XLARGE.replace("FACTS.md", "x" * 2048), "line 2: source: longer than 1024 characters"),
+    "short row": ("aws,g5.xlarge,us-east-1,A10G,1", "line 2: gpu_memory_gb: missing (the row has fewer fields than the header)"),
+    "long row": (G5_XLARGE + ",extra", f"line 2: {len(CATALOG_COLUMNS) + 1} fields, the header has {len(CATALOG_COLUMNS)}"),
+    "128 KiB field": (G5_XLARGE.replace("SkyPilot", "x" * (128 * 1024 + 1)), "line 2: not valid CSV (field larger than field limit"),
+    "2 KiB field": (G5_XLARGE.replace("SkyPilot", "x" * 2048), "line 2: source: longer than 1024 characters"),
     "huge count": (G5_XLARGE.replace("A10G,1,24,", "A10G," + "9" * 400 + ",24,"), "line 2: gpu_count: '999"),
-    "NUL byte": (G5_XLARGE.replace("FACTS.md", "FACTS\0md"), "line 2: a NUL byte"),
+    "NUL byte": (G5_XLARGE.replace("SkyPilot", "FACTS\0md"), "line 2: a NUL byte"),
 }
 
 
@@ -196,7 +196,7 @@ def test_broken_catalog_file_is_refused_naming_line_and_column(cli, tmp_path, st
 
 def test_catalog_file_that_is_not_utf8(cli, tmp_path, stack_file):
     catalog = tmp_path / "catalog.csv"
-    catalog.write_bytes(f"{HEADER}\n".encode() + G5_XLARGE.replace("FACTS.md", "FACTS\xe9").encode("latin-1") + b"\n")
+    catalog.write_bytes(f"{HEADER}\n".encode() + G5_XLARGE.replace("SkyPilot", "FACTS\xe9").encode("latin-1") + b"\n")
     result = cli("validate", "--config", str(stack_file({"catalogFile": str(catalog)})))
     assert result.code == 2 and f"catalogFile: {catalog}: not UTF-8 text" in result.stderr
 
@@ -204,9 +204,9 @@ def test_catalog_file_that_is_not_utf8(cli, tmp_path, stack_file):
 def test_catalog_columns_beyond_the_known_ones_are_kept_apart(cli, tmp_path, stack_file):
     """Checks go column by column: a catalog with a column this version does not know still loads."""
     catalog = tmp_path / "catalog.csv"
-    catalog.write_text(f"{HEADER},spot_hourly_usd\n{G5_XLARGE},0.4\n")
+    catalog.write_text(f"{HEADER},reserved_hourly_usd\n{G5_XLARGE},0.4\n")
     offers = cli("catalog", "--config", str(stack_file({"catalogFile": str(catalog)})), "--format", "json").json()
-    assert {o["instance_type"] for o in offers} == {"g5.xlarge"} and len(CATALOG_COLUMNS) == 11
+    assert {o["instance_type"] for o in offers} == {"g5.xlarge"} and "reserved_hourly_usd" not in CATALOG_COLUMNS
 
 
 def test_nan_override_no_longer_slips_under_the_budget(cli, stack_file):

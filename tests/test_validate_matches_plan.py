@@ -71,8 +71,8 @@ def test_a_two_gpu_digitalocean_size_in_a_catalog_is_refused_naming_the_row(cli,
     """DigitalOcean boots CUDA only from its 1- and 8-GPU NVIDIA base images; `plan` used to refuse a
     2-GPU size late, naming no field."""
     rows = (DATA_DIR / "catalog.csv").read_text().splitlines()
-    one_gpu = next(r for r in rows if r.startswith("digitalocean,gpu-h100x1-80gb,"))
-    two_gpus = one_gpu.replace("gpu-h100x1-80gb,H100,1,80,20,240,3.39,", "gpu-h100x2-160gb,H100,2,80,40,480,6.78,")
+    one_gpu = next(r for r in rows if r.startswith("digitalocean,gpu-h100x1-80gb,tor1,H100,1,80,20,240,"))
+    two_gpus = one_gpu.replace("gpu-h100x1-80gb,tor1,H100,1,80,20,240,", "gpu-h100x2-160gb,tor1,H100,2,80,40,480,")
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("\n".join([rows[0], one_gpu, two_gpus]) + "\n")
     path = stack_file({"cloud": "digitalocean", "region": "tor1", "catalogFile": str(catalog),
