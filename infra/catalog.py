@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,6 +61,18 @@ class GpuSpec:
 
 
 @functools.cache
+def nvidia_images() -> dict[str, dict[int, str]]:
+    """Clouds whose NVIDIA base image depends on the GPU count (data/gpu_base_images.csv): cloud → GPU count → image.
+
+    On these clouds only the listed GPU counts can boot a CUDA image; a cloud not listed has one image for every count."""
+    images: dict[str, dict[int, str]] = {}
+    with open(DATA_DIR / "gpu_base_images.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
+    return images
+
+
+@functools.cache
 def gpu_specs() -> dict[str, GpuSpec]:
     with open(DATA_DIR / "gpus.csv", newline="") as handle:
         return {
@@ -76,23 +89,91 @@ def gpu_specs() -> dict[str, GpuSpec]:
         }
 
 
-def _offers_from_row(path: Path, line: int, row: dict[str, str]) -> list[Offer]:
-    def number(column: str, kind: type = float) -> float:
+MAX_CATALOG_BYTES = 4 * 1024 * 1024
+MAX_FIELD_LENGTH = 1024  # characters in one catalog cell (the longest source note is ~300)
+
+
+@dataclass(frozen=True)
+class Number:
+    """A numeric catalog column: its type and the finite range it must lie in."""
+
+    kind: type
+    low: float
+    high: float
+    low_inclusive: bool = True
+
+    def parse(self, text: str) -> float:
         try:
-            return kind(row[column])
-        except (TypeError, ValueError):
-            raise CatalogError(f"{path}: line {line}: {column}: {row[column]!r} is not a number") from None
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {'a whole number' if self.kind is int else 'a number'}") from None
+        if self.kind is float and not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
+        if value < self.low or (value == self.low and not self.low_inclusive) or value > self.high:
+            low = f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+            raise ValueError(f"{text!r} is out of range (must be {low} and <= {self.high:g})")
+        return value
+
+
+PRICE = Number(float, 0, 100_000, low_inclusive=False)
+# The numeric columns and their ranges; a column not listed here is text (at most MAX_FIELD_LENGTH characters).
+# A GPU row must also have gpu_count >= 1 and gpu_memory_gb > 0 (checked per row).
+NUMBER_COLUMNS = {
+    "gpu_count": Number(int, 0, 64),
+    "gpu_memory_gb": Number(float, 0, 10_000),
+    "vcpus": Number(int, 1, 10_000),
+    "memory_gb": Number(float, 0, 100_000, low_inclusive=False),
+    "hourly_usd": PRICE,
+    "spot_hourly_usd": PRICE,
+    "list_hourly_usd": PRICE,
+}
+
+
+def _cells(path: Path, line: int, row: dict[str | None, str | None]) -> dict[str, str]:
+    """A row's cells, checked column by column: as many as the header, each short, numbers in range."""
+    if None in row:
+        raise CatalogError(f"{path}: line {line}: {len(row) - 1 + len(row[None] or [])} fields, the header has {len(row) - 1}")
+    short = [column for column, text in row.items() if text is None]
+    if short:
+        raise CatalogError(f"{path}: line {line}: {short[0]}: missing (the row has fewer fields than the header)")
+    for column, text in row.items():
+        if len(text) > MAX_FIELD_LENGTH:
+            raise CatalogError(f"{path}: line {line}: {column}: longer than {MAX_FIELD_LENGTH} characters")
+        if column in NUMBER_COLUMNS and (text or column not in OPTIONAL_COLUMNS):
+            try:
+                NUMBER_COLUMNS[column].parse(text)
+            except ValueError as exc:
+                raise CatalogError(f"{path}: line {line}: {column}: {exc}") from None
+    return row  # type: ignore[return-value]
+
+
+def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None]) -> list[Offer]:
+    row = _cells(path, line, raw_row)
+
+    def number(column: str) -> float:
+        return NUMBER_COLUMNS[column].parse(row[column])
+
+    def optional_number(column: str) -> float | None:
+        return number(column) if row.get(column) else None
 
     if row["cloud"] not in CLOUDS:
         raise CatalogError(f"{path}: line {line}: cloud: {row['cloud']!r} must be one of {', '.join(CLOUDS)}")
     gpu_name = row["gpu"] or None
-    gpu_count = int(number("gpu_count", int))
+    gpu_count = int(number("gpu_count"))
     spec = gpu_specs().get(gpu_name) if gpu_name else None
     if gpu_name and spec is None:
         raise CatalogError(f"{path}: line {line}: gpu: unknown GPU {gpu_name!r} (known: {', '.join(gpu_specs())})")
-    def optional_number(column: str) -> float | None:
-        return number(column) if row.get(column) else None
-
+    if gpu_name and (gpu_count < 1 or number("gpu_memory_gb") <= 0):
+        column = "gpu_count" if gpu_count < 1 else "gpu_memory_gb"
+        raise CatalogError(f"{path}: line {line}: {column}: must be > 0 on a GPU instance (gpu {gpu_name})")
+    images = nvidia_images().get(row["cloud"])
+    if spec and spec.cuda and images and gpu_count not in images:
+        counts = " or ".join(str(n) for n in sorted(images))
+        raise CatalogError(f"{path}: line {line}: gpu_count: {row['cloud']} has NVIDIA base images for {counts} GPUs only, "
+                           f"not {gpu_count} ({DATA_DIR.name}/gpu_base_images.csv)")
+    if not gpu_name and (gpu_count or number("gpu_memory_gb")):
+        column = "gpu_count" if gpu_count else "gpu_memory_gb"
+        raise CatalogError(f"{path}: line {line}: {column}: must be 0 without a gpu")
     region_column = "region" if "region" in row else "regions"
     regions = (row[region_column] or "").split()
     if not regions:
@@ -108,7 +189,7 @@ def _offers_from_row(path: Path, line: int, row: dict[str, str]) -> list[Offer]:
             gpu=gpu_name,
             gpu_count=gpu_count,
             gpu_memory_gb=number("gpu_memory_gb"),
-            vcpus=int(number("vcpus", int)),
+            vcpus=int(number("vcpus")),
             memory_gb=number("memory_gb"),
             hourly_usd=number("hourly_usd"),
             spot_hourly_usd=optional_number("spot_hourly_usd"),
@@ -135,17 +216,31 @@ def read_catalog(path: Path = DATA_DIR / "catalog.csv") -> tuple[Offer, ...]:
 def parse_catalog(path: Path) -> tuple[Offer, ...]:
     """Every (instance type, region) offer in a catalog file as it is now (`catalog refresh` rereads what it wrote)."""
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
         raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise CatalogError(f"{path}: cannot be read ({exc})") from None
+    if len(data) > MAX_CATALOG_BYTES:
+        raise CatalogError(f"{path}: larger than {MAX_CATALOG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})") from None
+    if "\0" in text:
+        raise CatalogError(f"{path}: line {text.count(chr(10), 0, text.index(chr(0))) + 1}: a NUL byte")
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    columns = reader.fieldnames or []
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if not set(REGION_COLUMNS) & set(columns):
-        missing.append(" or ".join(REGION_COLUMNS))
-    if missing:
-        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(CATALOG_COLUMNS)}")
-    return tuple(offer for line, row in enumerate(reader, start=2) for offer in _offers_from_row(path, line, row))
+    try:
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if not set(REGION_COLUMNS) & set(columns):
+            missing.append(" or ".join(REGION_COLUMNS))
+        if missing:
+            raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(CATALOG_COLUMNS)}")
+        return tuple(offer for row in reader for offer in _offers_from_row(path, reader.line_num, row))
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit, an unclosed quote
+        raise CatalogError(f"{path}: line {reader.line_num + 1}: not valid CSV ({exc})") from None
 
 
 def load_offers(catalog_file: str | None = None, price_overrides: dict[str, float] | None = None) -> tuple[Offer, ...]:

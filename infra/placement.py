@@ -269,19 +269,29 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     return CloudResult(cloud, shown, best, tuple(o for o in offers if o.cloud == cloud and o.region == shown))
 
 
-def _group_name(services: Sequence[PlacedService]) -> str:
-    return "-".join(s.name for s in services)[:40].rstrip("-")
+def _group_names(groups: Sequence[Sequence[PlacedService]]) -> list[str]:
+    """DNS-safe names, unique in the plan: the services' names joined ([ab, cd] and [ab-cd] both give
+    "ab-cd", so a later repeat gets "-2", "-3", ...)."""
+    names: list[str] = []
+    for services in groups:
+        base = "-".join(s.name for s in services)[:40].rstrip("-")
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base[: 40 - len(str(n)) - 1].rstrip('-')}-{n}"
+        names.append(name)
+    return names
 
 
 def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
     by_name = {n.config.name: n for n in needs}
+    order = {n.config.name: n.index for n in needs}
+    fits = sorted(chosen.groups, key=lambda g: min(order[s.name] for s in g[0].services or ()))
     groups = []
-    for fitted, replicas in chosen.groups:
+    for (fitted, replicas), name in zip(fits, _group_names([f.services or () for f, _ in fits]), strict=True):
         services = fitted.services or ()
         checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
-        groups.append(node_group(_group_name(services), fitted.offer, replicas, services, checkpoints))
-    order = {n.config.name: n.index for n in needs}
-    groups.sort(key=lambda g: min(order[s.name] for s in g.services))
+        groups.append(node_group(name, fitted.offer, replicas, services, checkpoints))
     return DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,
@@ -348,13 +358,18 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 
 
-def evaluate(config: StackConfig) -> Evaluation:
-    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+def stack_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[Offer, ...]:
+    """The stack's offers (its catalogFile, or `catalog_file`, with its priceOverrides); ConfigError naming the field."""
     try:
-        offers = load_offers(config.catalog_file, config.price_overrides)
+        return load_offers(catalog_file or config.catalog_file, config.price_overrides)
     except CatalogError as exc:
         field = "priceOverrides" if str(exc).startswith("priceOverrides") else "catalogFile"
         raise ConfigError([problem(config.source, field, str(exc).removeprefix("priceOverrides: "))]) from None
+
+
+def evaluate(config: StackConfig) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+    offers = stack_offers(config)
     needs = tuple(service_need(i, s) for i, s in enumerate(config.services))
     by_cloud = {}
     for cloud in CLOUDS:

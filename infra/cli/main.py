@@ -25,7 +25,7 @@ from infra.cli.tables import usd as _usd
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
 from infra.models import model_record, registry
-from infra.placement import evaluate
+from infra.placement import evaluate, stack_offers
 
 app = typer.Typer(add_completion=False, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
@@ -69,7 +69,8 @@ def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """Strict JSON: a NaN or Infinity here is a bug (inputs are finite), so it fails rather than print what is not JSON."""
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def require_command(ctx: typer.Context) -> None:
@@ -111,11 +112,11 @@ def catalog(
         return
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
-    overrides: dict[str, float] = {}
     if stack or config:
-        settings = parse_config(load_raw(stack, config, stacks_dir))
-        catalog_file, overrides = catalog_file or settings.catalog_file, settings.price_overrides
-    offers = [o for o in load_offers(catalog_file, overrides) if (cloud is None or o.cloud == cloud)
+        listed = stack_offers(parse_config(load_raw(stack, config, stacks_dir)), catalog_file)
+    else:
+        listed = load_offers(catalog_file)
+    offers = [o for o in listed if (cloud is None or o.cloud == cloud)
               and (gpu is None or (o.gpu or "").upper() == gpu.upper())]
     records = [offer_record(o) for o in sorted(offers, key=lambda o: (o.cloud, o.hourly_usd, o.instance_type, o.region))]
     if format is Format.json:
@@ -200,10 +201,15 @@ def validate(
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Check a stack config: keys, values, and that placement can serve it within its budget."""
+    """Check a stack config: keys, values, that placement can serve it within its budget, and what the
+    program checks before it creates anything (each node group's user-data within the cloud's limit)."""
     try:
         evaluation = _evaluation(stack, config, stacks_dir)
         problems = list(evaluation.problems)
+        if evaluation.plan is not None and not problems:
+            from components.stack import user_data_problems  # loads the chosen cloud's SDK
+
+            problems = user_data_problems(evaluation.config, evaluation.plan)
     except ConfigError as error:
         evaluation, problems = None, error.problems
     plan = evaluation.plan if evaluation else None

@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 
@@ -95,6 +96,26 @@ class RecordingMocks(Mocks):
         return answer(_unwrap(args.args)), []
 
 
+class DuplicateUrnError(RuntimeError):
+    """Two resources with the same URN (type chain and name): the real engine refuses the program."""
+
+
+class UniqueUrnMonitor(MockMonitor):
+    """Pulumi's mock monitor, strict as the real engine: a URN registered twice (same type, name and
+    parent type) fails the run instead of quietly overwriting the first resource."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.urns: set[str] = set()
+
+    def RegisterResource(self, request):  # the gRPC method it overrides
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if urn in self.urns:
+            raise DuplicateUrnError(f"Duplicate resource URN '{urn}'; try giving it a unique name")
+        self.urns.add(urn)
+        return super().RegisterResource(request)
+
+
 @dataclass
 class OfflineResult:
     stack: str
@@ -149,7 +170,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     from infra.cost import node_group_record
 
     mocks = RecordingMocks(CloudFakes.load())
-    pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False, monitor=UniqueUrnMonitor(mocks))
     config_values = {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
     pulumi.runtime.set_all_config(config_values, [f"{CONFIG_NAMESPACE}:{k}" for k in raw.secret_keys])
     config = parse_config(raw)
