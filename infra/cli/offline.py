@@ -10,6 +10,8 @@ import asyncio
 import base64
 import gzip
 import importlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ from pulumi.runtime.mocks import MockMonitor
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 
 SECRET_MARK = "[secret]"
+SECRET_FILE_MODE = 0o600  # user-data that carries a secret inline (DigitalOcean's has the API key)
+FILE_MODE = 0o644
 CLOUD_OFFLINE_MODULES = ("components.aws.offline", "components.digitalocean.offline", "components.alicloud.offline")
 
 
@@ -119,6 +123,7 @@ class OfflineResult:
     outputs: dict[str, Any]
     user_data: dict[str, str]
     node_groups: list[dict[str, Any]] = field(default_factory=list)  # the plan's node groups (cost's records)
+    secret_user_data: frozenset[str] = frozenset()  # node groups whose user-data is a secret output
 
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
@@ -128,7 +133,11 @@ class OfflineResult:
         written = []
         for group, text in self.user_data.items():
             path = directory / f"{group}.yaml"
-            path.write_text(text)
+            mode = SECRET_FILE_MODE if group in self.secret_user_data else FILE_MODE
+            # created with its final mode (an older file keeps its own, hence the fchmod): a secret is never world-readable
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(text)
             written.append(path)
         return written
 
@@ -176,10 +185,14 @@ def run_offline(raw: RawConfig) -> OfflineResult:
             result["user_data"] = {
                 name: decode_user_data(await ud.future()) for name, ud in built.deployment.user_data.items()
             }
+            result["secret_user_data"] = frozenset(
+                [name for name, ud in built.deployment.user_data.items() if await ud.is_secret()])
 
         return pulumi.Output.from_input(asyncio.ensure_future(collect()))
 
     pulumi.runtime.mocks.test(run)()
     assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
+    # the engine registers resources concurrently: sorted, identical runs give identical plans
+    resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
     node_groups = [node_group_record(g) for g in result["plan"].node_groups]
-    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"], node_groups)
+    return OfflineResult(raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"])
