@@ -10,6 +10,7 @@ import http.client
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -30,10 +31,13 @@ from bootstrap.render import USER_DATA_LIMITS
 from bootstrap.services import CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
 from infra.plan import SERVICE_PATHS, NodeGroup, Offer, PlacedService
 
-FAKE_API_KEY = "sk-llmdeploy-FAKE-7f3a9c1e5b2d4f6a8c0e"
+ROOT = Path(__file__).resolve().parents[1]
+# Keys as users have them: the length the program generates (components/stack.py) and a long one of the user's.
+GENERATED_KEY_LENGTH = int(re.search(r'RandomPassword\("api-key", length=(\d+)', (ROOT / "components" / "stack.py").read_text())[1])
+FAKE_API_KEY = ("FAKEkey7f3a9c1e5b2d4f6a8c0e" * 2)[:GENERATED_KEY_LENGTH]
+USER_API_KEY = ("sk-user-FAKE-" + "0123456789abcdef" * 8)[:128]
 FAKE_HF_TOKEN = "hf_FAKEtoken9d8c7b6a5f4e3d2c1b0a"
 TOOL = FILES / "llm-deploy"
-ROOT = Path(__file__).resolve().parents[1]
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 
@@ -269,7 +273,8 @@ def test_vllm_tensor_parallel_size_is_the_plans(name, tp, devices, rendered, tmp
 
 def test_vllm_flags_follow_the_plan(rendered, tmp_path):
     args = bash_array(node_files(rendered["aws-tp4-l40s"])["/etc/llm-deploy/services/llm.conf"].text, "SERVICE_ARGS", tmp_path)
-    assert flag(args, "--model") == flag(args, "--served-model-name") == MODELS["llm"]
+    assert args[0] == flag(args, "--served-model-name") == MODELS["llm"]  # `vllm serve MODEL`: positional
+    assert "--model" not in args
     assert flag(args, "--gpu-memory-utilization") == "0.85"
     assert flag(args, "--dtype") == "bfloat16"
     assert flag(args, "--port") == "8000"
@@ -314,7 +319,6 @@ def test_driver_install_only_where_the_image_has_none(rendered, tmp_path):
     assert env("alicloud-tp8-a100-no-driver")["LLM_DEPLOY_FABRIC_MANAGER"] == "1"
     assert no_driver["LLM_DEPLOY_FABRIC_MANAGER"] == "0"
     gpu_script = (FILES / "llm-deploy-gpu").read_text()
-    assert '"nvidia-headless-$branch-server" "nvidia-utils-$branch-server"' in gpu_script
     assert "nvidia-ctk runtime configure --runtime=docker" in gpu_script
 
 
@@ -325,6 +329,8 @@ def test_boot_resumes_after_the_driver_reboot(rendered):
     unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy-bootstrap.service"].text
     assert "ConditionPathExists=!/var/lib/llm-deploy/bootstrap.done" in unit
     assert "WantedBy=multi-user.target" in unit and "Restart=on-failure" in unit
+    # Started, not waited for: multi-user.target and cloud-final do not wait for a resumed bootstrap.
+    assert "Type=exec" in unit and "Type=oneshot" not in unit
     service_unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy@.service"].text
     assert "Restart=always" in service_unit
 
@@ -503,6 +509,7 @@ def make_node(root: Path, case: Case) -> Node:
         "LLM_DEPLOY_LOG_DIR": str(root / "log"),
         "LLM_DEPLOY_AUTH_FILE": str(root / "nginx" / "auth.conf"),
         "LLM_DEPLOY_HEALTH_FILE": str(root / "run" / "healthy"),
+        "LLM_DEPLOY_SERVICE_HEALTH_DIR": str(root / "run" / "healthy-services"),
     }
     for path, file in files.items():
         if path.startswith("/etc/llm-deploy/"):
@@ -529,10 +536,15 @@ def test_node_tool_writes_root_only_secret_files(tmp_path):
     assert f'"Bearer {FAKE_API_KEY}" 1;' in (tmp_path / "nginx" / "auth.conf").read_text()
 
 
-def test_gateway_config_passes_nginx_t_as_deployed(tmp_path):
-    """The config exactly as a node gets it (port 80, both stacks), with only the key file moved."""
+@pytest.mark.parametrize("key", [FAKE_API_KEY, USER_API_KEY], ids=["generated-key", "128-character-key"])
+def test_gateway_config_passes_nginx_t_as_deployed(tmp_path, key):
+    """The config exactly as a node gets it (port 80, both stacks), with only the key file moved.
+
+    nginx's default map_hash_bucket_size fails this for the generated 40-character key.
+    """
     nginx = need("nginx")
-    node = make_node(tmp_path, CASES["digitalocean-inline-driver-image"])
+    case = CASES["digitalocean-inline-driver-image"]
+    node = make_node(tmp_path, replace(case, secrets=InlineSecrets(key, FAKE_HF_TOKEN)))
     node.tool("secrets")
     gateway = (
         (node.etc / "gateway.conf").read_text().replace("/etc/nginx/llm-deploy/auth.conf", str(tmp_path / "nginx" / "auth.conf"))
@@ -545,6 +557,13 @@ def test_gateway_config_passes_nginx_t_as_deployed(tmp_path):
                             check=False, capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+    assert f'"Bearer {key}" 1;' in (tmp_path / "nginx" / "auth.conf").read_text()
+
+
+def test_node_tool_refuses_a_key_longer_than_the_gateway_holds(tmp_path):
+    node = make_node(tmp_path, replace(CASES["digitalocean-inline-driver-image"], secrets=InlineSecrets("k" * 241)))
+    refused = node.tool("secrets", check=False)
+    assert refused.returncode != 0 and not (tmp_path / "nginx" / "auth.conf").exists()
 
 
 @pytest.fixture
@@ -563,6 +582,7 @@ def gateway(tmp_path):
     config = render_gateway(
         node_group, upstreams, listen=[f"127.0.0.1:{port}"],
         auth_file=str(tmp_path / "nginx" / "auth.conf"), health_file=str(tmp_path / "run" / "healthy"),
+        service_health_dir=str(tmp_path / "run" / "healthy-services"),
     )  # fmt: skip
     (tmp_path / "gateway.conf").write_text(config)
     temp = "".join(f"    {d}_temp_path {tmp_path}/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -645,6 +665,13 @@ def test_gateway_healthz_follows_the_local_services(gateway):
     assert node.tool("health", "--once", check=False).returncode != 0
     assert request(port, "/healthz", key=None, method="GET")[0] == 503
     assert "embedding=503" in (node.root / "run" / "healthy.services").read_text()
+    # Each service's own health, for load balancers that route by path: no key needed, like /healthz.
+    assert request(port, "/healthz/llm", key=None, method="GET")[0] == 200
+    assert request(port, "/healthz/embedding", key=None, method="GET")[0] == 503
+    assert request(port, "/healthz/rerank", key=None, method="GET")[0] == 503  # served by another node
+    stubs["embedding"].healthy = True
+    assert node.tool("health", "--once").returncode == 0
+    assert request(port, "/healthz/embedding", key=None, method="GET")[0] == 200
 
 
 def test_gateway_streams_without_buffering_and_limits_bodies(gateway):
