@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_gateway, render_user_data
-from bootstrap.gateway import FILES
+from bootstrap.gateway import FILES, MAX_BODY_BYTES
 from bootstrap.render import USER_DATA_LIMITS
-from bootstrap.services import CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
+from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
 from infra.plan import SERVICE_PATHS, NodeGroup, Offer, PlacedService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -783,3 +783,31 @@ def test_password_ssh_is_off_on_every_node(name):
 def test_ssh_keys_are_authorized_only_when_given(rendered):
     assert yaml.safe_load(rendered["aws-ssm-driver-image"])["ssh_authorized_keys"] == [OPS_KEY]
     assert "ssh_authorized_keys" not in yaml.safe_load(rendered["aws-cpu"])
+
+
+def test_vllm_compile_cache_is_on_the_cache_disk(rendered, tmp_path):
+    conf = node_files(rendered["aws-tp4-l40s"])["/etc/llm-deploy/services/llm.conf"].text
+    docker_args = bash_array(conf, "SERVICE_DOCKER_ARGS", tmp_path)
+    volumes = [docker_args[i + 1] for i, arg in enumerate(docker_args) if arg == "-v"]
+    assert f"{CACHE_DIR}/vllm:/root/.cache/vllm" in volumes  # --rm containers otherwise compile again at each start
+
+
+def test_services_start_after_the_cache_disk_is_mounted(rendered):
+    unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy@.service"].text
+    assert f"RequiresMountsFor={CACHE_DIR}\n" in unit
+
+
+def test_tei_takes_the_bodies_the_gateway_lets_through(rendered, tmp_path):
+    conf = node_files(rendered["aws-ssm-driver-image"])["/etc/llm-deploy/services/embedding.conf"].text
+    assert int(flag(bash_array(conf, "SERVICE_ARGS", tmp_path), "--payload-limit")) == MAX_BODY_BYTES
+    assert f"client_max_body_size {MAX_BODY_BYTES // 2**20}m;" in node_files(rendered["aws-ssm-driver-image"])["/etc/llm-deploy/gateway.conf"].text
+
+
+def test_encoders_sharing_vllms_gpu_wait_for_it(rendered, tmp_path):
+    shared = node_files(rendered["aws-tp4-l40s"])  # TEI on GPU 0 of the four vLLM spans
+    assert bash_array(shared["/etc/llm-deploy/services/embedding.conf"].text, "SERVICE_WAITS_FOR", tmp_path) == ["llm"]
+    assert "\nSERVICE_WAITS_FOR=()\n" in shared["/etc/llm-deploy/services/llm.conf"].text
+    split = group("two", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", tp=2), svc("embedding"), svc("rerank"))
+    assert {launch.service.name: launch.waits_for for launch in service_launches(split)} == {"llm": (), "embedding": (), "rerank": ()}
+    cpu = service_launches(CASES["aws-cpu"].group)
+    assert all(launch.waits_for == () for launch in cpu)
