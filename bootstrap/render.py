@@ -37,6 +37,14 @@ HF_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_./-]{1,1011}$")
 
 
+class UserDataTooLarge(ValueError):
+    """The rendered user-data is over the cloud's limit (`size` and `limit` in bytes, as sent)."""
+
+    def __init__(self, group: str, cloud: str, size: int, limit: int) -> None:
+        super().__init__(f"node group {group!r}: user-data is {size} bytes as sent; {cloud} accepts {limit}")
+        self.size, self.limit = size, limit
+
+
 class WriteFile(TypedDict):
     """One entry of cloud-init's `write_files` module (owner defaults to root:root, mode to 0644)."""
 
@@ -243,7 +251,7 @@ def render_user_data(
     limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
     size = len(_gzip(text)) if group.cloud in GZIPPED_CLOUDS else len(text.encode())
     if size > limit:
-        raise ValueError(f"node group {group.name!r}: user-data is {size} bytes as sent; {group.cloud} accepts {limit}")
+        raise UserDataTooLarge(group.name, group.cloud, size, limit)
     return text
 
 

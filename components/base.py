@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pulumi
 
-from bootstrap.delivery import BootTarget, SecretDelivery
+from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from infra.plan import DeploymentPlan, NodeGroup
 
 
@@ -84,6 +84,14 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC):
     def create_load_balancer(self, network: Any, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
         """The one public endpoint; returns its base URL (https://domain or http://lb-dns)."""
 
+    @classmethod
     @abc.abstractmethod
-    def boot_target(self, group: NodeGroup) -> BootTarget:
+    def boot_target(cls, group: NodeGroup) -> BootTarget:
         """What the cloud's image brings (driver or not) and where the cache disk appears."""
+
+    @classmethod
+    @abc.abstractmethod
+    def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
+        """Every node group's user-data as this cloud renders it, from the plan alone, before any resource
+        exists: bootstrap raises UserDataTooLarge past the cloud's limit. `inline` holds the secret values,
+        for a cloud that sends them in user-data."""

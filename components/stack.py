@@ -6,15 +6,19 @@ so what the offline plan shows is what `pulumi up` builds.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 
 import pulumi
 
+from bootstrap import InlineSecrets, UserDataTooLarge
 from components.base import CloudDeployment, StackSecrets
-from infra.config import StackConfig
+from infra.config import ConfigError, StackConfig, problem
 from infra.placement import place
 from infra.plan import SERVICE_PATHS, DeploymentPlan
+
+GENERATED_API_KEY_LENGTH = 40
 
 # Imported lazily: a stack on one cloud loads only that cloud's SDK.
 DEPLOYMENTS = {
@@ -43,7 +47,7 @@ def stack_secrets(config: StackConfig) -> StackSecrets:
     else:
         import pulumi_random
 
-        api_key = pulumi_random.RandomPassword("api-key", length=40, special=False).result
+        api_key = pulumi_random.RandomPassword("api-key", length=GENERATED_API_KEY_LENGTH, special=False).result
     hf_token = pulumi.Output.secret(config.hf_token.get_secret_value()) if config.hf_token is not None else None
     return StackSecrets(api_key=api_key, hf_token=hf_token)
 
@@ -75,8 +79,40 @@ def stack_outputs(plan: DeploymentPlan, endpoint: pulumi.Output[str], api_key: p
     return outputs
 
 
+def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[str]:
+    """Render every node group's user-data as its cloud will, before any resource exists, and name the
+    field that makes one larger than the cloud accepts. `validate` and the program both call this."""
+    api_key = config.api_key.get_secret_value() if config.api_key else "x" * GENERATED_API_KEY_LENGTH
+    inline = InlineSecrets(api_key=api_key, hf_token=config.hf_token.get_secret_value() if config.hf_token else None)
+    deployment = deployment_class(plan.cloud)
+
+    def fits(candidate: DeploymentPlan) -> bool:
+        try:
+            deployment.node_user_data(candidate, inline)
+        except UserDataTooLarge:
+            return False
+        return True
+
+    try:
+        deployment.node_user_data(plan, inline)
+    except UserDataTooLarge as too_large:
+        keys = plan.access.ssh_public_keys
+        if keys and fits(dataclasses.replace(plan, access=dataclasses.replace(plan.access, ssh_public_keys=()))):
+            return [problem(config.source, "sshPublicKeys", f"{too_large}, with the {len(keys)} keys in it: authorize fewer keys")]
+        return [problem(config.source, "services", f"{too_large}: fewer services per node or shorter model names")]
+    except ValueError as bad:  # a secret the node could not read, known only where the value is (under `pulumi up`)
+        field = {"secrets.api_key": "apiKey", "secrets.hf_token": "hfToken"}.get(str(bad).partition(":")[0])
+        if field is None:
+            raise
+        return [problem(config.source, field, str(bad).partition(": ")[2])]
+    return []
+
+
 def program(config: StackConfig) -> StackProgram:
     plan = place(config)
+    problems = user_data_problems(config, plan)
+    if problems:
+        raise ConfigError(problems)
     secrets = stack_secrets(config)
     deployment = deployment_class(plan.cloud)(plan.stack, plan, secrets)
     outputs = {**stack_outputs(plan, deployment.endpoint, secrets.api_key), **deployment.extra_outputs}

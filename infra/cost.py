@@ -6,12 +6,33 @@ from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
 from infra.placement import Evaluation, ServiceNeed, fit
-from infra.plan import HOURS_PER_MONTH, DeploymentPlan, Offer
+from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
 from infra.throughput import ASSUMPTIONS, estimate
 
 
 def _money(hourly: float) -> dict[str, float]:
     return {"hourly_usd": round(hourly, 6), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
+
+
+def price_note(offer: Offer) -> str:
+    """Where an offer's price comes from, in words: whose price, which region, which date."""
+    listed = f"{offer.list_hourly_usd:g} $/h" if offer.list_hourly_usd is not None else "unknown"
+    if offer.price_basis == "specified":
+        if "list price (lowest-across-regions)" in offer.source:
+            return (f"the project's specified cost table; {offer.cloud} list price: {listed}, the lowest across its regions "
+                    f"(none sourced for {offer.region} itself)")
+        return f"the project's specified cost table; {offer.cloud} list price in {offer.region}: {listed}"
+    if offer.price_basis == "override":
+        return f"the stack's priceOverrides; catalog price in {offer.region}: {listed}"
+    if offer.price_basis == "lowest-across-regions":
+        return f"{offer.cloud}'s lowest pay-as-you-go price across its regions as of {offer.as_of} (none sourced for {offer.region} itself)"
+    return f"{offer.cloud} list price in {offer.region} as of {offer.as_of}"
+
+
+def price_provenance(offer: Offer) -> dict[str, Any]:
+    """The price's source, region and date in words and keys (`price_basis` and `list_hourly_usd`, the
+    provider's list price when the price is another, are in every offer record already)."""
+    return {"price_source": offer.source, "price_region": offer.region, "price_as_of": offer.as_of, "price_note": price_note(offer)}
 
 
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
@@ -20,6 +41,7 @@ def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
     replicas = need.config.replicas
     record = {
         **offer_record(offer),
+        **price_provenance(offer),
         "feasible": fitted.feasible,
         "reason": fitted.reason or "fits",
         "instance_hourly_usd": offer.hourly_usd,
@@ -46,7 +68,7 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
     group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
     service = next(s for s in group.services if s.name == name)
     chosen: dict[str, Any] = {
-        "chosen": offer_record(group.offer),
+        "chosen": {**offer_record(group.offer), **price_provenance(group.offer)},
         "node_group": group.name,
         "colocated_with": [s.name for s in group.services if s.name != name],
         "tensor_parallel_size": service.tensor_parallel_size,
@@ -56,6 +78,31 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
         chosen["tokens_per_second"] = throughput.tokens_per_second
         chosen["usd_per_million_tokens"] = throughput.usd_per_million_tokens
     return chosen
+
+
+def node_group_record(group: NodeGroup) -> dict[str, Any]:
+    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, and its estimated time to healthy."""
+    assert group.storage is not None and group.boot is not None, "placement sizes and estimates every node group"
+    return {
+        "name": group.name,
+        "instance_type": group.offer.instance_type,
+        "count": group.count,
+        "disk_gb": group.disk_gb,
+        "services": [s.name for s in group.services],
+        **_money(group.hourly_usd),
+        "disk_throughput_mibps": group.storage.throughput_mibps,
+        "disk_iops": group.storage.iops,
+        "instance_store_gb": group.storage.instance_store_gb,
+        "estimated_boot_minutes": group.boot.minutes,
+        "boot_steps_minutes": {step.name: step.minutes for step in group.boot.steps},
+        "health_check_grace_s": group.boot.grace_seconds,
+        "region": group.region,
+        "instance_hourly_usd": group.offer.hourly_usd,
+        "price_note": price_note(group.offer),
+        "price_as_of": group.offer.as_of,
+        "models": {s.name: s.model for s in group.services},
+        "boot_is_estimate": True,
+    }
 
 
 def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
@@ -79,11 +126,7 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
         "cloud": plan.cloud if plan else None,
         "region": plan.region if plan else None,
         "services": services,
-        "node_groups": [
-            {"name": g.name, "instance_type": g.offer.instance_type, "count": g.count, "disk_gb": g.disk_gb,
-             "services": [s.name for s in g.services], **_money(g.hourly_usd)}
-            for g in (plan.node_groups if plan else ())
-        ],
+        "node_groups": [node_group_record(g) for g in (plan.node_groups if plan else ())],
         "total_hourly_usd": total,
         "total_monthly_usd": round(total * HOURS_PER_MONTH, 2) if total is not None else None,
         "budget_usd_per_hour": config.budget_usd_per_hour,

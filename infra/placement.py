@@ -25,15 +25,13 @@ from infra.models import (
     encoder_memory_gb,
     llm_memory_gb,
     model_info,
-    round_up,
     valid_tensor_parallel,
 )
-from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService
+from infra.node_storage import node_group
+from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
 
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-DISK_BASE_GB = 60  # OS, Docker images (vLLM ~10 GB, TEI ~3 GB), logs
-DISK_CACHE_FACTOR = 1.2  # model cache headroom over the checkpoint size
 # Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
 # Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
 CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
@@ -87,6 +85,8 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
         return f"{offer.gpu} is not a CUDA GPU (vLLM/TEI images need NVIDIA)"
     if (offer.compute_capability or 0) < MIN_COMPUTE_CAPABILITY:
         return f"{offer.gpu} compute capability below {MIN_COMPUTE_CAPABILITY}"
+    if service.kind != "llm" and offer.gpu_arch is None:
+        return f"TEI has no image for {offer.gpu}"
     if service.gpu and offer.gpu != service.gpu:
         return f"{need.field} pins GPU {service.gpu}"
     if service.gpu_count and offer.gpu_count < service.gpu_count:
@@ -192,12 +192,27 @@ class RegionPlan:
         return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
-def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer]) -> Fit | None:
-    fits = [f for f in (fit(block, o) for o in offers) if f.feasible]
+FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str]]
+
+
+def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
+    """`fit` depends on an offer's hardware, not on its region or price: worked out once per instance type."""
+    key = (tuple(n.index for n in block), offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb,
+           offer.memory_gb)
+    if key not in memo:
+        fitted = fit(block, offer)
+        memo[key] = (fitted.services, fitted.reason)
+    return Fit(offer, *memo[key])
+
+
+def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
+    memo = {} if memo is None else memo
+    fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
     return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
 
 
-def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer]) -> RegionPlan | None:
+def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],
+                memo: FitMemo | None = None) -> RegionPlan | None:
     """The cheapest grouping of the services onto offers of one region; None when none fits."""
     best: RegionPlan | None = None
     for part in partitions(needs):
@@ -205,7 +220,7 @@ def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: S
             continue
         groups = []
         for block in part:
-            chosen = cheapest_fit(block, offers)
+            chosen = cheapest_fit(block, offers, memo)
             if chosen is None:
                 break
             groups.append((chosen, block[0].config.replicas))
@@ -243,40 +258,40 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     regions = [region] if region else _regions(offers, cloud)
     if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
         regions = []
+    memo: FitMemo = {}
     plans = [
         p
         for r in regions
-        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r])) is not None
+        if (p := plan_region(needs, cloud, r, [o for o in offers if o.cloud == cloud and o.region == r], memo)) is not None
     ]
     best = min(plans, key=lambda p: (p.hourly_usd, len(p.groups)), default=None)
     shown = best.region if best else (regions[0] if regions else None)
     return CloudResult(cloud, shown, best, tuple(o for o in offers if o.cloud == cloud and o.region == shown))
 
 
-def _group_name(services: Sequence[PlacedService]) -> str:
-    return "-".join(s.name for s in services)[:40].rstrip("-")
-
-
-def _disk_gb(needs: Sequence[ServiceNeed]) -> int:
-    return round_up(DISK_BASE_GB + DISK_CACHE_FACTOR * sum(checkpoint_disk_gb(n.info) for n in needs), 10)
+def _group_names(groups: Sequence[Sequence[PlacedService]]) -> list[str]:
+    """DNS-safe names, unique in the plan: the services' names joined ([ab, cd] and [ab-cd] both give
+    "ab-cd", so a later repeat gets "-2", "-3", ...)."""
+    names: list[str] = []
+    for services in groups:
+        base = "-".join(s.name for s in services)[:40].rstrip("-")
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base[: 40 - len(str(n)) - 1].rstrip('-')}-{n}"
+        names.append(name)
+    return names
 
 
 def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
     by_name = {n.config.name: n for n in needs}
-    groups = []
-    for fitted, replicas in chosen.groups:
-        services = fitted.services or ()
-        groups.append(
-            NodeGroup(
-                name=_group_name(services),
-                offer=fitted.offer,
-                count=replicas,
-                services=services,
-                disk_gb=_disk_gb([by_name[s.name] for s in services]),
-            )
-        )
     order = {n.config.name: n.index for n in needs}
-    groups.sort(key=lambda g: min(order[s.name] for s in g.services))
+    fits = sorted(chosen.groups, key=lambda g: min(order[s.name] for s in g[0].services or ()))
+    groups = []
+    for (fitted, replicas), name in zip(fits, _group_names([f.services or () for f, _ in fits]), strict=True):
+        services = fitted.services or ()
+        checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
+        groups.append(node_group(name, fitted.offer, replicas, services, checkpoints))
     return DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,
@@ -308,7 +323,7 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
                         f"{need.required_gb} GB); offered in: {regions}")
             )
         elif not anywhere:
-            problems.append(_unplaceable(src, need, scoped))
+            problems.append(_unplaceable(src, need, scoped, clouds))
     if not problems:
         problems.append(
             problem(src, "region" if config.region else "cloud",
@@ -317,28 +332,44 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
-def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str:
+def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> str:
+    """The real cause: no instance type of the kind asked for at all, or none big enough."""
     service = need.config
+    where = "/".join(clouds)
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
-        largest = max((o.total_gpu_memory_gb for o in pinned), default=0)
+        if not pinned:
+            return problem(source, f"{need.field}.gpu", f"no {service.gpu} instance type for {where} in the catalog")
+        largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
                        f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
     if service.accelerator == "cpu":
-        return problem(source, f"{need.field}.model", f"no CPU instance in the catalog has the {need.required_gb} GB RAM it needs")
+        cpu = [o for o in offers if o.gpu_count == 0]
+        if not cpu:
+            return problem(source, f"{need.field}.accelerator", f"no CPU instance type for {where} in the catalog")
+        largest = max(o.memory_gb for o in cpu)
+        return problem(source, f"{need.field}.model", f"needs {need.required_gb} GB RAM; the largest CPU instance type for {where} "
+                       f"in the catalog has {largest:.0f} GB")
+    if not any(o.cuda for o in offers):
+        return problem(source, f"{need.field}.accelerator", f"no CUDA GPU instance type for {where} in the catalog")
     largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
     return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
                    f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 
 
-def evaluate(config: StackConfig) -> Evaluation:
-    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+def stack_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[Offer, ...]:
+    """The stack's offers (its catalogFile, or `catalog_file`, with its priceOverrides); ConfigError naming the field."""
     try:
-        offers = load_offers(config.catalog_file, config.price_overrides)
+        return load_offers(catalog_file or config.catalog_file, config.price_overrides)
     except CatalogError as exc:
         field = "priceOverrides" if str(exc).startswith("priceOverrides") else "catalogFile"
         raise ConfigError([problem(config.source, field, str(exc).removeprefix("priceOverrides: "))]) from None
+
+
+def evaluate(config: StackConfig) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
+    offers = stack_offers(config)
     needs = tuple(service_need(i, s) for i, s in enumerate(config.services))
     by_cloud = {}
     for cloud in CLOUDS:

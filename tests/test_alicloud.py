@@ -166,24 +166,27 @@ def test_alb_spans_two_zones_and_is_public_pay_as_you_go(stack):
 
 
 @pytest.mark.parametrize("stack", CASES)
-def test_server_groups_check_healthz_and_ess_fills_them(stack):
+def test_each_service_has_a_server_group_checking_its_own_health_and_ess_fills_it(stack):
     plan, result = planned(stack)
     attachments = of_type(result, ESS_ATTACH)
+    services = [s for g in plan.node_groups for s in g.services]
+    assert len(of_type(result, SERVER_GROUP)) == len(services) == len(attachments)
     for group in plan.node_groups:
-        server_group = one(result, SERVER_GROUP, f"{plan.stack}-lb-{group.name}")["inputs"]
-        check = server_group["healthCheckConfig"]
-        assert check["healthCheckEnabled"] is True
-        assert check["healthCheckPath"] == HEALTH_PATH
-        assert check["healthCheckProtocol"] == "HTTP"
-        assert check["healthCheckCodes"] == ["http_2xx"]
-        assert "servers" not in server_group, "ESS owns the servers"
-        pair = (fake_id(ASG, f"{plan.stack}-{group.name}-nodes"), fake_id(SERVER_GROUP, f"{plan.stack}-lb-{group.name}"))
-        linked = [a["inputs"] for a in attachments if (a["inputs"]["scalingGroupId"], a["inputs"]["albServerGroupId"]) == pair]
-        assert len(linked) == 1 and linked[0]["port"] == GATEWAY_PORT
+        for service in group.services:
+            server_group = one(result, SERVER_GROUP, f"{plan.stack}-lb-{service.name}")["inputs"]
+            check = server_group["healthCheckConfig"]
+            assert check["healthCheckEnabled"] is True
+            assert check["healthCheckPath"] == f"{HEALTH_PATH}/{service.name}"
+            assert check["healthCheckProtocol"] == "HTTP"
+            assert check["healthCheckCodes"] == ["http_2xx"]
+            assert "servers" not in server_group, "ESS owns the servers"
+            pair = (fake_id(ASG, f"{plan.stack}-{group.name}-nodes"), fake_id(SERVER_GROUP, f"{plan.stack}-lb-{service.name}"))
+            linked = [a["inputs"] for a in attachments if (a["inputs"]["scalingGroupId"], a["inputs"]["albServerGroupId"]) == pair]
+            assert len(linked) == 1 and linked[0]["port"] == GATEWAY_PORT
 
 
 @pytest.mark.parametrize("stack", CASES)
-def test_path_rules_send_every_service_path_to_its_node_group(stack):
+def test_path_rules_send_every_service_path_to_its_server_group(stack):
     plan, result = planned(stack)
     (listener,) = of_type(result, LISTENER)
     assert listener["inputs"]["listenerPort"] == 80 and listener["inputs"]["listenerProtocol"] == "HTTP"
@@ -201,9 +204,16 @@ def test_path_rules_send_every_service_path_to_its_node_group(stack):
                 assert path not in routed, f"{path} routed twice"
                 routed[path] = target["serverGroupId"]
     expected = {
-        path: fake_id(SERVER_GROUP, f"{plan.stack}-lb-{group.name}") for group in plan.node_groups for path in group.paths
+        path: fake_id(SERVER_GROUP, f"{plan.stack}-lb-{service.name}")
+        for group in plan.node_groups
+        for service in group.services
+        for path in service.paths
     }
     assert routed == expected
+    # The rest (/healthz among it) goes to the LLM's server group.
+    (default,) = listener["inputs"]["defaultActions"]
+    llm = next(s for g in plan.node_groups for s in g.services if s.kind == "llm")
+    assert default["forwardGroupConfig"]["serverGroupTuples"] == [{"serverGroupId": fake_id(SERVER_GROUP, f"{plan.stack}-lb-{llm.name}")}]
     priorities = [r["inputs"]["priority"] for r in of_type(result, RULE)]
     assert len(set(priorities)) == len(priorities)
 

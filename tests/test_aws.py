@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 
 import pytest
 
 from components.aws import offline as fakes
 from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, routes
+from components.aws.naming import short_name
 from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
+from infra.boot_time import constant
 from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
 from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, planner, raw_config, stacks_on
@@ -85,10 +89,12 @@ def serving_listener(result: OfflineResult) -> dict:
     return forwarding[0]
 
 
-def target_group_arn(result: OfflineResult, group: str) -> str:
-    asg = one(result, ASG, f"{group}-asg")
-    assert len(asg["inputs"]["targetGroupArns"]) == 1
-    return asg["inputs"]["targetGroupArns"][0]
+def target_group_arn(result: OfflineResult, service: str) -> str:
+    """The ARN of a service's own target group, as its autoscaling group registers it (the fakes'
+    ARNs carry the logical name, which is the service's)."""
+    arns = {arn for asg in of_type(result, ASG) for arn in asg["inputs"]["targetGroupArns"]}
+    (arn,) = [a for a in arns if re.search(rf":targetgroup/{re.escape(short_name(service))}-[0-9a-f]{{7}}/", a)]
+    return arn
 
 
 def test_the_repository_has_an_aws_stack():
@@ -155,6 +161,9 @@ def test_launch_templates_require_imdsv2_and_encrypt_a_disk_sized_for_the_cache(
         assert root["ebs"]["encrypted"] == "true"
         assert root["ebs"]["volumeType"] == "gp3"
         assert root["ebs"]["volumeSize"] >= group.disk_gb
+        # gp3 provisioned past its 125 MiB/s / 3,000 IOPS default, with the IOPS that throughput needs
+        assert root["ebs"]["throughput"] == group.storage.throughput_mibps >= 125
+        assert root["ebs"]["iops"] == group.storage.iops >= max(3000, root["ebs"]["throughput"] / 0.25)
         assert inputs["iamInstanceProfile"]["arn"].startswith("arn:aws:iam::")
         assert decode_user_data(inputs["userData"]) == result.user_data[group.name]
         assert result.user_data[group.name].startswith("#cloud-config")
@@ -188,7 +197,11 @@ def test_autoscaling_groups_wait_for_elb_health_and_roll_without_downtime(stack)
     for group in plan.node_groups:
         asg = one(result, ASG, f"{group.name}-asg")["inputs"]
         assert asg["healthCheckType"] == "ELB"
-        assert asg["healthCheckGracePeriod"] >= 1800
+        # The grace is the node group's estimated time to healthy with its margin, not a fixed figure.
+        assert asg["healthCheckGracePeriod"] == group.boot.grace_seconds
+        assert group.boot.grace_seconds == math.ceil(group.boot.minutes_unrounded * constant("grace_margin")) * 60
+        assert group.boot.grace_seconds > group.boot.minutes * 60
+        assert sorted(asg["targetGroupArns"]) == sorted(target_group_arn(result, s.name) for s in group.services)
         assert asg["instanceRefresh"]["strategy"] == "Rolling"
         assert asg["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 100
         assert asg["instanceRefresh"]["preferences"]["maxHealthyPercentage"] > 100
@@ -196,15 +209,23 @@ def test_autoscaling_groups_wait_for_elb_health_and_roll_without_downtime(stack)
 
 
 @pytest.mark.parametrize("stack", CASES)
-def test_target_groups_check_healthz(stack):
+def test_each_service_has_a_target_group_checking_its_own_health(stack):
     plan, result = planned(stack)
-    groups = of_type(result, TG)
-    assert len(groups) == len(plan.node_groups)
-    for tg in groups:
-        check = tg["inputs"]["healthCheck"]
-        assert check["path"] == HEALTH_PATH
-        assert check["matcher"] == "200"
-        assert tg["inputs"]["port"] == 80 and tg["inputs"]["protocol"] == "HTTP"
+    groups = {tg["name"]: tg["inputs"] for tg in of_type(result, TG)}
+    services = [s for g in plan.node_groups for s in g.services]
+    assert sorted(groups) == sorted(s.name for s in services)
+    for group in plan.node_groups:
+        for service in group.services:
+            tg = groups[service.name]
+            check = tg["healthCheck"]
+            assert check["path"] == f"{HEALTH_PATH}/{service.name}"
+            assert check["matcher"] == "200"
+            assert tg["port"] == 80 and tg["protocol"] == "HTTP"
+            # A restart within its estimate does not count as failed, so the ASG does not replace the node.
+            window = check["interval"] * check["unhealthyThreshold"]
+            assert window >= group.boot.restart_of(service.name)
+            assert 5 <= check["interval"] <= 300 and 2 <= check["unhealthyThreshold"] <= 10
+            assert check["timeout"] < check["interval"]
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -226,7 +247,7 @@ def test_path_rules_send_every_service_path_to_the_group_serving_it(stack):
     for group in plan.node_groups:
         for service in group.services:
             for path in service.paths:
-                assert routed.get(path) == target_group_arn(result, group.name), f"{service.name}: {path}"
+                assert routed.get(path) == target_group_arn(result, service.name), f"{service.name}: {path}"
     assert HEALTH_PATH in routed
     priorities = [r["inputs"]["priority"] for r in rules]
     assert len(set(priorities)) == len(priorities)
@@ -235,10 +256,11 @@ def test_path_rules_send_every_service_path_to_the_group_serving_it(stack):
 
 def test_rules_split_paths_into_chunks_alb_accepts():
     plan, _ = planned(CASES[0])
-    chunks = routes(plan, [f"tg-{g.name}" for g in plan.node_groups])
+    services = [s for g in plan.node_groups for s in g.services]
+    chunks = routes(plan, {s.name: f"tg-{s.name}" for s in services})
     assert all(len(paths) <= MAX_PATHS_PER_RULE for paths, _ in chunks)
-    if any(len(g.paths) >= MAX_PATHS_PER_RULE for g in plan.node_groups):
-        assert len(chunks) > len(plan.node_groups)
+    assert {tg for _, tg in chunks} == {f"tg-{s.name}" for s in services}
+    assert sum(len(paths) for paths, _ in chunks) == sum(len(s.paths) for s in services) + 1  # and /healthz
 
 
 @pytest.mark.parametrize("stack", CASES)

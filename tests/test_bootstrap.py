@@ -10,7 +10,6 @@ import http.client
 import importlib.util
 import json
 import os
-import re
 import shutil
 import socket
 import stat
@@ -29,12 +28,12 @@ from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, 
 from bootstrap.gateway import FILES, MAX_BODY_BYTES
 from bootstrap.render import USER_DATA_LIMITS
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
+from components.stack import GENERATED_API_KEY_LENGTH
 from infra.plan import SERVICE_PATHS, NodeGroup, Offer, PlacedService
 
 ROOT = Path(__file__).resolve().parents[1]
-# Keys as users have them: the length the program generates (components/stack.py) and a long one of the user's.
-GENERATED_KEY_LENGTH = int(re.search(r'RandomPassword\("api-key", length=(\d+)', (ROOT / "components" / "stack.py").read_text())[1])
-FAKE_API_KEY = ("FAKEkey7f3a9c1e5b2d4f6a8c0e" * 2)[:GENERATED_KEY_LENGTH]
+# Keys as users have them: the length the program generates and a long one of the user's.
+FAKE_API_KEY = ("FAKEkey7f3a9c1e5b2d4f6a8c0e" * 2)[:GENERATED_API_KEY_LENGTH]
 USER_API_KEY = ("sk-user-FAKE-" + "0123456789abcdef" * 8)[:128]
 FAKE_HF_TOKEN = "hf_FAKEtoken9d8c7b6a5f4e3d2c1b0a"
 TOOL = FILES / "llm-deploy"

@@ -35,8 +35,8 @@ BAD_INPUTS = {
     "unknown region": ({"cloud": "aws", "region": "mars-1", "services": [LLM]}, "region: 'mars-1' is not a region of aws"),
     "budget exceeded": ({"services": [LLM], "budgetUsdPerHour": 0.1}, "budgetUsdPerHour: the cheapest placement costs"),
     "model too large for any instance": (
-        {"services": [{**LLM, "model": "deepseek-ai/DeepSeek-R1"}]},
-        "services[0].model: deepseek-ai/DeepSeek-R1 needs",
+        {"services": [{**LLM, "model": "example/giant-3t", "paramsB": 3000}]},
+        "services[0].model: example/giant-3t needs",
     ),
     "domain on a cloud without managed TLS": (
         {"cloud": "alicloud", "domain": "llm.example.com", "services": [LLM]},
@@ -48,7 +48,7 @@ BAD_INPUTS = {
         "sshPublicKeys[0]: must be an OpenSSH public key line",
     ),
     "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey: must be a secret"),
-    "unknown GPU pin": ({"services": [{**LLM, "gpu": "B300"}]}, "services[0].gpu: unknown GPU 'B300'"),
+    "unknown GPU pin": ({"services": [{**LLM, "gpu": "TPU-V5E"}]}, "services[0].gpu: unknown GPU 'TPU-V5E'"),
     "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides: aws/p9.huge not in the catalog"),
     "bad service name": ({"services": [{**LLM, "name": "LLM_1"}]}, "services[0].name: must be lowercase letters"),
 }

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from infra.catalog import load_offers
+from infra.catalog import gpu_specs, load_offers
 from infra.config import ConfigError, load_raw, parse_config
 from infra.models import VLLM_GPU_MEMORY_UTILIZATION, find_model, kv_cache_gb, llm_memory_gb, weights_gb
 from infra.placement import ServiceNeed, evaluate, fit, partitions, place, service_need
@@ -65,7 +65,10 @@ def test_single_service_choice_is_cheapest_feasible_in_catalog_json(cli, stack_f
     def admits(offer) -> bool:
         if service.get("accelerator") == "cpu":
             return offer["gpu_count"] == 0 and offer["memory_gb"] - 2 >= required
-        if offer["gpu_count"] == 0 or offer["gpu"] == "MI300X":
+        if offer["gpu_count"] == 0:
+            return False
+        spec = gpu_specs()[offer["gpu"]]  # vLLM and TEI need CUDA and compute capability 7.5; TEI an image for the GPU
+        if not spec.cuda or spec.compute_capability < 7.5 or (service["kind"] != "llm" and spec.tei_arch is None):
             return False
         if service["kind"] != "llm":
             return offer["gpu_memory_gb"] * VLLM_GPU_MEMORY_UTILIZATION >= required
@@ -113,10 +116,11 @@ def test_small_services_colocate_when_cheaper(stack_file):
         {"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3"},
         {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"}]})
     plan = place(config)
-    # three L4 nodes (3 × 0.8048) or one L40S for all (1.861) lose to two L4 nodes sharing the three services
-    assert plan.hourly_usd == pytest.approx(2 * 0.8048)
+    # three nodes (L4 0.8048 + 2 × T4 0.526) or one L40S for all (1.861) lose to an L4 for the LLM and one encoder
+    # and a T4 for the other (us-east-1 list prices)
+    assert plan.hourly_usd == pytest.approx(0.8048 + 0.526)
     assert sorted(len(g.services) for g in plan.node_groups) == [1, 2]
-    assert {g.offer.instance_type for g in plan.node_groups} == {"g6.xlarge"}
+    assert sorted(g.offer.instance_type for g in plan.node_groups) == ["g4dn.xlarge", "g6.xlarge"]
 
 
 def test_colocated_llm_leaves_room_for_encoders(stack_file):

@@ -133,6 +133,33 @@ def test_pull_request_runs_the_tests_the_cost_preview_and_policy_previews():
     assert step(workflow, "stacks", id="matrix")["run"].startswith("echo \"matrix=$(llm-deploy env matrix --format json)\"")
 
 
+def test_the_cost_comment_leads_with_the_cost_change_against_the_base_branch():
+    workflow = load("pull-request.yml")
+    names = [s.get("name", s.get("run", "")) for s in steps(workflow, "cost")]
+    assert names.index("Cost change against the base branch") < names.index("Cost preview of every stack")
+    diff = step(workflow, "cost", run="--diff-against")
+    assert diff["env"] == {"BASE_REF": "${{ github.base_ref }}"}
+    assert 'llm-deploy cost --diff-against "origin/$BASE_REF" --format markdown > cost-comment/diff.md' in diff["run"]
+    assert 'git fetch --no-tags --depth=1 origin "+refs/heads/$BASE_REF:refs/remotes/origin/$BASE_REF"' in diff["run"]
+
+
+def test_the_catalog_refresh_runs_weekly_and_opens_a_pull_request_with_every_stacks_cost_change():
+    workflow = load("catalog-refresh.yml")
+    assert workflow["on"]["schedule"] and "workflow_dispatch" in workflow["on"]
+    assert workflow["permissions"]["contents"] == "write" and workflow["permissions"]["pull-requests"] == "write"
+    env = workflow["jobs"]["refresh"]["env"]
+    assert {"DIGITALOCEAN_TOKEN", "ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY"} <= set(env)
+    assert "pip install -e '.[refresh]'" in step(workflow, "refresh", run="pip install")["run"]
+    refresh = step(workflow, "refresh", id="refresh")["run"]
+    assert "llm-deploy catalog refresh --output infra/data/catalog.csv" in refresh
+    body = step(workflow, "refresh", run="--diff-against")
+    assert "llm-deploy cost --diff-against HEAD --format markdown" in body["run"]
+    assert body["if"] == "steps.refresh.outputs.changed == 'true'"
+    pull = step(workflow, "refresh", uses="peter-evans/create-pull-request@")
+    assert pull["if"] == "steps.refresh.outputs.changed == 'true'"
+    assert pull["with"]["add-paths"] == "infra/data/catalog.csv" and pull["with"]["body-path"] == "refresh/body.md"
+
+
 def test_the_cost_comment_is_posted_by_a_workflow_run_job_that_trusts_only_text():
     workflow = load("pr-comment.yml")
     assert workflow["on"] == {"workflow_run": {"workflows": [load("pull-request.yml")["name"]], "types": ["completed"]}}
@@ -188,6 +215,8 @@ def test_cost_step_writes_one_comment_for_every_stack_and_fails_over_the_limit(t
     work = tmp_path / "checkout"
     shutil.copytree(ROOT / "stacks", work / "stacks")
     (work / "stacks" / "Pulumi.broken.yaml").write_text("config:\n  llm-deploy:clud: aws\n")
+    (work / "cost-comment").mkdir()
+    (work / "cost-comment" / "diff.md").write_text("### llm-deploy cost change: `origin/main` -> working tree\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "llm-deploy"  # the console script, wherever the package is importable from
@@ -200,7 +229,7 @@ def test_cost_step_writes_one_comment_for_every_stack_and_fails_over_the_limit(t
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 1, result.stderr
     body = (work / "cost-comment" / "body.md").read_text()
-    assert body.startswith(COST_MARKER + "\n## llm-deploy cost preview\n")
+    assert body.startswith(COST_MARKER + "\n## llm-deploy cost preview\n\n### llm-deploy cost change: `origin/main` -> working tree\n")
     assert (work / "cost-comment" / "pr-number").read_text() == "42\n"
     assert summary.read_text() == body
     assert sorted(p.name for p in (work / "cost-comment").iterdir()) == ["body.md", "pr-number"]

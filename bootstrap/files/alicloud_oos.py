@@ -67,23 +67,29 @@ def role_credentials() -> dict[str, str]:
     return credentials
 
 
-def get_secret_parameter(region: str, name: str, credentials: dict[str, str]) -> str:
+def signed_query(action: str, version: str, params: dict[str, str], access_key_id: str, access_key_secret: str,
+                 security_token: str | None = None) -> str:
+    """The query string of a signed RPC GET: the action's parameters plus the common ones and the Signature."""
     params = {
-        "Action": "GetSecretParameter",
-        "Name": name,
-        "WithDecryption": "true",
-        "RegionId": region,
+        **params,
+        "Action": action,
         "Format": "JSON",
-        "Version": OOS_VERSION,
-        "AccessKeyId": credentials["AccessKeyId"],
-        "SecurityToken": credentials["SecurityToken"],
+        "Version": version,
+        "AccessKeyId": access_key_id,
         "SignatureMethod": "HMAC-SHA1",
         "SignatureVersion": "1.0",
         "SignatureNonce": str(uuid.uuid4()),
         "Timestamp": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),  # noqa: UP017 (Ubuntu 22.04 has Python 3.10)
+        **({"SecurityToken": security_token} if security_token else {}),
     }
-    params["Signature"] = sign("GET", params, credentials["AccessKeySecret"])
-    url = OOS_ENDPOINT.format(region=region) + "/?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+    params["Signature"] = sign("GET", params, access_key_secret)
+    return urllib.parse.urlencode(params, quote_via=urllib.parse.quote)
+
+
+def get_secret_parameter(region: str, name: str, credentials: dict[str, str]) -> str:
+    query = signed_query("GetSecretParameter", OOS_VERSION, {"Name": name, "WithDecryption": "true", "RegionId": region},
+                         credentials["AccessKeyId"], credentials["AccessKeySecret"], credentials["SecurityToken"])
+    url = OOS_ENDPOINT.format(region=region) + "/?" + query
     try:
         body = json.loads(_get(url))
     except urllib.error.HTTPError as error:

@@ -17,7 +17,7 @@ import pulumi
 import pulumi_alicloud as alicloud
 
 from bootstrap import render_user_data
-from bootstrap.delivery import BootTarget, SecretDelivery, SecretStore
+from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from components.alicloud.layout import (
     IMAGE_OS_RELEASE,
     UBUNTU_IMAGE_REGEX,
@@ -31,7 +31,7 @@ from components.alicloud.nodes import AlicloudNodeGroup
 from components.alicloud.secrets import NodeSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import ConfigError, problem
-from infra.plan import NodeGroup
+from infra.plan import DeploymentPlan, NodeGroup
 
 __all__ = ["AlicloudDeployment"]
 
@@ -73,17 +73,13 @@ class AlicloudDeployment(CloudDeployment):
             zones = choose_zones(alb_zones, {g.name: offered[g.offer.instance_type] for g in plan.node_groups})
         except ValueError as error:
             raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
-        delivery = secret_store(plan)
         return Lookup(
             zones=zones,
             image_ids={t: self.ubuntu_image(t, invoke) for t in instance_types},
             account_id=alicloud.get_caller_identity(opts=invoke).account_id,
-            delivery=delivery,
-            # bootstrap refuses user-data over its limit (16 KB, under ECS's 32 KB) here, before any resource
-            user_data={
-                g.name: render_user_data(g, self.boot_target(g), delivery, ssh_public_keys=plan.access.ssh_public_keys)
-                for g in plan.node_groups
-            },
+            delivery=secret_store(plan),
+            # bootstrap refuses user-data over ECS's limit here, before any resource
+            user_data=self.node_user_data(plan, None),
         )
 
     def zones_offering(self, instance_type: str, invoke: pulumi.InvokeOptions) -> list[str]:
@@ -135,10 +131,18 @@ class AlicloudDeployment(CloudDeployment):
     def create_load_balancer(self, network: AlicloudNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
         return AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts).endpoint
 
-    def boot_target(self, group: NodeGroup) -> BootTarget:
+    @classmethod
+    def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
+        """The nodes read their secrets from OOS, so the user-data holds only the parameter names (`inline` is unused)."""
+        delivery = secret_store(plan)
+        return {g.name: render_user_data(g, cls.boot_target(g), delivery, ssh_public_keys=plan.access.ssh_public_keys)
+                for g in plan.node_groups}
+
+    @classmethod
+    def boot_target(cls, group: NodeGroup) -> BootTarget:
         """Plain Ubuntu 22.04: bootstrap installs the NVIDIA driver; a data disk holds big model caches."""
         return BootTarget(
-            cloud=self.cloud,
+            cloud=cls.cloud,
             image_has_driver=False,
             os_release=IMAGE_OS_RELEASE,
             data_device=disk_layout(group.disk_gb).data_device,

@@ -1,8 +1,10 @@
 """The stack's one public endpoint: an Internet-facing ALB in two zones that routes by path.
 
-One server group per node group (ESS adds and removes its instances), health-checked on the node
-gateway's `/healthz`; one forwarding rule per service sends the service's paths to the group that
-runs it. HTTP only: Alibaba Cloud cannot issue a certificate for a domain by itself, so a stack with
+One server group per service, filled by ESS with the instances of the node group running it and
+health-checked on the node gateway's `/healthz/<service>`, so a restarting vLLM takes only the LLM's
+paths off a node, not its embedding and rerank; one forwarding rule per service sends the service's
+paths to its server group. ESS checks instance health only (components/alicloud/nodes.py), so these
+checks route and never replace a node: they stay quick. HTTP only: Alibaba Cloud cannot issue a certificate for a domain by itself, so a stack with
 `domain` is refused before anything is built (see `components.alicloud.refuse_unsupported`).
 """
 
@@ -26,13 +28,13 @@ LISTENER_TIMEOUT_S = 600
 OPEN_TO_ALL = {"0.0.0.0/0", "::/0"}
 
 
-def health_check() -> dict:
-    """GET the gateway's /healthz on the backend port; only 2xx is healthy."""
+def health_check(service: str) -> dict:
+    """GET the gateway's /healthz/<service> on the backend port; only 2xx is healthy."""
     return {
         "health_check_enabled": True,
         "health_check_protocol": "HTTP",
         "health_check_method": "GET",
-        "health_check_path": HEALTH_PATH,
+        "health_check_path": f"{HEALTH_PATH}/{service}",
         "health_check_codes": ["http_2xx"],
         "health_check_connect_port": 0,  # the backend port (the gateway)
         "health_check_interval": 10,
@@ -75,8 +77,13 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
             zone_mappings=[{"zone_id": zone, "vswitch_id": network.vswitches[zone].id} for zone in network.zones.lb_zones],
             opts=child,
         )
-        self.server_groups = {built.group.name: self.server_group(name, plan, network, built, child) for built in groups}
-        default_group = plan.group_serving("llm") or plan.node_groups[0]
+        self.server_groups = {
+            service.name: self.server_group(name, plan, network, built, service.name, child)
+            for built in groups
+            for service in built.group.services
+        }
+        # Everything else (/healthz among it) goes to the LLM's servers, or the first service's.
+        default_service = (plan.group_serving("llm") or plan.node_groups[0]).services[0]
         self.listener = alicloud.alb.Listener(
             f"{name}-http",
             load_balancer_id=self.alb.id,
@@ -86,7 +93,7 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
             idle_timeout=LISTENER_TIMEOUT_S,
             request_timeout=LISTENER_TIMEOUT_S,
             default_actions=[
-                {"type": "ForwardGroup", "forward_group_config": forward_to(self.server_groups[default_group.name].id)}
+                {"type": "ForwardGroup", "forward_group_config": forward_to(self.server_groups[default_service.name].id)}
             ],
             opts=child,
         )
@@ -104,7 +111,7 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
                         {
                             "order": 1,
                             "type": "ForwardGroup",
-                            "forward_group_config": forward_to(self.server_groups[group.name].id),
+                            "forward_group_config": forward_to(self.server_groups[service.name].id),
                         }
                     ],
                     opts=child,
@@ -114,24 +121,30 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
         self.register_outputs({"endpoint": self.endpoint, "dns_name": self.alb.dns_name})
 
     def server_group(
-        self, name: str, plan: DeploymentPlan, network: AlicloudNetwork, built: BuiltNodeGroup, opts: pulumi.ResourceOptions
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        network: AlicloudNetwork,
+        built: BuiltNodeGroup,
+        service: str,
+        opts: pulumi.ResourceOptions,
     ) -> alicloud.alb.ServerGroup:
-        """A server group ESS keeps filled with the node group's instances (gateway port, /healthz)."""
-        group = built.group
+        """A service's server group, which ESS keeps filled with its node group's instances (gateway port,
+        /healthz/<service>)."""
         server_group = alicloud.alb.ServerGroup(
-            f"{name}-{group.name}",
-            server_group_name=cloud_name("llm-deploy", plan.stack, group.name),
+            f"{name}-{service}",
+            server_group_name=cloud_name("llm-deploy", plan.stack, service),
             vpc_id=network.vpc.id,
             protocol="HTTP",
             server_group_type="Instance",
             scheduler="Wlc",  # least connections: LLM requests differ wildly in length
-            health_check_config=health_check(),
+            health_check_config=health_check(service),
             # ESS adds the servers; without this every `pulumi up` would remove them again
             # (aliyun/terraform-provider-alicloud#5671, #8729).
             opts=opts.merge(pulumi.ResourceOptions(ignore_changes=["servers"])),
         )
         alicloud.ess.AlbServerGroupAttachment(
-            f"{name}-{group.name}",
+            f"{name}-{service}",
             scaling_group_id=built.members.scaling_group_id,
             alb_server_group_id=server_group.id,
             port=GATEWAY_PORT,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import pulumi
 import pulumi_alicloud as alicloud
@@ -59,8 +58,9 @@ class AlicloudNetwork(pulumi.ComponentResource):
             opts=child,
         )
         self.ingress(f"{name}-gateway-from-vpc", GATEWAY_PORT, VPC_CIDR, "node gateway, from the ALB inside the VPC", child)
-        for cidr in plan.access.ssh_cidrs:
-            self.ingress(f"{name}-ssh-{re.sub('[^0-9A-Za-z.]+', '-', cidr)}", SSH_PORT, cidr, "SSH from sshCidrs", child)
+        # by position: names made from the CIDR text collide ("1::2/128" and "1:2::/128" both clean to "1-2-128")
+        for index, cidr in enumerate(plan.access.ssh_cidrs):
+            self.ingress(f"{name}-ssh-{index}", SSH_PORT, cidr, "SSH from sshCidrs", child)
         self.register_outputs({"vpc_id": self.vpc.id, "security_group_id": self.security_group.id})
 
     def ingress(self, name: str, port: int, cidr: str, description: str, opts: pulumi.ResourceOptions) -> None:

@@ -17,12 +17,14 @@ from bootstrap import encode_user_data
 from components.alicloud.layout import cloud_name, disk_layout, launch_fingerprint
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.secrets import NodeSecrets
+from infra.boot_time import constant
 from infra.plan import DeploymentPlan, NodeGroup
 
 # Public bandwidth (pay by traffic) for downloads: driver, Docker images and model weights.
 # Instances need a public address (or a NAT gateway) to reach the internet; the security group keeps
-# everything but the VPC and sshCidrs out. 100 Mbit/s is the ECS maximum for PayByTraffic.
-PUBLIC_BANDWIDTH_MBPS = 100
+# everything but the VPC and sshCidrs out. 100 Mbit/s is the ECS maximum for PayByTraffic; the boot
+# estimate (infra/boot_time.py) downloads at this rate too, so it is read from the same data file.
+PUBLIC_BANDWIDTH_MBPS = int(constant("alicloud_public_bandwidth_mbit"))
 ESSD = "cloud_essd"
 
 

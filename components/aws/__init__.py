@@ -9,15 +9,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
-from bootstrap.delivery import BootTarget, SecretDelivery
+from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
-from infra.plan import NodeGroup
+from infra.plan import DeploymentPlan, NodeGroup
 
 from .load_balancer import AwsLoadBalancer
 from .naming import stack_tags
 from .network import AwsNetwork
 from .node_group import AwsNodeGroup, image_for
-from .secrets import AwsSecrets
+from .secrets import AwsSecrets, secret_store
 
 __all__ = ["AwsDeployment"]
 
@@ -43,9 +43,7 @@ class AwsDeployment(CloudDeployment):
         return self.secrets.store
 
     def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
-        from bootstrap import render_user_data
-
-        user_data = render_user_data(group, self.boot_target(group), delivery, ssh_public_keys=self.plan.access.ssh_public_keys)
+        user_data = self.render(self.plan, group, delivery)
         members = AwsNodeGroup(group, self.plan, network, self.secrets, user_data, opts=self.child_opts)
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
 
@@ -54,6 +52,17 @@ class AwsDeployment(CloudDeployment):
         self.extra_outputs.update(balancer.outputs)
         return balancer.endpoint
 
-    def boot_target(self, group: NodeGroup) -> BootTarget:
+    @classmethod
+    def boot_target(cls, group: NodeGroup) -> BootTarget:
         # The root volume is sized for the model cache, so no separate data device.
         return BootTarget(cloud="aws", image_has_driver=image_for(group).has_driver, os_release="ubuntu-22.04")
+
+    @classmethod
+    def render(cls, plan: DeploymentPlan, group: NodeGroup, delivery: SecretDelivery) -> str:
+        from bootstrap import render_user_data
+
+        return render_user_data(group, cls.boot_target(group), delivery, ssh_public_keys=plan.access.ssh_public_keys)
+
+    @classmethod
+    def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
+        return {g.name: cls.render(plan, g, secret_store(plan)) for g in plan.node_groups}

@@ -1,9 +1,10 @@
-"""The ALB: one endpoint, path rules sending each service's paths to the node group serving it, TLS when a domain is set."""
+"""The ALB: one endpoint, path rules sending each service's paths to its target group, TLS when a domain is set."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import pulumi
 import pulumi_aws as aws
@@ -25,22 +26,25 @@ NOT_FOUND = {
         "status_code": "404",
     },
 }
+T = TypeVar("T")
 REDIRECT_TO_HTTPS = {
     "type": "redirect",
     "redirect": {"port": str(HTTPS_PORT), "protocol": "HTTPS", "status_code": "HTTP_301"},
 }
 
 
-def routes(plan: DeploymentPlan, target_groups: Sequence[aws.lb.TargetGroup]) -> list[tuple[tuple[str, ...], aws.lb.TargetGroup]]:
-    """(paths, target group) per listener rule: each group's service paths, in chunks ALB accepts.
+def routes(plan: DeploymentPlan, target_groups: Mapping[str, T]) -> list[tuple[tuple[str, ...], T]]:
+    """(paths, target group) per listener rule: each service's paths to its own target group (by service
+    name), in chunks ALB accepts.
 
-    /healthz goes to the group serving the LLM (or the first), so the endpoint itself reports health.
+    /healthz goes with the first service of the group serving the LLM (or of the first group), so the
+    endpoint itself reports health.
     """
-    primary = plan.group_serving("llm") or plan.node_groups[0]
+    primary = (plan.group_serving("llm") or plan.node_groups[0]).services[0]
     out = []
-    for group, target_group in zip(plan.node_groups, target_groups):
-        paths = group.paths + ((HEALTH_PATH,) if group is primary else ())
-        out += [(paths[i : i + MAX_PATHS_PER_RULE], target_group) for i in range(0, len(paths), MAX_PATHS_PER_RULE)]
+    for service in (s for g in plan.node_groups for s in g.services):
+        paths = service.paths + ((HEALTH_PATH,) if service is primary else ())
+        out += [(paths[i : i + MAX_PATHS_PER_RULE], target_groups[service.name]) for i in range(0, len(paths), MAX_PATHS_PER_RULE)]
     return out
 
 
@@ -116,7 +120,7 @@ class AwsLoadBalancer(pulumi.ComponentResource):
             self.endpoint = pulumi.Output.from_input(f"https://{domain}")
             self.outputs["certificate_validation_records"] = records
             self.outputs["dns_record"] = self.alb.dns_name.apply(lambda dns: {"name": domain, "type": "CNAME", "value": dns})
-        for priority, (paths, target_group) in enumerate(routes(plan, [g.target_group for g in node_groups]), start=1):
+        for priority, (paths, target_group) in enumerate(routes(plan, {n: tg for g in node_groups for n, tg in g.target_groups.items()}), start=1):
             aws.lb.ListenerRule(
                 f"{name}-rule-{priority}",
                 listener_arn=serving.arn,

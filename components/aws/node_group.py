@@ -1,22 +1,36 @@
-"""One node group: its target group, a launch template and an autoscaling group that keeps `count` nodes serving."""
+"""One node group: a target group per service, a launch template and an autoscaling group that keeps `count` nodes serving.
+
+Health: each service's target group checks the gateway's `/healthz/<service>`, so the load balancer
+stops sending a service's paths to a node where that service is down, while the node's other
+services keep serving. The autoscaling group uses those checks too (`ELB`): every target group must
+call a node healthy. So that a restarting service (systemd brings it back) does not get its node
+replaced, a service's check counts it failed only after its estimated restart time with a margin
+(`BootEstimate.restart_seconds`: restart delay + weights from disk + warm-up); a service that stays
+down longer does get its node replaced. The grace after launch is the node group's estimated time to
+healthy with a margin (`BootEstimate.grace_seconds`), so a booting node is never judged.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from bootstrap import encode_user_data
-from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan, NodeGroup
+from infra.plan import GATEWAY_PORT, HEALTH_PATH, BootEstimate, DeploymentPlan, NodeGroup, PlacedService, Storage
 
 from .naming import short_name, stack_tags
 from .network import AwsNetwork
 from .secrets import AwsSecrets
 
-# A cold node checks the driver, pulls the vLLM/TEI images (~10 GB) and downloads the weights before
-# /healthz answers; the ELB health check must not replace it meanwhile.
-HEALTH_CHECK_GRACE_S = 1800
+# ALB target group health checks (SDK: interval 5-300 s, thresholds 2-10).
+HEALTH_INTERVAL_S = 15
+MAX_HEALTH_INTERVAL_S = 300
+HEALTH_TIMEOUT_S = 5
+HEALTHY_THRESHOLD = 2
+MIN_UNHEALTHY_THRESHOLD, MAX_UNHEALTHY_THRESHOLD = 2, 10
 
 
 @dataclass(frozen=True)
@@ -42,26 +56,43 @@ def image_for(group: NodeGroup) -> MachineImage:
     return GPU_IMAGE if group.accelerator == "gpu" else CPU_IMAGE
 
 
-def root_volume(ami: aws.ec2.GetAmiResult, disk_gb: int) -> list[dict]:
-    """The AMI's root device, resized to the plan's disk (never below the AMI's own snapshot), gp3, encrypted."""
+def root_volume(ami: aws.ec2.GetAmiResult, disk_gb: int, storage: Storage) -> list[dict]:
+    """The AMI's root device, resized to the plan's disk (never below the AMI's own snapshot), gp3 at the
+    plan's throughput and IOPS (gp3's default 125 MiB/s would take minutes per 10 GB of images or weights), encrypted."""
     snapshot_gb = next(
         (int(m.ebs.get("volume_size") or 0) for m in ami.block_device_mappings if m.device_name == ami.root_device_name), 0
     )
-    return [
-        {
-            "device_name": ami.root_device_name,
-            "ebs": {
-                "volume_size": max(disk_gb, snapshot_gb),
-                "volume_type": "gp3",
-                "encrypted": "true",
-                "delete_on_termination": "true",
-            },
-        }
-    ]
+    ebs = {
+        "volume_size": max(disk_gb, snapshot_gb),
+        "volume_type": "gp3",
+        "encrypted": "true",
+        "delete_on_termination": "true",
+    }
+    if storage.throughput_mibps:
+        ebs |= {"throughput": storage.throughput_mibps, "iops": storage.iops}
+    return [{"device_name": ami.root_device_name, "ebs": ebs}]
+
+
+def health_check(service: PlacedService, boot: BootEstimate) -> dict:
+    """The gateway's /healthz/<service>; failed only after the service's estimated restart time
+    (interval x unhealthy threshold >= restart_seconds)."""
+    window = boot.restart_of(service.name)
+    interval = min(MAX_HEALTH_INTERVAL_S, max(HEALTH_INTERVAL_S, math.ceil(window / MAX_UNHEALTHY_THRESHOLD)))
+    unhealthy = min(MAX_UNHEALTHY_THRESHOLD, max(MIN_UNHEALTHY_THRESHOLD, math.ceil(window / interval)))
+    return {
+        "path": f"{HEALTH_PATH}/{service.name}",
+        "port": "traffic-port",
+        "protocol": "HTTP",
+        "matcher": "200",
+        "interval": interval,
+        "timeout": HEALTH_TIMEOUT_S,
+        "healthy_threshold": HEALTHY_THRESHOLD,
+        "unhealthy_threshold": unhealthy,
+    }
 
 
 class AwsNodeGroup(pulumi.ComponentResource):
-    """`llm-deploy:aws:NodeGroup`: identical nodes behind one target group, rolled (not stopped) on change."""
+    """`llm-deploy:aws:NodeGroup`: identical nodes behind a target group per service, rolled (not stopped) on change."""
 
     def __init__(
         self,
@@ -80,26 +111,22 @@ class AwsNodeGroup(pulumi.ComponentResource):
         ami = aws.ec2.get_ami_output(owners=[image.owner], filters=[{"name": "image-id", "values": [ami_id]}], opts=invoke)
         tags = {**stack_tags(plan), "llm-deploy:node-group": group.name, "Name": f"llm-deploy-{plan.stack}-{group.name}"}
 
-        self.target_group = aws.lb.TargetGroup(
-            short_name(group.name),
-            port=GATEWAY_PORT,
-            protocol="HTTP",
-            target_type="instance",
-            vpc_id=network.vpc.id,
-            health_check={
-                "path": HEALTH_PATH,
-                "port": "traffic-port",
-                "protocol": "HTTP",
-                "matcher": "200",
-                "interval": 15,
-                "timeout": 5,
-                "healthy_threshold": 2,
-                "unhealthy_threshold": 3,
-            },
-            deregistration_delay=300,  # lets in-flight (streamed) requests finish when a node is rolled
-            tags={"llm-deploy:node-group": group.name},
-            opts=child,
-        )
+        assert group.boot is not None and group.storage is not None, "placement sizes and estimates every node group"
+        # Service names are unique in the plan, so they name the target groups.
+        self.target_groups = {
+            service.name: aws.lb.TargetGroup(
+                short_name(service.name),
+                port=GATEWAY_PORT,
+                protocol="HTTP",
+                target_type="instance",
+                vpc_id=network.vpc.id,
+                health_check=health_check(service, group.boot),
+                deregistration_delay=300,  # lets in-flight (streamed) requests finish when a node is rolled
+                tags={"llm-deploy:node-group": group.name, "llm-deploy:service": service.name},
+                opts=child,
+            )
+            for service in group.services
+        }
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{group.name}-lt",
             description=f"llm-deploy {plan.stack}/{group.name}: {', '.join(s.name for s in group.services)}",
@@ -112,7 +139,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
                 "http_tokens": "required",  # IMDSv2 only
                 "http_put_response_hop_limit": 2,  # containers sit one hop behind the host
             },
-            block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb)),
+            block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb, group.storage)),
             user_data=encode_user_data(user_data),
             tag_specifications=[
                 # The secrets' versions make a new template version when a key is rotated, and so roll the nodes.
@@ -129,9 +156,9 @@ class AwsNodeGroup(pulumi.ComponentResource):
             max_size=group.count,
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             vpc_zone_identifiers=network.subnet_ids_offering(group.offer.instance_type),
-            target_group_arns=[self.target_group.arn],
+            target_group_arns=[tg.arn for tg in self.target_groups.values()],
             health_check_type="ELB",
-            health_check_grace_period=HEALTH_CHECK_GRACE_S,
+            health_check_grace_period=group.boot.grace_seconds,
             # A new launch template version (config, image, user-data) replaces nodes one by one, new before old.
             instance_refresh={
                 "strategy": "Rolling",
@@ -141,4 +168,6 @@ class AwsNodeGroup(pulumi.ComponentResource):
             tags=[{"key": k, "value": v, "propagate_at_launch": False} for k, v in tags.items()],
             opts=child,
         )
-        self.register_outputs({"autoscaling_group": self.autoscaling_group.name, "target_group": self.target_group.arn})
+        self.register_outputs(
+            {"autoscaling_group": self.autoscaling_group.name, "target_groups": {n: tg.arn for n, tg in self.target_groups.items()}}
+        )

@@ -14,6 +14,18 @@ from infra.plan import DeploymentPlan
 
 from .naming import parameter_prefix
 
+
+def secret_store(plan: DeploymentPlan) -> SecretStore:
+    """Where the nodes find the stack's secrets; the names follow from the plan alone."""
+    prefix = parameter_prefix(plan)
+    return SecretStore(
+        kind="aws-ssm",
+        region=plan.region,
+        api_key_name=f"{prefix}/api-key",
+        hf_token_name=f"{prefix}/hf-token" if plan.has_hf_token else None,
+    )
+
+
 EC2_TRUST_POLICY = json.dumps(
     {
         "Version": "2012-10-17",
@@ -98,10 +110,5 @@ class AwsSecrets(pulumi.ComponentResource):
         self.versions = pulumi.Output.all(*(p.version for p in self.parameters.values())).apply(
             lambda versions: "-".join(str(v) for v in versions)
         )
-        self.store = SecretStore(
-            kind="aws-ssm",
-            region=plan.region,
-            api_key_name=f"{prefix}/api-key",
-            hf_token_name=f"{prefix}/hf-token" if "hf-token" in self.parameters else None,
-        )
+        self.store = secret_store(plan)
         self.register_outputs({"instance_profile": self.instance_profile.arn})

@@ -22,14 +22,16 @@ from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .load_balancer import DoLoadBalancer
-from .network import DoNetwork
-from .node_group import DoNodeGroup, droplet_image
+from .network import DoNetwork, upstream_groups
+from .node_group import DoNodeGroup, droplet_image, render
 
 __all__ = ["DigitalOceanDeployment"]
 
 # ubuntu-22-04-x64 for CPU sizes. The GPU base images are Ubuntu too (their release is UNVERIFIED); it only
 # picks driver packages, and those images bring the driver.
 IMAGE_OS_RELEASE = "ubuntu-22.04"
+# The longest base URL an internal load balancer can have, for user-data rendered before it exists.
+LONGEST_UPSTREAM = "http://255.255.255.255"
 
 
 def dns_name(text: str) -> str:
@@ -90,9 +92,22 @@ class DigitalOceanDeployment(CloudDeployment):
         )
         return balancer.endpoint
 
-    def boot_target(self, group: NodeGroup) -> BootTarget:
+    @classmethod
+    def boot_target(cls, group: NodeGroup) -> BootTarget:
         # GPU sizes boot the NVIDIA base image (driver inside); the cache device is set per droplet.
-        return BootTarget(cloud=self.cloud, image_has_driver=group.offer.gpu_count > 0, os_release=IMAGE_OS_RELEASE)
+        return BootTarget(cloud=cls.cloud, image_has_driver=group.offer.gpu_count > 0, os_release=IMAGE_OS_RELEASE)
+
+    @classmethod
+    def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
+        """The largest user-data a droplet of each group gets: the secrets inline, a cache volume (its device
+        named in it), the longest internal load balancer URLs and droplet index."""
+        if inline is None:
+            raise ValueError("DigitalOcean has no secret store: its user-data needs the secret values")
+        return {
+            g.name: render(g, cls.boot_target(g), inline, dict.fromkeys(upstream_groups(plan, g), LONGEST_UPSTREAM),
+                           f"{dns_name(plan.stack)}-{g.name}-{g.count - 1}", plan.access.ssh_public_keys)[0]
+            for g in plan.node_groups
+        }
 
     def droplet_disk_gb(self, size: str) -> int | None:
         """The size's own disk in GB as DigitalOcean lists it (/v2/sizes); None for a size it does not list."""

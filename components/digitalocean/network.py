@@ -26,7 +26,8 @@ class DoNetwork(pulumi.ComponentResource):
         self.plan = plan
         self.vpc = do.Vpc(f"{name}-vpc", region=plan.region, description=f"llm-deploy stack {plan.stack}", opts=child)
         self.stack_tag = do.Tag(f"{name}-nodes", opts=child)
-        self.group_tags = {g.name: do.Tag(f"{name}-{g.name}", opts=child) for g in plan.node_groups}
+        # "-group-" keeps a node group's tag apart from the stack tag whatever the group is called (a service "nodes")
+        self.group_tags = {g.name: do.Tag(f"{name}-group-{g.name}", opts=child) for g in plan.node_groups}
         self.internal: dict[str, do.LoadBalancer] = {}
         if len(plan.node_groups) > 1:
             for group in plan.node_groups:
@@ -37,10 +38,12 @@ class DoNetwork(pulumi.ComponentResource):
 
     def upstreams(self, group: NodeGroup) -> dict[str, pulumi.Output[str]]:
         """Service kinds this group does not serve → base URL of the internal load balancer of the group that does."""
-        local = {s.kind for s in group.services}
-        out: dict[str, pulumi.Output[str]] = {}
-        for other in self.plan.node_groups:
-            for service in other.services:
-                if other is not group and service.kind not in local:
-                    out[service.kind] = self.internal[other.name].ip.apply(lambda ip: f"http://{ip}")
-        return out
+        return {
+            kind: self.internal[other].ip.apply(lambda ip: f"http://{ip}") for kind, other in upstream_groups(self.plan, group).items()
+        }
+
+
+def upstream_groups(plan: DeploymentPlan, group: NodeGroup) -> dict[str, str]:
+    """Service kinds this group does not serve → the name of the node group that serves them."""
+    local = {s.kind for s in group.services}
+    return {s.kind: other.name for other in plan.node_groups if other is not group for s in other.services if s.kind not in local}

@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.catalog import CLOUDS, CatalogError, load_offers, offer_record
+from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record, parse_catalog
 from infra.config import ConfigError, load_raw, parse_config
 from infra.cost import cost_preview
-from infra.placement import evaluate
+from infra.placement import evaluate, stack_offers
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
@@ -57,7 +57,8 @@ def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """Strict JSON: a NaN or Infinity here is a bug (inputs are finite), so it fails rather than print what is not JSON."""
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def _evaluation(stack: str | None, config: str | None, stacks_dir: Path):
@@ -68,8 +69,13 @@ def _usd(value: float | None) -> str:
     return "-" if value is None else f"{value:,.2f}"
 
 
-@app.command()
+catalog_app = typer.Typer(no_args_is_help=False, help="The offers placement chooses from; `build` and `refresh` write catalog files.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.callback(invoke_without_command=True)
 def catalog(
+    ctx: typer.Context,
     cloud: Annotated[str | None, typer.Option(help=f"Only this cloud: {', '.join(CLOUDS)}.")] = None,
     gpu: Annotated[str | None, typer.Option(help="Only this GPU model, e.g. H100.")] = None,
     catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="A catalog of your own, same columns.")] = None,
@@ -79,13 +85,15 @@ def catalog(
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
     """List the GPU (and CPU) offers placement chooses from; with a stack, its catalogFile and priceOverrides."""
+    if ctx.invoked_subcommand:
+        return
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
-    overrides: dict[str, float] = {}
     if stack or config:
-        settings = parse_config(load_raw(stack, config, stacks_dir))
-        catalog_file, overrides = catalog_file or settings.catalog_file, settings.price_overrides
-    offers = [o for o in load_offers(catalog_file, overrides) if (cloud is None or o.cloud == cloud)
+        listed = stack_offers(parse_config(load_raw(stack, config, stacks_dir)), catalog_file)
+    else:
+        listed = load_offers(catalog_file)
+    offers = [o for o in listed if (cloud is None or o.cloud == cloud)
               and (gpu is None or (o.gpu or "").upper() == gpu.upper())]
     records = [offer_record(o) for o in sorted(offers, key=lambda o: (o.cloud, o.hourly_usd, o.instance_type, o.region))]
     if format is Format.json:
@@ -101,6 +109,65 @@ def catalog(
     out.print(table)
 
 
+@catalog_app.command("build")
+def catalog_build(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The sourced instance data (aws.csv, digitalocean.csv, alicloud.csv).")]
+    = Path("../shared/data"),
+    output: Annotated[Path, typer.Option("--output", help="The catalog file to write.")] = DATA_DIR / "catalog.csv",
+) -> None:
+    """Build the catalog (one row per cloud, instance type and region) from the sourced data."""
+    from infra.catalog_build import BuildError, build_rows, catalog_text
+
+    try:
+        rows = build_rows(data_dir)
+    except BuildError as error:
+        fail([str(error)])
+    output.write_text(catalog_text(rows))
+    counts = ", ".join(f"{c} {sum(r['cloud'] == c for r in rows)}" for c in CLOUDS)
+    err.print(f"wrote {output}: {len(rows)} rows ({counts})", markup=False)
+
+
+@catalog_app.command("refresh")
+def catalog_refresh(
+    cloud: Annotated[list[str] | None, typer.Option("--cloud", help=f"Only this cloud (repeatable): {', '.join(CLOUDS)}.")] = None,
+    output: Annotated[Path, typer.Option("--output", help="The catalog file to write.")] = DATA_DIR / "catalog.csv",
+    catalog_file: Annotated[str | None, typer.Option("--catalog-file", help="The current catalog (default: the built-in one).")]
+    = None,
+) -> None:
+    """Fetch current prices and offerings from the providers' APIs; write a catalog file; print what changed."""
+    from infra.catalog_build import catalog_text
+    from infra.cli.refresh import MissingCredentials, RefreshError, changes, fetchers, offer_row, types_of
+
+    unknown = sorted(set(cloud or ()) - set(CLOUDS))
+    if unknown:
+        fail([f"--cloud: {', '.join(unknown)}: must be one of {', '.join(CLOUDS)}"])
+    current = load_offers(catalog_file)
+    rows, refreshed, failed = [], [], []
+    for name, fetch in fetchers().items():
+        keep = [offer_row(o) for o in current if o.cloud == name]  # written back when the cloud is not refreshed
+        if cloud and name not in cloud:
+            rows += keep
+            continue
+        mine = [o for o in current if o.cloud == name]
+        err.print(f"{name}: refreshing {len(types_of(mine))} instance types", markup=False)
+        try:
+            rows += fetch(mine, lambda line: err.print(line, markup=False, highlight=False))
+            refreshed.append(name)
+        except (MissingCredentials, RefreshError) as error:
+            err.print(f"{name}: not refreshed, its {len(keep)} current rows kept: {error}", markup=False, highlight=False)
+            failed += [name] if isinstance(error, RefreshError) else []
+            rows += keep
+    if not refreshed:
+        fail(["catalog refresh: no cloud could be refreshed; nothing written"], code=1)
+    output.write_text(catalog_text(rows))
+    found = changes(current, parse_catalog(output), refreshed)
+    for line in found.lines():
+        out.print(line, markup=False, highlight=False)
+    out.print(f"wrote {output}: {len(rows)} rows; {', '.join(refreshed)} refreshed: {found.summary()}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command()
 def validate(
     stack: StackOption = None,
@@ -108,10 +175,15 @@ def validate(
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[Format, typer.Option("--format")] = Format.table,
 ) -> None:
-    """Check a stack config: keys, values, and that placement can serve it within its budget."""
+    """Check a stack config: keys, values, that placement can serve it within its budget, and what the
+    program checks before it creates anything (each node group's user-data within the cloud's limit)."""
     try:
         evaluation = _evaluation(stack, config, stacks_dir)
         problems = list(evaluation.problems)
+        if evaluation.plan is not None and not problems:
+            from components.stack import user_data_problems  # loads the chosen cloud's SDK
+
+            problems = user_data_problems(evaluation.config, evaluation.plan)
     except ConfigError as error:
         evaluation, problems = None, error.problems
     plan = evaluation.plan if evaluation else None
@@ -165,6 +237,8 @@ def _cost_table(preview: dict[str, Any]) -> None:
     groups = "; ".join(f"{g['count']}x {g['instance_type']} ({'+'.join(g['services'])})" for g in preview["node_groups"])
     out.print(f"Stack {preview['stack']}: {where}: {groups}", markup=False)
     out.print(f"Total: {_usd(preview['total_hourly_usd'])} $/h, {_usd(preview['total_monthly_usd'])} $/month", markup=False)
+    for group in preview["node_groups"]:
+        out.print(f"Price of {group['instance_type']} ({group['name']}): {group['price_note']}", markup=False)
     comparison = ", ".join(
         f"{c['cloud']} {_usd(c['total_hourly_usd'])} $/h" if c["feasible"] else f"{c['cloud']} not feasible"
         for c in preview["by_cloud"]
@@ -187,6 +261,7 @@ def cost_markdown(preview: dict[str, Any]) -> str:
         gpu = f"{chosen['gpu_count']}x {chosen['gpu']}" if chosen["gpu"] else "CPU"
         lines.append(f"| {group['name']} | {group['instance_type']} | {gpu} | {group['count']} | {', '.join(group['services'])} | "
                      f"{_usd(group['hourly_usd'])} | {_usd(group['monthly_usd'])} |")
+    lines += [""] + [f"- price of `{g['instance_type']}` ({g['name']}): {g['price_note']}" for g in preview["node_groups"]]
     lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview["services"]:
         tps, per_million = service.get("tokens_per_second"), service.get("usd_per_million_tokens")
@@ -202,6 +277,40 @@ def cost_markdown(preview: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cost_diff(against: str, stack: str | None, config: str | None, stacks_dir: Path, format: CostFormat) -> None:
+    """`cost --diff-against`: what every stack's placement costs now against a git ref or a saved preview."""
+    from infra import cost_diff
+    from infra.cli.cost_sources import DiffSourceError, file_previews, ref_previews, tree_previews
+
+    if config:
+        fail(["--diff-against: compares stack files by name; use --stack (or no option for every stack), not --config"])
+    only = [stack] if stack else None
+    try:
+        if Path(against).is_file():
+            before = file_previews(Path(against))
+            only = only or list(before)
+        else:
+            before = ref_previews(against, stacks_dir, only)
+    except DiffSourceError as error:
+        fail([str(error)])
+    result = cost_diff.diff(before, tree_previews(stacks_dir, only), against, "working tree")
+    if format is CostFormat.json:
+        emit_json(result.as_json())
+    elif format is CostFormat.markdown:
+        sys.stdout.write(cost_diff.markdown(result))
+    else:
+        out.print(cost_diff.total_line(result), markup=False)
+        if not cost_diff.rows(result):
+            out.print("No node group changes its cost.", markup=False)
+            return
+        table = Table(title=f"Cost change: {against} -> working tree", title_justify="left")
+        for column in cost_diff.COLUMNS:
+            table.add_column(column, justify="right" if column in cost_diff.NUMERIC else "left")
+        for row in cost_diff.rows(result):
+            table.add_row(*row)
+        out.print(table)
+
+
 @app.command()
 def cost(
     stack: StackOption = None,
@@ -209,8 +318,14 @@ def cost(
     stacks_dir: StacksDirOption = Path("stacks"),
     format: Annotated[CostFormat, typer.Option("--format")] = CostFormat.table,
     max_hourly_usd: Annotated[float | None, typer.Option("--max-hourly-usd", help="Exit 2 when the stack costs more per hour.")] = None,
+    diff_against: Annotated[str | None, typer.Option(
+        "--diff-against", metavar="REF|FILE",
+        help="Compare every stack (or --stack) with a git ref's stacks and catalog, or a saved `cost --format json`.")] = None,
 ) -> None:
     """Cost comparison preview: the cheapest feasible placement, alternatives per cloud, totals."""
+    if diff_against is not None:
+        _cost_diff(diff_against, stack, config, stacks_dir, format)
+        return
     evaluation = _evaluation(stack, config, stacks_dir)
     preview = cost_preview(evaluation)
     problems = list(evaluation.problems)

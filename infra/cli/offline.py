@@ -17,6 +17,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
+from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 
@@ -91,15 +92,36 @@ class RecordingMocks(Mocks):
         return answer(_unwrap(args.args)), []
 
 
+class DuplicateUrnError(RuntimeError):
+    """Two resources with the same URN (type chain and name): the real engine refuses the program."""
+
+
+class UniqueUrnMonitor(MockMonitor):
+    """Pulumi's mock monitor, strict as the real engine: a URN registered twice (same type, name and
+    parent type) fails the run instead of quietly overwriting the first resource."""
+
+    def __init__(self, mocks: Mocks) -> None:
+        super().__init__(mocks)
+        self.urns: set[str] = set()
+
+    def RegisterResource(self, request):  # the gRPC method it overrides
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if urn in self.urns:
+            raise DuplicateUrnError(f"Duplicate resource URN '{urn}'; try giving it a unique name")
+        self.urns.add(urn)
+        return super().RegisterResource(request)
+
+
 @dataclass
 class OfflineResult:
     stack: str
     resources: list[dict[str, Any]]
     outputs: dict[str, Any]
     user_data: dict[str, str]
+    node_groups: list[dict[str, Any]] = field(default_factory=list)  # the plan's node groups (cost's records)
 
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs}
+        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
 
     def render(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -136,9 +158,10 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     """Run `components.stack.program` for one stack's config under the mock engine."""
     from components.stack import program
     from infra.config import parse_config
+    from infra.cost import node_group_record
 
     mocks = RecordingMocks(CloudFakes.load())
-    pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False)
+    pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False, monitor=UniqueUrnMonitor(mocks))
     config_values = {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
     pulumi.runtime.set_all_config(config_values, [f"{CONFIG_NAMESPACE}:{k}" for k in raw.secret_keys])
     config = parse_config(raw)
@@ -146,6 +169,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
 
     def run() -> pulumi.Output:
         built = program(config)
+        result["plan"] = built.plan
 
         async def collect() -> None:
             result["outputs"] = await _resolve(built.outputs)
@@ -157,4 +181,5 @@ def run_offline(raw: RawConfig) -> OfflineResult:
 
     pulumi.runtime.mocks.test(run)()
     assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
-    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"])
+    node_groups = [node_group_record(g) for g in result["plan"].node_groups]
+    return OfflineResult(raw.stack, mocks.resources, result["outputs"], result["user_data"], node_groups)

@@ -1,0 +1,85 @@
+"""Alibaba Cloud prices and offerings from the ECS API (signed RPC, as bootstrap/files/alicloud_oos.py
+signs it): DescribeRegions, then per region DescribeAvailableResource (pay-as-you-go instance types in
+stock in some zone) and DescribePrice per type (the hourly pay-as-you-go price of the instance itself).
+
+Credentials: ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY (ALICLOUD_SECURITY_TOKEN for STS).
+LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT sends every call to one endpoint instead (the tests' stub server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from bootstrap.files.alicloud_oos import signed_query
+from infra.cli.refresh import MissingCredentials, Progress, RefreshError, fresh_row, types_of
+from infra.plan import Offer
+
+ECS_VERSION = "2014-05-26"
+SOURCE = "Alibaba Cloud ECS API DescribePrice (pay-as-you-go, per hour) and DescribeAvailableResource"
+TIMEOUT = 30
+
+
+class Client:
+    def __init__(self, key: str, secret: str, token: str | None) -> None:
+        self.key, self.secret, self.token = key, secret, token
+        self.override = os.environ.get("LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT")
+
+    def call(self, action: str, endpoint: str, **params: str) -> dict:
+        url = f"{self.override or 'https://' + endpoint}/?{signed_query(action, ECS_VERSION, params, self.key, self.secret, self.token)}"
+        try:
+            with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            body = error.read().decode(errors="replace")
+            detail = json.loads(body) if body.startswith("{") else {"Code": error.code, "Message": body}
+            raise RefreshError(f"alicloud: {action} {params.get('RegionId', '')}: {detail.get('Code')}: {detail.get('Message')}") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise RefreshError(f"alicloud: {action}: {error}") from None
+
+
+def available_types(answer: dict) -> set[str]:
+    """Instance types DescribeAvailableResource reports available (with stock) in at least one zone."""
+    return {
+        resource["Value"]
+        for zone in answer.get("AvailableZones", {}).get("AvailableZone", [])
+        for group in zone.get("AvailableResources", {}).get("AvailableResource", [])
+        if group.get("Type") == "InstanceType"
+        for resource in group.get("SupportedResources", {}).get("SupportedResource", [])
+        if resource.get("Status") == "Available" and resource.get("StatusCategory", "WithStock") == "WithStock"
+    }
+
+
+def instance_price(answer: dict) -> tuple[float, str]:
+    """(hourly price, currency) of the instance alone: DescribePrice's instanceType detail, else the total."""
+    price = answer["PriceInfo"]["Price"]
+    details = price.get("DetailInfos", {}).get("DetailInfo", []) or price.get("DetailInfos", {}).get("ResourcePriceModel", [])
+    for detail in details:
+        if detail.get("Resource") == "instanceType":
+            return float(detail["TradePrice"]), price["Currency"]
+    return float(price["TradePrice"]), price["Currency"]
+
+
+def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
+    specs = types_of(current)
+    key, secret = os.environ.get("ALICLOUD_ACCESS_KEY"), os.environ.get("ALICLOUD_SECRET_KEY")
+    if not key or not secret:
+        raise MissingCredentials("no Alibaba Cloud credentials (set ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY)")
+    client = Client(key, secret, os.environ.get("ALICLOUD_SECURITY_TOKEN"))
+    regions = client.call("DescribeRegions", "ecs.aliyuncs.com", AcceptLanguage="en-US")["Regions"]["Region"]
+    rows = []
+    for region in sorted(regions, key=lambda r: r["RegionId"]):
+        region_id, endpoint = region["RegionId"], region.get("RegionEndpoint") or f"ecs.{region['RegionId']}.aliyuncs.com"
+        offered = sorted(available_types(client.call("DescribeAvailableResource", endpoint, RegionId=region_id,
+                                                     DestinationResource="InstanceType", InstanceChargeType="PostPaid")) & set(specs))
+        for instance_type in offered:
+            hourly, currency = instance_price(client.call("DescribePrice", endpoint, RegionId=region_id, ResourceType="instance",
+                                                          InstanceType=instance_type, PriceUnit="Hour"))
+            if currency != "USD":
+                raise RefreshError(f"alicloud: DescribePrice {region_id}: prices in {currency}, not USD (an account of the China site?)")
+            rows.append(fresh_row(specs[instance_type], region_id, hourly, SOURCE))
+        progress(f"alicloud {region_id}: {len(offered)} of {len(specs)} types available and priced")
+    return rows
