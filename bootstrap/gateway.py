@@ -18,8 +18,9 @@ from infra.plan import GATEWAY_PORT, SERVICE_PATHS, NodeGroup
 FILES = Path(__file__).parent / "files"
 AUTH_FILE = "/etc/nginx/llm-deploy/auth.conf"
 HEALTH_FILE = "/run/llm-deploy/healthy"
+SERVICE_HEALTH_DIR = "/run/llm-deploy/healthy-services"  # one file per healthy local service, for /healthz/<service>
 DEFAULT_LISTEN = (f"{GATEWAY_PORT} default_server", f"[::]:{GATEWAY_PORT} default_server")
-MAX_BODY = "32m"
+MAX_BODY_BYTES = 32 * 1024 * 1024  # request bodies: nginx's limit, and TEI's --payload-limit
 TIMEOUT = "900s"  # >= 600 s: long generations stream that long
 
 _UPSTREAM = re.compile(r"^https?://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?$")
@@ -80,9 +81,10 @@ def render_gateway(
     listen: Sequence[str] = DEFAULT_LISTEN,
     auth_file: str = AUTH_FILE,
     health_file: str = HEALTH_FILE,
+    service_health_dir: str = SERVICE_HEALTH_DIR,
 ) -> str:
     """nginx `http`-level config (the key map include, a map and one server block) for a node group."""
-    for name, value in (("auth_file", auth_file), ("health_file", health_file)):
+    for name, value in (("auth_file", auth_file), ("health_file", health_file), ("service_health_dir", service_health_dir)):
         if not _FILE.match(value):
             raise ValueError(f"{name}: {value!r} must be an absolute path of letters, digits and / _ . -")
     for address in listen:
@@ -98,8 +100,9 @@ def render_gateway(
         group=group.name,
         auth_file=auth_file,
         health_file=health_file,
+        service_health_dir=service_health_dir,
         listen="\n".join(f"    listen {address};" for address in listen),
-        max_body=MAX_BODY,
+        max_body=f"{MAX_BODY_BYTES // 2**20}m",
         timeout=TIMEOUT,
         routes="\n".join(lines) + "\n",
     )

@@ -21,7 +21,7 @@ from typing import NotRequired, TypedDict
 import yaml
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
-from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, render_gateway
+from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, SERVICE_HEALTH_DIR, render_gateway
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, DRIVER_BRANCH, ServiceLaunch, service_launches
 from infra.plan import GATEWAY_PORT, NodeGroup
 
@@ -111,6 +111,7 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         "LLM_DEPLOY_CACHE_DIR": CACHE_DIR,
         "LLM_DEPLOY_DATA_DEVICE": target.data_device or "",
         "LLM_DEPLOY_HEALTH_FILE": HEALTH_FILE,
+        "LLM_DEPLOY_SERVICE_HEALTH_DIR": SERVICE_HEALTH_DIR,
         "LLM_DEPLOY_AUTH_FILE": AUTH_FILE,
     }
     if group.accelerator == "gpu":
@@ -144,6 +145,7 @@ def service_conf(launch: ServiceLaunch) -> str:
             "SERVICE_IMAGE": launch.image,
             "SERVICE_DOCKER_ARGS": launch.docker_args,
             "SERVICE_ARGS": launch.args,
+            "SERVICE_WAITS_FOR": launch.waits_for,
         },
     )
 

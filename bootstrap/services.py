@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bootstrap.gateway import MAX_BODY_BYTES
 from infra.plan import NodeGroup, PlacedService
 
 # Pinned images. vLLM v0.19.1 is built on CUDA 12.9 (v0.20+ default to CUDA 13, which needs driver
@@ -42,13 +43,18 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
 @dataclass(frozen=True)
 class ServiceLaunch:
-    """One container: its image, `docker run` options and the server's own arguments."""
+    """One container: its image, `docker run` options and the server's own arguments.
+
+    `waits_for` names the services that must be healthy before this one starts: vLLM refuses to
+    start when a GPU it shares already holds an encoder, so encoders on its GPUs start after it.
+    """
 
     service: PlacedService
     image: str
     docker_args: tuple[str, ...]
     args: tuple[str, ...]
     gpu_devices: tuple[int, ...] = ()  # empty: runs on CPU
+    waits_for: tuple[str, ...] = ()
 
 
 def tei_image(gpu_arch: str | None) -> str:
@@ -89,8 +95,9 @@ def assign_gpus(group: NodeGroup) -> dict[str, tuple[int, ...]]:
 def vllm_args(service: PlacedService) -> tuple[str, ...]:
     if service.dtype not in VLLM_DTYPE_ARGS:
         raise ValueError(f"service {service.name!r}: dtype {service.dtype!r} is not one of {', '.join(VLLM_DTYPE_ARGS)}")
+    # The image's entrypoint is `vllm serve`, which takes the model positionally.
     args = [
-        "--model", service.model,
+        service.model,
         "--served-model-name", service.model,
         "--tensor-parallel-size", str(max(service.tensor_parallel_size, 1)),
     ]  # fmt: skip
@@ -103,12 +110,14 @@ def vllm_args(service: PlacedService) -> tuple[str, ...]:
 
 
 def tei_args(service: PlacedService) -> tuple[str, ...]:
-    return ("--model-id", service.model, "--port", str(service.port), "--auto-truncate")
+    # TEI's own body limit (2 MB by default) matches the gateway's, so a batch nginx lets through is not a 413 here.
+    return ("--model-id", service.model, "--port", str(service.port), "--auto-truncate", "--payload-limit", str(MAX_BODY_BYTES))
 
 
 def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
     """The containers of a node group, in the plan's order."""
     gpus = assign_gpus(group)
+    llm_gpus = {s.name: set(gpus.get(s.name, ())) for s in group.services if s.kind == "llm"}
     launches = []
     for service in group.services:
         devices = gpus.get(service.name, ())
@@ -122,8 +131,14 @@ def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
                 )
             image = VLLM_IMAGE
             # --ipc=host: PyTorch shares tensors between the tensor-parallel workers through shared memory.
-            docker_args += ["--ipc=host", "-v", f"{CACHE_DIR}/huggingface:/root/.cache/huggingface"]
+            # The compile cache (~/.cache/vllm) lives on the cache disk too: a restart reuses it.
+            docker_args += [
+                "--ipc=host",
+                "-v", f"{CACHE_DIR}/huggingface:/root/.cache/huggingface",
+                "-v", f"{CACHE_DIR}/vllm:/root/.cache/vllm",
+            ]  # fmt: skip
             args = vllm_args(service)
+            waits_for: tuple[str, ...] = ()
         else:
             if devices and group.offer.gpu_arch is None:
                 raise ValueError(
@@ -133,5 +148,6 @@ def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
             # TEI keeps its hub cache in /data: the same layout as vLLM's, so both share one cache.
             docker_args += ["-v", f"{CACHE_DIR}/huggingface/hub:/data"]
             args = tei_args(service)
-        launches.append(ServiceLaunch(service, image, tuple(docker_args), args, devices))
+            waits_for = tuple(name for name, shared in llm_gpus.items() if shared & set(devices))
+        launches.append(ServiceLaunch(service, image, tuple(docker_args), args, devices, waits_for))
     return launches

@@ -26,6 +26,20 @@ fi
 # nginx lives in /usr/sbin, which a non-root PATH may lack
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# Boot test (tests/test_boot.py, marker `boot`): debootstrap builds the node image, systemd-nspawn boots it.
+# Its other tools (ip, gpg, openssl, dpkg-deb, nsenter) come with Debian's base system.
+boot_missing=()
+command -v debootstrap >/dev/null || boot_missing+=(debootstrap)
+command -v systemd-nspawn >/dev/null || boot_missing+=(systemd-container)
+command -v ip >/dev/null || boot_missing+=(iproute2)
+command -v gpg >/dev/null || boot_missing+=(gnupg)
+command -v openssl >/dev/null || boot_missing+=(openssl)
+if ((${#boot_missing[@]})) && [ "$(id -u)" -eq 0 ]; then
+  echo "installing Debian packages for the boot test: ${boot_missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${boot_missing[@]}" >/dev/null
+fi
+
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
 stock_path=$PATH  # without the environment: what a new user's shell has

@@ -25,15 +25,18 @@ import pytest
 import yaml
 
 from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_gateway, render_user_data
-from bootstrap.gateway import FILES
+from bootstrap.gateway import FILES, MAX_BODY_BYTES
 from bootstrap.render import USER_DATA_LIMITS
-from bootstrap.services import CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
+from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
+from components.stack import GENERATED_API_KEY_LENGTH
 from infra.plan import SERVICE_PATHS, NodeGroup, Offer, PlacedService
 
-FAKE_API_KEY = "sk-llmdeploy-FAKE-7f3a9c1e5b2d4f6a8c0e"
+ROOT = Path(__file__).resolve().parents[1]
+# Keys as users have them: the length the program generates and a long one of the user's.
+FAKE_API_KEY = ("FAKEkey7f3a9c1e5b2d4f6a8c0e" * 2)[:GENERATED_API_KEY_LENGTH]
+USER_API_KEY = ("sk-user-FAKE-" + "0123456789abcdef" * 8)[:128]
 FAKE_HF_TOKEN = "hf_FAKEtoken9d8c7b6a5f4e3d2c1b0a"
 TOOL = FILES / "llm-deploy"
-ROOT = Path(__file__).resolve().parents[1]
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 
@@ -269,7 +272,8 @@ def test_vllm_tensor_parallel_size_is_the_plans(name, tp, devices, rendered, tmp
 
 def test_vllm_flags_follow_the_plan(rendered, tmp_path):
     args = bash_array(node_files(rendered["aws-tp4-l40s"])["/etc/llm-deploy/services/llm.conf"].text, "SERVICE_ARGS", tmp_path)
-    assert flag(args, "--model") == flag(args, "--served-model-name") == MODELS["llm"]
+    assert args[0] == flag(args, "--served-model-name") == MODELS["llm"]  # `vllm serve MODEL`: positional
+    assert "--model" not in args
     assert flag(args, "--gpu-memory-utilization") == "0.85"
     assert flag(args, "--dtype") == "bfloat16"
     assert flag(args, "--port") == "8000"
@@ -314,7 +318,6 @@ def test_driver_install_only_where_the_image_has_none(rendered, tmp_path):
     assert env("alicloud-tp8-a100-no-driver")["LLM_DEPLOY_FABRIC_MANAGER"] == "1"
     assert no_driver["LLM_DEPLOY_FABRIC_MANAGER"] == "0"
     gpu_script = (FILES / "llm-deploy-gpu").read_text()
-    assert '"nvidia-headless-$branch-server" "nvidia-utils-$branch-server"' in gpu_script
     assert "nvidia-ctk runtime configure --runtime=docker" in gpu_script
 
 
@@ -325,6 +328,8 @@ def test_boot_resumes_after_the_driver_reboot(rendered):
     unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy-bootstrap.service"].text
     assert "ConditionPathExists=!/var/lib/llm-deploy/bootstrap.done" in unit
     assert "WantedBy=multi-user.target" in unit and "Restart=on-failure" in unit
+    # Started, not waited for: multi-user.target and cloud-final do not wait for a resumed bootstrap.
+    assert "Type=exec" in unit and "Type=oneshot" not in unit
     service_unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy@.service"].text
     assert "Restart=always" in service_unit
 
@@ -503,6 +508,7 @@ def make_node(root: Path, case: Case) -> Node:
         "LLM_DEPLOY_LOG_DIR": str(root / "log"),
         "LLM_DEPLOY_AUTH_FILE": str(root / "nginx" / "auth.conf"),
         "LLM_DEPLOY_HEALTH_FILE": str(root / "run" / "healthy"),
+        "LLM_DEPLOY_SERVICE_HEALTH_DIR": str(root / "run" / "healthy-services"),
     }
     for path, file in files.items():
         if path.startswith("/etc/llm-deploy/"):
@@ -529,10 +535,15 @@ def test_node_tool_writes_root_only_secret_files(tmp_path):
     assert f'"Bearer {FAKE_API_KEY}" 1;' in (tmp_path / "nginx" / "auth.conf").read_text()
 
 
-def test_gateway_config_passes_nginx_t_as_deployed(tmp_path):
-    """The config exactly as a node gets it (port 80, both stacks), with only the key file moved."""
+@pytest.mark.parametrize("key", [FAKE_API_KEY, USER_API_KEY], ids=["generated-key", "128-character-key"])
+def test_gateway_config_passes_nginx_t_as_deployed(tmp_path, key):
+    """The config exactly as a node gets it (port 80, both stacks), with only the key file moved.
+
+    nginx's default map_hash_bucket_size fails this for the generated 40-character key.
+    """
     nginx = need("nginx")
-    node = make_node(tmp_path, CASES["digitalocean-inline-driver-image"])
+    case = CASES["digitalocean-inline-driver-image"]
+    node = make_node(tmp_path, replace(case, secrets=InlineSecrets(key, FAKE_HF_TOKEN)))
     node.tool("secrets")
     gateway = (
         (node.etc / "gateway.conf").read_text().replace("/etc/nginx/llm-deploy/auth.conf", str(tmp_path / "nginx" / "auth.conf"))
@@ -545,6 +556,13 @@ def test_gateway_config_passes_nginx_t_as_deployed(tmp_path):
                             check=False, capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+    assert f'"Bearer {key}" 1;' in (tmp_path / "nginx" / "auth.conf").read_text()
+
+
+def test_node_tool_refuses_a_key_longer_than_the_gateway_holds(tmp_path):
+    node = make_node(tmp_path, replace(CASES["digitalocean-inline-driver-image"], secrets=InlineSecrets("k" * 241)))
+    refused = node.tool("secrets", check=False)
+    assert refused.returncode != 0 and not (tmp_path / "nginx" / "auth.conf").exists()
 
 
 @pytest.fixture
@@ -563,6 +581,7 @@ def gateway(tmp_path):
     config = render_gateway(
         node_group, upstreams, listen=[f"127.0.0.1:{port}"],
         auth_file=str(tmp_path / "nginx" / "auth.conf"), health_file=str(tmp_path / "run" / "healthy"),
+        service_health_dir=str(tmp_path / "run" / "healthy-services"),
     )  # fmt: skip
     (tmp_path / "gateway.conf").write_text(config)
     temp = "".join(f"    {d}_temp_path {tmp_path}/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -645,6 +664,13 @@ def test_gateway_healthz_follows_the_local_services(gateway):
     assert node.tool("health", "--once", check=False).returncode != 0
     assert request(port, "/healthz", key=None, method="GET")[0] == 503
     assert "embedding=503" in (node.root / "run" / "healthy.services").read_text()
+    # Each service's own health, for load balancers that route by path: no key needed, like /healthz.
+    assert request(port, "/healthz/llm", key=None, method="GET")[0] == 200
+    assert request(port, "/healthz/embedding", key=None, method="GET")[0] == 503
+    assert request(port, "/healthz/rerank", key=None, method="GET")[0] == 503  # served by another node
+    stubs["embedding"].healthy = True
+    assert node.tool("health", "--once").returncode == 0
+    assert request(port, "/healthz/embedding", key=None, method="GET")[0] == 200
 
 
 def test_gateway_streams_without_buffering_and_limits_bodies(gateway):
@@ -756,3 +782,31 @@ def test_password_ssh_is_off_on_every_node(name):
 def test_ssh_keys_are_authorized_only_when_given(rendered):
     assert yaml.safe_load(rendered["aws-ssm-driver-image"])["ssh_authorized_keys"] == [OPS_KEY]
     assert "ssh_authorized_keys" not in yaml.safe_load(rendered["aws-cpu"])
+
+
+def test_vllm_compile_cache_is_on_the_cache_disk(rendered, tmp_path):
+    conf = node_files(rendered["aws-tp4-l40s"])["/etc/llm-deploy/services/llm.conf"].text
+    docker_args = bash_array(conf, "SERVICE_DOCKER_ARGS", tmp_path)
+    volumes = [docker_args[i + 1] for i, arg in enumerate(docker_args) if arg == "-v"]
+    assert f"{CACHE_DIR}/vllm:/root/.cache/vllm" in volumes  # --rm containers otherwise compile again at each start
+
+
+def test_services_start_after_the_cache_disk_is_mounted(rendered):
+    unit = node_files(rendered["alicloud-oos-no-driver"])["/etc/systemd/system/llm-deploy@.service"].text
+    assert f"RequiresMountsFor={CACHE_DIR}\n" in unit
+
+
+def test_tei_takes_the_bodies_the_gateway_lets_through(rendered, tmp_path):
+    conf = node_files(rendered["aws-ssm-driver-image"])["/etc/llm-deploy/services/embedding.conf"].text
+    assert int(flag(bash_array(conf, "SERVICE_ARGS", tmp_path), "--payload-limit")) == MAX_BODY_BYTES
+    assert f"client_max_body_size {MAX_BODY_BYTES // 2**20}m;" in node_files(rendered["aws-ssm-driver-image"])["/etc/llm-deploy/gateway.conf"].text
+
+
+def test_encoders_sharing_vllms_gpu_wait_for_it(rendered, tmp_path):
+    shared = node_files(rendered["aws-tp4-l40s"])  # TEI on GPU 0 of the four vLLM spans
+    assert bash_array(shared["/etc/llm-deploy/services/embedding.conf"].text, "SERVICE_WAITS_FOR", tmp_path) == ["llm"]
+    assert "\nSERVICE_WAITS_FOR=()\n" in shared["/etc/llm-deploy/services/llm.conf"].text
+    split = group("two", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", tp=2), svc("embedding"), svc("rerank"))
+    assert {launch.service.name: launch.waits_for for launch in service_launches(split)} == {"llm": (), "embedding": (), "rerank": ()}
+    cpu = service_launches(CASES["aws-cpu"].group)
+    assert all(launch.waits_for == () for launch in cpu)
