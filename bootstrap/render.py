@@ -110,6 +110,7 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         "LLM_DEPLOY_SERVICES": [s.name for s in group.services],
         "LLM_DEPLOY_CACHE_DIR": CACHE_DIR,
         "LLM_DEPLOY_DATA_DEVICE": target.data_device or "",
+        "LLM_DEPLOY_LOCAL_CACHE": (group.storage and group.storage.local_cache_mount) or "",
         "LLM_DEPLOY_HEALTH_FILE": HEALTH_FILE,
         "LLM_DEPLOY_SERVICE_HEALTH_DIR": SERVICE_HEALTH_DIR,
         "LLM_DEPLOY_AUTH_FILE": AUTH_FILE,

@@ -54,12 +54,13 @@ class NodeImage:
     has_driver: bool
     has_docker: bool
     os_footprint_gb: float
+    local_cache_mount: str  # where the image mounts the instance's local NVMe ("": it does not)
 
 
 @functools.cache
 def node_image(cloud: str, accelerator: str) -> NodeImage:
     row = next(r for r in data_rows("node_images.csv") if (r["cloud"], r["accelerator"]) == (cloud, accelerator))
-    return NodeImage(row["has_driver"] == "true", row["has_docker"] == "true", float(row["os_footprint_gb"]))
+    return NodeImage(row["has_driver"] == "true", row["has_docker"] == "true", float(row["os_footprint_gb"]), row["local_cache_mount"])
 
 
 @dataclass(frozen=True)

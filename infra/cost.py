@@ -93,6 +93,7 @@ def node_group_record(group: NodeGroup) -> dict[str, Any]:
         "disk_throughput_mibps": group.storage.throughput_mibps,
         "disk_iops": group.storage.iops,
         "instance_store_gb": group.storage.instance_store_gb,
+        "local_cache_mount": group.storage.local_cache_mount,
         "estimated_boot_minutes": group.boot.minutes,
         "boot_steps_minutes": {step.name: step.minutes for step in group.boot.steps},
         "health_check_grace_s": group.boot.grace_seconds,

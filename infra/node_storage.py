@@ -2,8 +2,8 @@
 
 Sizes come from the real image sizes (data/images.csv) and the machine image's own footprint
 (data/node_images.csv). Speeds: AWS gp3 is provisioned up to what the instance's EBS link carries
-(data/instance_disks.csv, moto's EC2 data), and the local NVMe SSD an instance has is recorded
-for the model cache; Alibaba Cloud's ESSD PL1 grows with its size; DigitalOcean is assumed to use a
+(data/instance_disks.csv, moto's EC2 data), and where the instance has a local NVMe SSD that holds the
+model cache and the machine image mounts it, the cache is bound onto it and read at its rate; Alibaba Cloud's ESSD PL1 grows with its size; DigitalOcean is assumed to use a
 network volume for the cache (the slower case). The root disk is always sized for the weights too.
 """
 
@@ -62,10 +62,11 @@ def _aws(offer: Offer, cache_gb: float) -> Storage:
     ebs_max = float(disks["ebs_max_mbps"]) if disks else None
     throughput, iops = gp3_performance(ebs_max)
     root_mbps = min(throughput * MIB, ebs_max or math.inf)
-    # The local SSD that could hold the model cache (the Deep Learning AMI mounts it at /opt/dlami/nvme).
-    # The bootstrap does not use it yet, so the estimate reads and writes the weights on the root volume.
     local = int(disks["local_nvme_disks"]) * int(disks["local_nvme_gb_each"]) if disks and offer.gpu_count else 0
-    return Storage(root_mbps, root_mbps, throughput, iops, local if local >= cache_gb else 0)
+    mount = node_image("aws", "gpu" if offer.gpu_count else "cpu").local_cache_mount
+    if local < cache_gb or not mount:
+        return Storage(root_mbps, root_mbps, throughput, iops)
+    return Storage(root_mbps, constant("instance_store_nvme_mbps"), throughput, iops, local, mount)
 
 
 def _alicloud(size_gb: int) -> Storage:

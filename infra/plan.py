@@ -113,6 +113,7 @@ class Storage:
     throughput_mibps: int | None = None  # AWS gp3: provisioned throughput (None: the cloud has no such knob)
     iops: int | None = None  # AWS gp3: provisioned IOPS
     instance_store_gb: int = 0  # AWS: local NVMe SSD that could hold the model cache (0: none, or too small)
+    local_cache_mount: str | None = None  # where that NVMe is mounted; the node binds the model cache onto it
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ from test_bootstrap import FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, gr
 
 from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_user_data
 from bootstrap.render import GZIPPED_CLOUDS
-from bootstrap.services import DRIVER_BRANCH
+from bootstrap.services import CACHE_DIR, DRIVER_BRANCH
+from infra.models import checkpoint_disk_gb, find_model
+from infra.node_storage import node_group
 from infra.plan import NodeGroup
 
 pytestmark = pytest.mark.boot
@@ -75,6 +77,7 @@ class NodeSpec:
     upstreams: dict[str, str] | None = None
     address: str | None = None  # on the split stack's private network
     volume: bool = False  # a cache volume bound at the cache directory
+    nvme: str | None = None  # a stand-in for the instance-store NVMe the image mounts here
 
     def user_data(self) -> bytes:
         """The bytes the instance's metadata service hands cloud-init, from what the cloud API is given."""
@@ -87,14 +90,20 @@ class NodeSpec:
         return text.encode()
 
 
+def placed(name: str, node_offer, *services) -> NodeGroup:
+    """A node group sized by the real placement code (disks, local NVMe) for its services' real checkpoints."""
+    return node_group(name, node_offer, 1, services, [checkpoint_disk_gb(find_model(s.model)) for s in services])
+
+
 AWS_SSM = SecretStore("aws-ssm", "us-east-1", "/llm-deploy/boot/api-key", "/llm-deploy/boot/hf-token")
 OOS = SecretStore("alicloud-oos", "ap-southeast-1", "llm-deploy-boot-api-key")
 
 KINDS: dict[str, tuple[NodeSpec, ...]] = {
-    # AWS GPU on the driver image (DLAMI: driver, Docker and the toolkit in the image); all three services share one GPU.
+    # AWS GPU on the driver image (DLAMI: driver, Docker and the toolkit in the image, the instance's
+    # 250 GB NVMe mounted at /opt/dlami/nvme); all three services share one GPU.
     "aws-gpu": (NodeSpec(
-        "aws-gpu", group("all", offer("aws", "g6e.xlarge", "L40S", 1, "89", 48), svc("llm", gpu_memory_utilization=0.7), svc("embedding"), svc("rerank")),
-        BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY,
+        "aws-gpu", placed("all", offer("aws", "g6e.xlarge", "L40S", 1, "89", 48), svc("llm", gpu_memory_utilization=0.7), svc("embedding"), svc("rerank")),
+        BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
     ),),
     # Alibaba Cloud GPU on plain Ubuntu: installs the driver, reboots, resumes; Docker and the toolkit from their repositories.
     "alicloud-gpu": (NodeSpec(
@@ -464,7 +473,12 @@ def prepare(spec: NodeSpec, rootfs: Path, stand_ins: dict[str, Path], where: Pat
     if spec.volume:
         volume = where / spec.name / "volume"
         volume.mkdir()
-        binds.append(f"--bind={volume}:/opt/llm-deploy/cache")
+        binds.append(f"--bind={volume}:{CACHE_DIR}")
+    if spec.nvme:
+        assert spec.group.storage.local_cache_mount == spec.nvme, "the plan does not put the cache on the local NVMe"
+        nvme = where / spec.name / "nvme"
+        nvme.mkdir()
+        binds.append(f"--bind={nvme}:{spec.nvme}")  # a mountpoint inside the container, as the image's is
     return Container(spec, root, netns, binds)
 
 
@@ -618,6 +632,18 @@ def scenario(kind: str, nodes: list[Container]) -> dict:
             node.stop()
 
 
+def check_local_cache(node: Container) -> None:
+    """The cache directory is the local NVMe (same file system object), and the services wait for that bind."""
+    cache, nvme = node.run("stat", "-c", "%d:%i", CACHE_DIR, node.spec.nvme).stdout.split()
+    assert cache == nvme, f"{node.spec.name}: {CACHE_DIR} is not bound onto {node.spec.nvme}"
+    check_ordered_after_cache_mount(node)
+
+
+def check_ordered_after_cache_mount(node: Container) -> None:
+    after = node.run("systemctl", "show", "-p", "After", "llm-deploy@llm").stdout
+    assert re.search(r"opt-llm\\+x2ddeploy-cache\.mount", after), f"the service is not ordered after the cache mount: {after}"
+
+
 def boot_and_check(kind: str, nodes: list[Container]) -> dict:
     gateway, report = nodes[0], {}
     for node in reversed(nodes):  # the routed-to node first: the gateway's upstream is then up
@@ -636,8 +662,11 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
         if node.spec.volume:
             volume = Path(node.binds[0].split("=", 1)[1].split(":")[0])
             assert (volume / "huggingface").is_dir() and (volume / "vllm").is_dir(), "caches are not on the cache volume"
-            after = node.run("systemctl", "show", "-p", "After", "llm-deploy@llm").stdout
-            assert re.search(r"opt-llm\\+x2ddeploy-cache\.mount", after), f"the service is not ordered after the cache mount: {after}"
+            check_ordered_after_cache_mount(node)
+        if node.spec.nvme:
+            check_local_cache(node)
+            nvme = Path(node.binds[-1].split("=", 1)[1].split(":")[0])
+            assert (nvme / "huggingface").is_dir() and (nvme / "vllm").is_dir(), "caches are not on the local NVMe"
     client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
     if kind == "alicloud-gpu":
         node = nodes[0]
@@ -665,6 +694,8 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
         assert install_traces(node) == before[node.spec.name], f"{node.spec.name}: the second boot repeated an install step"
         skipped = node.run("systemctl", "show", "-p", "ConditionResult", "--value", "llm-deploy-bootstrap").stdout.strip()
         assert skipped == "no", "the bootstrap ran again"
+        if node.spec.nvme:
+            check_local_cache(node)  # bound again at boot, from fstab, before the services
     client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
     for node in nodes:
         node.poweroff()

@@ -119,6 +119,9 @@ def test_prod_root_holds_the_ami_toolkits_the_vllm_image_and_65_gb_of_weights():
     assert group.disk_gb >= 75 + 28 + 65 and group.disk_gb > 150  # it was 150 GB with a 10 GB image assumed
     assert (group.storage.throughput_mibps, group.storage.iops) == (1000, 4000)
     assert group.storage.instance_store_gb == 3800  # moto: 1 x 3,800 GB local NVMe
+    # The cache is bound onto the NVMe the Deep Learning AMI mounts, so the weights load at its rate.
+    assert group.storage.local_cache_mount == "/opt/dlami/nvme"
+    assert group.storage.cache_mbps == constant("instance_store_nvme_mbps") > group.storage.root_mbps
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -29,7 +29,11 @@ from bootstrap.gateway import FILES, MAX_BODY_BYTES
 from bootstrap.render import USER_DATA_LIMITS
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, VLLM_IMAGE, service_launches
 from components.stack import GENERATED_API_KEY_LENGTH
+from infra.config import load_raw, parse_config
+from infra.node_storage import node_group
+from infra.placement import place
 from infra.plan import SERVICE_PATHS, NodeGroup, Offer, PlacedService
+from tests.conftest import STACKS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 # Keys as users have them: the length the program generates and a long one of the user's.
@@ -810,3 +814,15 @@ def test_encoders_sharing_vllms_gpu_wait_for_it(rendered, tmp_path):
     assert {launch.service.name: launch.waits_for for launch in service_launches(split)} == {"llm": (), "embedding": (), "rerank": ()}
     cpu = service_launches(CASES["aws-cpu"].group)
     assert all(launch.waits_for == () for launch in cpu)
+
+
+def test_an_aws_gpu_group_with_instance_store_nvme_gets_the_local_cache_and_a_cpu_group_does_not():
+    """The placed plan says where the local NVMe is; the node learns it from node.env (and nothing else does)."""
+    (gpu,) = place(parse_config(load_raw("prod", stacks_dir=STACKS_DIR))).node_groups
+    assert gpu.offer.instance_type == "p5.4xlarge" and gpu.storage.instance_store_gb == 3800
+    cpu = node_group("encoders", offer("aws", "c7i.xlarge", None, 0, None), 1,
+                     [svc("embedding", accelerator="cpu"), svc("rerank", accelerator="cpu")], [1.1, 1.1])  # fmt: skip
+    for placed, target, line in ((gpu, BootTarget("aws", True), "LLM_DEPLOY_LOCAL_CACHE=/opt/dlami/nvme"),
+                                 (cpu, BootTarget("aws", False), "LLM_DEPLOY_LOCAL_CACHE=''")):  # fmt: skip
+        env = node_files(render_user_data(placed, target, AWS_STORE))["/etc/llm-deploy/node.env"].text
+        assert f"{line}\n" in env, env

@@ -117,3 +117,13 @@ def test_bootstrap_stopped_by_shutdown_says_so(tmp_path):
     left = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True, check=False).stdout
     assert left == "", f"the step's processes outlived the bootstrap: {left}"
     assert not (steps / "driver.done").exists()
+
+
+def test_disk_keeps_the_cache_on_the_root_disk_when_the_local_nvme_is_not_mounted(tmp_path):
+    """The plan names the NVMe's mountpoint; an image that did not mount it gets a WARNING, no fstab entry, no mount."""
+    cache, nvme = tmp_path / "cache", tmp_path / "nvme"
+    nvme.mkdir()
+    script = '. "$1"; log() { echo "$*"; }; LLM_DEPLOY_CACHE_DIR=$2 LLM_DEPLOY_LOCAL_CACHE=$3 LLM_DEPLOY_DATA_DEVICE= step_disk'
+    done = subprocess.run(["bash", "-c", script, "bash", str(TOOL), str(cache), str(nvme)], capture_output=True, text=True, check=True)
+    assert done.stdout == f"WARNING: local NVMe {nvme} is not mounted: model cache on the root disk\n"
+    assert cache.is_dir() and not os.path.ismount(cache)
