@@ -9,20 +9,13 @@ is not yet counted as failed (systemd's restart delay + its weights from disk + 
 
 from __future__ import annotations
 
-import csv
 import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.catalog import DATA_DIR
+from infra.catalog import data_rows
 from infra.plan import BootEstimate, BootStep
-
-
-def data_rows(name: str) -> list[dict[str, str]]:
-    """The rows of a data file (data/<name>), each with its source and date."""
-    with open(DATA_DIR / name, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 @functools.cache

@@ -60,15 +60,20 @@ class GpuSpec:
     bf16_tflops: float
 
 
+def data_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a data file (data/<name>), each with its source and date."""
+    with open(DATA_DIR / name, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 @functools.cache
 def nvidia_images() -> dict[str, dict[int, str]]:
     """Clouds whose NVIDIA base image depends on the GPU count (data/gpu_base_images.csv): cloud → GPU count → image.
 
     On these clouds only the listed GPU counts can boot a CUDA image; a cloud not listed has one image for every count."""
     images: dict[str, dict[int, str]] = {}
-    with open(DATA_DIR / "gpu_base_images.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
+    for row in data_rows("gpu_base_images.csv"):
+        images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
     return images
 
 

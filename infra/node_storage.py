@@ -18,12 +18,12 @@ from infra.boot_time import (
     ImageSize,
     ServiceLoad,
     constant,
-    data_rows,
     estimate_boot,
     node_image,
     service_images,
     warmup_minutes,
 )
+from infra.catalog import data_rows
 from infra.models import round_up
 from infra.plan import NodeGroup, Offer, PlacedService, Storage
 
