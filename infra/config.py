@@ -36,6 +36,10 @@ MAX_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly
 MAX_REPLICAS = 100
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Names reserved for documentation and testing: nobody can prove control of them, so no certificate
+# authority (ACM, Let's Encrypt) issues one. RFC 2606 sections 2 and 3, RFC 6761 section 6.
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+RESERVED_TLDS = ("test", "example", "invalid", "localhost")
 
 
 class ConfigError(Exception):
@@ -54,6 +58,14 @@ def one_line(text: str) -> str:
 
 def problem(source: str, path: str, message: str) -> str:
     return f"{source}: {path}: {message}"
+
+
+def reserved_domain(domain: str) -> str | None:
+    """The reserved name `domain` falls under (`example.com`, `.test`, ...), or None."""
+    tld = domain.rsplit(".", 1)[-1]
+    if tld in RESERVED_TLDS:
+        return f".{tld}"
+    return next((name for name in RESERVED_DOMAINS if domain == name or domain.endswith(f".{name}")), None)
 
 
 class _Model(BaseModel):
@@ -164,6 +176,15 @@ class StackConfig(_Model):
     def _distinct_networks(cls, cidrs: list[str]) -> list[str]:
         """Each network once, as written first: CIDRs are compared after normalizing ("10.0.0.0/8" = "10.0.0.0/255.0.0.0")."""
         return list(dict.fromkeys(cidrs))
+
+    @field_validator("domain")
+    @classmethod
+    def _not_reserved(cls, domain: str | None) -> str | None:
+        reserved = reserved_domain(domain) if domain else None
+        if reserved:
+            raise ValueError(f"{domain} is under {reserved}, a name reserved by RFC 2606/6761: no certificate can be issued for it; "
+                             "set a domain you control, or remove domain to serve plain HTTP on the load balancer's address")
+        return domain
 
     @field_validator("price_overrides")
     @classmethod
