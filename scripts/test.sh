@@ -13,6 +13,7 @@ venv=.venv
 missing=()
 command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v jq >/dev/null || missing+=(jq)  # stands in for gh's --jq in tests/test_workflows.py
 command -v nginx >/dev/null && [ -x "$(command -v nginx)" ] || missing+=(nginx)
 command -v npm >/dev/null || missing+=(npm)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
