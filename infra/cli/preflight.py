@@ -278,7 +278,7 @@ def _size_check(group: NodeGroup, size: dict | None, region: str) -> Check:
 
 
 def _droplet_limit(plan: DeploymentPlan, do, base: str, token: str) -> Check:
-    from components.digitalocean import dns_name
+    from components.digitalocean.layout import dns_name
 
     limit = int(do.get(f"{base}/v2/account", token)["account"]["droplet_limit"])
     own_tag = re.compile(rf"{re.escape(dns_name(plan.stack))}-nodes-[a-z0-9]+")  # the stack tag, auto-named by Pulumi
