@@ -284,6 +284,7 @@ def test_ephemeral_environment_is_created_from_dev_and_destroyed_with_remove():
     assert "'ephemeral-env'" in workflow["jobs"]["up"]["if"]
     assert step(workflow, "up", run="llm-deploy env up")["run"] == (
         'llm-deploy env up --stack "$STACK" --config stacks/Pulumi.dev.yaml --policy-pack policy')
+    assert ".[refresh]" in step(workflow, "up", run="pip install")["run"]  # boto3 for env up's preflight on AWS
     assert "ENDPOINT" in step(workflow, "up", uses="actions/github-script@")["env"]
     destroy = [s for s in steps(workflow, "destroy") if s.get("with", {}).get("command") == "destroy"]
     assert len(destroy) == 1 and destroy[0]["with"]["remove"] is True and destroy[0]["with"]["stack-name"] == "${{ env.STACK }}"
