@@ -216,7 +216,11 @@ def run_matrix_step(tmp_path: Path, stacks: str, environment: dict | None = None
     gh.write_text(f"""#!/usr/bin/env bash
 [ "$GH_TOKEN" = "ghs_token" ] || {{ echo "gh: no token" >&2; exit 4; }}
 [ "$1 $2 $3" = "api repos/acme/llm/environments/prod --jq" ] || {{ echo "gh: unexpected $*" >&2; exit 2; }}
-[ -s {answer} ] || {{ echo "gh: HTTP 404: Not Found" >&2; exit 1; }}
+if ! [ -s {answer} ]; then  # gh prints the error's body (through --jq too) and exits 1
+  echo '{{"message": "Not Found", "status": "404"}}' | {tool("jq")} -r "$4"
+  echo "gh: Not Found (HTTP 404)" >&2
+  exit 1
+fi
 exec {tool("jq")} -r "$4" {answer}
 """)
     gh.chmod(0o755)
