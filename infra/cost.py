@@ -143,5 +143,5 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
             for cloud, result in ((c, evaluation.by_cloud[c]) for c in CLOUDS)
         ],
         "throughput_note": ASSUMPTIONS,
-        "problems": list(evaluation.problems),
+        "problems": [str(p) for p in evaluation.problems],
     }

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import DATA_DIR
-from infra.config import ConfigError, load_raw, parse_config
+from infra.config import load_raw
 from infra.cost import cost_preview
-from infra.placement import evaluate
+from infra.errors import BadInput, ConfigError
+from infra.placement import evaluate, load_config
 
 CATALOG = Path("infra") / "data" / "catalog.csv"
 
 
-class DiffSourceError(ValueError):
+class DiffSourceError(BadInput):
     """--diff-against names neither a readable preview file nor a git ref with stacks."""
 
 
@@ -31,14 +32,14 @@ def stack_names(stacks_dir: Path) -> list[str]:
 def _preview(stack: str, stacks_dir: Path, root: Path | None) -> dict[str, Any]:
     """A stack's preview; under `root` (a ref's tree) its catalog and relative catalogFile come from there too."""
     try:
-        config = parse_config(load_raw(stack, None, stacks_dir))
+        config = load_config(load_raw(stack, None, stacks_dir))
         if root is not None:
             own = config.catalog_file
             catalog = root / CATALOG if own is None else (Path(own) if Path(own).is_absolute() else root / own)
             config = config.model_copy(update={"catalog_file": str(catalog)})
         return cost_preview(evaluate(config))
     except ConfigError as error:
-        return {"stack": stack, "node_groups": [], "problems": list(error.problems)}
+        return {"stack": stack, "node_groups": [], "problems": error.lines()}
 
 
 def tree_previews(stacks_dir: Path, only: list[str] | None = None, root: Path | None = None) -> dict[str, dict[str, Any]]:

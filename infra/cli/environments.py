@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from infra.config import CONFIG_NAMESPACE, ConfigError, RawConfig, load_raw, parse_config, read_stack_file
+from infra.config import CONFIG_NAMESPACE, RawConfig, load_raw, read_stack_file
+from infra.errors import ConfigError, LlmDeployError
 from infra.plan import DeploymentPlan
 
 # Environment variables a copied (e.g. ephemeral) stack takes its secrets from.
@@ -36,7 +37,7 @@ INSTALL_HINT = "install it from https://www.pulumi.com/docs/install/ and put `pu
 Output = Callable[[str], Any]
 
 
-class EnvCommandError(Exception):
+class EnvCommandError(LlmDeployError):
     """An `env` command failed for a reason that is not bad input: exit 1, one line."""
 
 
@@ -99,9 +100,9 @@ def dropped_secrets(target: Target, secrets: Mapping[str, str]) -> list[str]:
 
 def validate(raw: RawConfig) -> DeploymentPlan:
     """The plan, or ConfigError (exit 2) before any stack or resource is touched."""
-    from infra.placement import evaluate
+    from infra.placement import evaluate, load_config
 
-    evaluation = evaluate(parse_config(raw))
+    evaluation = evaluate(load_config(raw))
     if evaluation.problems or evaluation.plan is None:
         raise ConfigError(list(evaluation.problems))
     return evaluation.plan

@@ -164,16 +164,19 @@ def decode_user_data(text: str) -> str:
 
 
 def run_offline(raw: RawConfig) -> OfflineResult:
-    """Run `components.stack.program` for one stack's config under the mock engine."""
+    """Run `components.stack.program` for one stack's config under the mock engine.
+
+    Raises ConfigError with every problem of the stack (config and placement) before any resource.
+    """
     from components.stack import program
-    from infra.config import parse_config
     from infra.cost import node_group_record
+    from infra.placement import load_config
 
     mocks = RecordingMocks(CloudFakes.load())
     pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False, monitor=UniqueUrnMonitor(mocks))
     config_values = {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
     pulumi.runtime.set_all_config(config_values, [f"{CONFIG_NAMESPACE}:{k}" for k in raw.secret_keys])
-    config = parse_config(raw)
+    config = load_config(raw)
     result: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
