@@ -143,7 +143,7 @@ def specified_prices(path: Path = DATA_DIR / "specified_prices.csv") -> dict[tup
 
 
 def build_rows(data_dir: Path) -> list[dict[str, str]]:
-    """Every catalog row the sourced data supports, in a stable order (cloud, type, region)."""
+    """Every catalog row the sourced data supports, in a stable order (cloud, type, region). Raises BuildError."""
     specified = specified_prices()
     extra = _read(DATA_DIR / "regions.csv")
     rows = [

@@ -343,7 +343,8 @@ def load_yaml_document(text: str) -> Any:
 
 
 def read_stack_file(path: Path, stack: str | None = None) -> RawConfig:
-    """Read `Pulumi.<stack>.yaml` (or any file of that form)."""
+    """Read `Pulumi.<stack>.yaml` (or any file of that form). Raises ConfigError (field `file`, `config`, or
+    the key at fault) for a file that is missing, too large, not UTF-8, not YAML or past the limits."""
     source = str(path)
     if not path.is_file():
         raise ConfigError([problem(source, "file", "not found")])
@@ -576,11 +577,12 @@ def parse_config(raw: RawConfig) -> StackConfig:
 
 
 def load_stack(stack: str | None = None, config_file: str | None = None, stacks_dir: Path = Path("stacks")) -> StackConfig:
-    """The CLI's reader: `--stack NAME` or `--config FILE`."""
+    """The CLI's reader: `--stack NAME` or `--config FILE`. Raises ConfigError (see parse_config)."""
     return parse_config(load_raw(stack, config_file, stacks_dir))
 
 
 def load_raw(stack: str | None = None, config_file: str | None = None, stacks_dir: Path = Path("stacks")) -> RawConfig:
+    """The file `--stack NAME` or `--config FILE` names, read. Raises ConfigError (see read_stack_file)."""
     if config_file:
         return read_stack_file(Path(config_file))
     return read_stack_file(stacks_dir / f"Pulumi.{stack or 'dev'}.yaml", stack or "dev")

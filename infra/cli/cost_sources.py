@@ -37,7 +37,7 @@ def _preview(stack: str, stacks_dir: Path, root: Path | None) -> dict[str, Any]:
             own = config.catalog_file
             catalog = root / CATALOG if own is None else (Path(own) if Path(own).is_absolute() else root / own)
             config = config.model_copy(update={"catalog_file": str(catalog)})
-        return cost_preview(evaluate(config))
+        return cost_preview(evaluate(config)).as_json()
     except ConfigError as error:
         return {"stack": stack, "node_groups": [], "problems": error.lines()}
 
@@ -55,7 +55,8 @@ def _git(args: list[str], cwd: Path) -> bytes:
 
 
 def ref_previews(ref: str, stacks_dir: Path, only: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Every stack's preview with the stacks and the built-in catalog of git ref `ref` (this code, their data)."""
+    """Every stack's preview with the stacks and the built-in catalog of git ref `ref` (this code, their data).
+    Raises DiffSourceError when `ref` is no git ref or the stacks are outside the repository."""
     here = stacks_dir.resolve().parent if stacks_dir.exists() else Path.cwd()
     try:
         top = Path(_git(["rev-parse", "--show-toplevel"], here).decode().strip())
@@ -77,7 +78,7 @@ def ref_previews(ref: str, stacks_dir: Path, only: list[str] | None = None) -> d
 
 
 def file_previews(path: Path) -> dict[str, dict[str, Any]]:
-    """Previews saved by `cost --format json`: one object, or a list of them."""
+    """Previews saved by `cost --format json`: one object, or a list of them. Raises DiffSourceError."""
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:

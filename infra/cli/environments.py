@@ -206,7 +206,10 @@ def _update(operation: str, stack: str, config_file: str | None, project_dir: Pa
 
 def up(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
        environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, Any]:
-    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint."""
+    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint.
+
+    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    """
     result = _update("up", stack, config_file, project_dir, policy_packs, environ, out, err)
     outputs = {k: "[secret]" if v.secret else v.value for k, v in result.outputs.items()}
     if "endpoint" in outputs:
@@ -216,7 +219,10 @@ def up(stack: str, config_file: str | None = None, project_dir: Path = Path(".")
 
 def preview(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
             environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, int]:
-    """`pulumi preview` (with the policy packs); returns the change summary (operation → count)."""
+    """`pulumi preview` (with the policy packs); returns the change summary (operation → count).
+
+    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    """
     result = _update("preview", stack, config_file, project_dir, policy_packs, environ, out, err)
     summary = dict(result.change_summary)
     out("changes: " + (", ".join(f"{op} {n}" for op, n in sorted(summary.items())) or "none"))
@@ -224,7 +230,8 @@ def preview(stack: str, config_file: str | None = None, project_dir: Path = Path
 
 
 def destroy(stack: str, project_dir: Path = Path("."), remove: bool = False, out: Output = print) -> None:
-    """`pulumi destroy` the stack (it must exist), and with `remove` also delete it and its config file."""
+    """`pulumi destroy` the stack (it must exist), and with `remove` also delete it and its config file.
+    Raises EnvCommandError."""
     from pulumi import automation as auto
 
     ws = workspace(project_dir)

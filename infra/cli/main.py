@@ -22,12 +22,13 @@ from rich.table import Table
 
 from infra.catalog import CLOUDS, DATA_DIR, load_offers, offer_record, parse_catalog
 from infra.cli import tables
-from infra.cli.tables import usd as _usd
 from infra.config import load_raw
 from infra.cost import cost_preview
+from infra.cost_report import cost_markdown, cost_table
 from infra.errors import EXIT_BAD_INPUT, ConfigError, LlmDeployError, Problem
 from infra.models import model_record, registry
 from infra.placement import evaluate, load_config, stack_offers
+from infra.plan_summary import plan_report
 
 app = typer.Typer(add_completion=False, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
@@ -229,36 +230,6 @@ def validate(
     out.print(f"{evaluation.config.source}: ok: {plan.cloud} {plan.region}: {groups}: {plan.hourly_usd:.2f} $/h", markup=False)
 
 
-def cost_markdown(preview: dict[str, Any]) -> str:
-    """The PR-comment form of the preview."""
-    lines = [f"### llm-deploy cost preview: `{preview['stack']}`", ""]
-    if preview["cloud"]:
-        lines.append(f"**{preview['cloud']} {preview['region']}**: **{_usd(preview['total_hourly_usd'])} $/h**, "
-                     f"{_usd(preview['total_monthly_usd'])} $/month")
-    else:
-        lines.append("**No feasible placement.**")
-    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month |", "|---|---|---|---:|---|---:|---:|"]
-    for group in preview["node_groups"]:
-        chosen = next(s["chosen"] for s in preview["services"] if s.get("node_group") == group["name"])
-        gpu = f"{chosen['gpu_count']}x {chosen['gpu']}" if chosen["gpu"] else "CPU"
-        lines.append(f"| {group['name']} | {group['instance_type']} | {gpu} | {group['count']} | {', '.join(group['services'])} | "
-                     f"{_usd(group['hourly_usd'])} | {_usd(group['monthly_usd'])} |")
-    lines += [""] + [f"- price of `{g['instance_type']}` ({g['name']}): {g['price_note']}" for g in preview["node_groups"]]
-    lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
-    for service in preview["services"]:
-        tps, per_million = service.get("tokens_per_second"), service.get("usd_per_million_tokens")
-        lines.append(f"| {service['name']} | {service['kind']} | `{service['model']}` ({service['dtype']}) | "
-                     f"{service['required_gpu_memory_gb']} | {f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |")
-    lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
-    for c in preview["by_cloud"]:
-        lines.append(f"| {c['cloud']} | {', '.join(c['instance_types']) or 'not feasible'} ({c['region'] or '-'}) | "
-                     f"{_usd(c['total_hourly_usd'])} | {_usd(c['total_monthly_usd'])} |")
-    lines += ["", f"Throughput and $/1M tokens are estimates: {preview['throughput_note']}."]
-    for problem in preview["problems"]:
-        lines.append(f"\n> :warning: {problem}")
-    return "\n".join(lines) + "\n"
-
-
 def _cost_diff(against: str, stack: str | None, config: str | None, stacks_dir: Path, format: CostFormat) -> None:
     """`cost --diff-against`: what every stack's placement costs now against a git ref or a saved preview."""
     from infra import cost_diff
@@ -306,21 +277,19 @@ def cost(
     if diff_against is not None:
         _cost_diff(diff_against, stack, config, stacks_dir, format)
         return
-    evaluation = _evaluation(stack, config, stacks_dir)
-    preview = cost_preview(evaluation)
-    problems = list(evaluation.problems)
-    total = preview["total_hourly_usd"]
+    preview = cost_preview(_evaluation(stack, config, stacks_dir))
+    total = preview.total_hourly_usd
     if max_hourly_usd is not None and total is not None and total > max_hourly_usd:
-        problems.append(Problem("", "--max-hourly-usd", f"the stack costs {total:.2f} $/h, over the limit of {max_hourly_usd:.2f} $/h"))
-        preview["problems"] = [str(p) for p in problems]
+        preview = preview.with_problem(
+            Problem("", "--max-hourly-usd", f"the stack costs {total:.2f} $/h, over the limit of {max_hourly_usd:.2f} $/h"))
     if format is CostFormat.json:
-        emit_json(preview)
+        emit_json(preview.as_json())
     elif format is CostFormat.markdown:
         sys.stdout.write(cost_markdown(preview))
     else:
-        tables.print_cost(out, preview, wide)
-    if problems:
-        fail(problems)
+        tables.print_blocks(out, cost_table(preview, wide), wide)
+    if preview.problems:
+        fail(preview.problems)
 
 
 @app.command()
@@ -337,9 +306,9 @@ def plan(
     result = run_offline(load_raw(stack, config, stacks_dir))
     written = result.render(render_dir) if render_dir else []
     if format is Format.json:
-        emit_json(result.as_json())
+        emit_json(result.summary.as_json())
     else:
-        tables.print_plan(out, result.as_json())
+        tables.print_blocks(out, plan_report(result.summary))
     for path in written:
         err.print(f"wrote {path}", markup=False)
 
