@@ -336,6 +336,13 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
+def _counts_that_fit(need: ServiceNeed, offers: Sequence[Offer]) -> list[int]:
+    """The GPU counts the service fits on (each offer's smallest), were its gpuCount not pinned."""
+    free = dataclasses.replace(need, config=need.config.model_copy(update={"gpu_count": None}))
+    fits = [f for f in (fit([free], o) for o in offers) if f.services]
+    return sorted({f.services[0].tensor_parallel_size for f in fits if f.services and f.services[0].tensor_parallel_size})
+
+
 def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> Problem:
     """The real cause: no instance type of the kind asked for at all, or none big enough."""
     service = need.config
@@ -344,6 +351,10 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
         pinned = [o for o in offers if o.gpu == service.gpu]
         if not pinned:
             return problem(source, f"{need.field}.gpu", f"no {service.gpu} instance type for {where} in the catalog")
+        counts = _counts_that_fit(need, pinned) if service.gpu_count else []
+        if counts:  # the GPU would do: the count pinned is what is too small
+            return problem(source, f"{need.field}.gpuCount", f"{service.gpu_count}x {service.gpu} cannot hold {service.model}: "
+                           f"it needs {need.required_gb} GB ({service.dtype})", f"valid: {', '.join(map(str, counts))}")
         largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
                        f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")

@@ -35,8 +35,12 @@ BAD_INPUTS = {
         "services[0].paramsB", "model 'acme/secret-model' is not in the built-in registry", "set paramsB (size in billions)",
     ),
     "pinned GPU too small": (
-        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L4", "gpuCount": 1}]},
-        "services[0].gpu", "L4 cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", None,
+        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "RTX4000ADA"}]},
+        "services[0].gpu", "RTX4000ADA cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", None,
+    ),
+    "pinned GPU count too small": (
+        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L40S", "gpuCount": 1}]},
+        "services[0].gpuCount", "1x L40S cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", "valid: 4",
     ),
     "region without the needed GPU": (
         {"cloud": "digitalocean", "region": "tor1", "services": [{**LLM, "gpu": "H200"}]},
