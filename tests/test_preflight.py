@@ -18,7 +18,7 @@ import pytest
 
 from bootstrap.files.alicloud_oos import sign
 from infra.cli import environments, preflight
-from infra.config import ConfigError, load_raw, parse_config
+from infra.config import load_raw, parse_config
 from infra.placement import evaluate
 from tests.conftest import ROOT
 
@@ -363,9 +363,9 @@ def test_env_stops_before_the_stack_is_touched_when_a_check_fails(api, monkeypat
     monkeypatch.setattr(environments, "open_stack", lambda *args, **kwargs: opened.append(args))
     api.sizes = []  # the size is not available to this account
     logged: list[str] = []
-    with pytest.raises(ConfigError) as error:
+    with pytest.raises(preflight.PreflightFailed) as error:
         getattr(environments, operation)("staging", project_dir=ROOT, environ={}, out=logged.append, err=logged.append)
-    assert error.value.problems == [("preflight: staging: llm-embedding-rerank: offering: gpu-h200x1-141gb is not available to "
+    assert error.value.exit_code == 2 and error.value.lines() == [("preflight: staging: llm-embedding-rerank: offering: gpu-h200x1-141gb is not available to "
                                     "this account (/v2/sizes)")]
     assert opened == [] and logged[-1] == "preflight staging (digitalocean atl1): failed: 1 check(s)"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import ConfigError, parse_config, reserved_domain
+from infra.config import parse_config, reserved_domain
+from infra.errors import ConfigError, Problem
 from tests.offline_helpers import raw_config
 
 REFUSED = {
@@ -21,10 +22,9 @@ def test_a_reserved_domain_is_refused_naming_domain_and_the_reserved_name(domain
     assert reserved_domain(domain) == REFUSED[domain]
     with pytest.raises(ConfigError) as error:
         parse_config(raw_config("reserved", {"cloud": "aws", "domain": domain}))
-    assert error.value.problems == [
-        (f"tests/reserved: domain: {domain} is under {REFUSED[domain]}, a name reserved by RFC 2606/6761: "
-        "no certificate can be issued for it; set a domain you control, or remove domain to serve plain HTTP on the "
-        "load balancer's address")]
+    assert error.value.problems == [Problem(
+        "tests/reserved", "domain", f"{domain} is under {REFUSED[domain]}, a name reserved by RFC 2606/6761: no certificate can "
+        "be issued for it", "set a domain you control, or remove domain to serve plain HTTP on the load balancer's address")]
 
 
 @pytest.mark.parametrize("domain", ACCEPTED)

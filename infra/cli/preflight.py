@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.catalog import data_rows
 from infra.cli.refresh import MissingCredentials, RefreshError
+from infra.errors import BadInput
 from infra.plan import DeploymentPlan, NodeGroup
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
@@ -67,6 +68,18 @@ class Preflight:
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "cloud": self.cloud, "region": self.region, "ok": not self.failed,
                 "checks": [c.as_json() for c in self.checks]}
+
+
+class PreflightFailed(BadInput):
+    """The account cannot build the plan as it is (a type not offered, a quota short): exit 2, one line per
+    failed check, before anything is created."""
+
+    def __init__(self, result: Preflight) -> None:
+        self.result = result
+        super().__init__("\n".join(result.problems()))
+
+    def lines(self) -> list[str]:
+        return self.result.problems()
 
 
 def run(plan: DeploymentPlan) -> Preflight:
