@@ -29,14 +29,16 @@ DRIVER_BRANCH = 580
 # Where the node keeps the HuggingFace cache (the data disk is mounted here when there is one).
 CACHE_DIR = "/opt/llm-deploy/cache"
 
-# vLLM's flags for the plan's dtype. int8/int4 expect a pre-quantized checkpoint (AWQ, GPTQ,
-# compressed-tensors): vLLM reads the method from the model's config, so only the dtype is left to it.
+# vLLM's flags for the plan's dtype (the format placement serves the weights in). int8/int4 expect a
+# pre-quantized checkpoint (AWQ, GPTQ, compressed-tensors) and mxfp4 is gpt-oss's own format: vLLM reads
+# the method from the model's config, so only the dtype is left to it.
 VLLM_DTYPE_ARGS: dict[str, tuple[str, ...]] = {
     "bf16": ("--dtype", "bfloat16"),
     "fp16": ("--dtype", "float16"),
     "fp8": ("--dtype", "auto", "--quantization", "fp8"),
     "int8": ("--dtype", "auto"),
     "int4": ("--dtype", "auto"),
+    "mxfp4": ("--dtype", "auto"),
 }
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 

@@ -34,6 +34,7 @@ MAX_TEXT_LENGTH = 16 * 1024  # characters in any one string (an RSA 16384 public
 MAX_ITEMS = 1_000  # entries in any one list or mapping
 MAX_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly
 MAX_REPLICAS = 100
+MAX_CONCURRENCY = 1024  # vLLM's max_num_seqs rarely goes past this
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -71,6 +72,7 @@ class ServiceConfig(_Model):
     accelerator: Literal["gpu", "cpu"] = "gpu"
     max_model_len: int | None = Field(None, ge=128, le=10_000_000)
     params_b: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False)
+    min_concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
 
     @field_validator("name")
     @classmethod
@@ -93,12 +95,17 @@ class ServiceConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceConfig:
-        from infra.models import find_model
+        from infra.models import dtype_problem, find_model
 
         if self.kind == "llm" and self.accelerator == "cpu":
             raise ValueError("accelerator: 'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)")
         if self.kind != "llm" and self.max_model_len is not None:
             raise ValueError("maxModelLen: only for kind 'llm'")
+        if self.kind != "llm" and "min_concurrency" in self.model_fields_set:
+            raise ValueError("minConcurrency: only for kind 'llm'")
+        known = find_model(self.model)
+        if self.kind == "llm" and known is not None and (wrong := dtype_problem(known, self.dtype)):
+            raise ValueError(f"dtype: {wrong}")
         if self.accelerator == "cpu" and (self.gpu or self.gpu_count):
             raise ValueError("gpu/gpuCount: not with accelerator 'cpu'")
         if self.params_b is None and find_model(self.model) is None:

@@ -25,6 +25,7 @@ from infra.models import (
     encoder_memory_gb,
     llm_memory_gb,
     model_info,
+    served_dtype,
     valid_tensor_parallel,
 )
 from infra.node_storage import node_group
@@ -53,10 +54,10 @@ class ServiceNeed:
 
 
 def service_need(index: int, service: ServiceConfig) -> ServiceNeed:
-    info = model_info(service.model, service.kind, service.params_b)
+    info = model_info(service.model, service.kind, service.params_b, service.dtype)
     if service.kind == "llm":
         max_len = effective_max_model_len(info, service.max_model_len)
-        required = llm_memory_gb(info, service.dtype, max_len, 1)
+        required = llm_memory_gb(info, service.dtype, max_len, 1, service.min_concurrency)
     else:
         max_len = None
         required = encoder_memory_gb(info, service.accelerator)
@@ -102,14 +103,14 @@ def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[Plac
     pinned = need.config.gpu_count
     sizes = [pinned] if pinned else [n for n in TENSOR_PARALLEL_SIZES if n <= offer.gpu_count]
     for tp in sizes:
-        need_gb = llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp)
+        need_gb = llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp, need.config.min_concurrency)
         if valid_tensor_parallel(need.info, tp) and need_gb <= tp * offer.gpu_memory_gb * share:
             return (
                 PlacedService(
                     name=need.config.name,
                     kind="llm",
                     model=need.config.model,
-                    dtype=need.config.dtype,
+                    dtype=served_dtype(need.info, need.config.dtype) or need.config.dtype,
                     accelerator="gpu",
                     port=SERVICE_PORTS["llm"],
                     required_gpu_memory_gb=round(need_gb, 1),

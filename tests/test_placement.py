@@ -85,10 +85,10 @@ def test_single_service_choice_is_cheapest_feasible_in_catalog_json(cli, stack_f
 
 def test_memory_need_is_weights_plus_kv_plus_overhead():
     info = find_model("meta-llama/Llama-3.1-8B-Instruct")
-    # 8.03e9 params × 2 bytes; KV: 32 layers × 2 × 8 heads × 128 × 2 bytes = 131072 B/token × 8192 × 4 sequences
+    # 8.03e9 params × 2 bytes; KV: 32 layers × 2 × 8 heads × 128 × 2 bytes = 131072 B/token × 8192 × 1 sequence (minConcurrency)
     assert weights_gb(info, "bf16") == pytest.approx(16.06)
-    assert kv_cache_gb(info, 8192) == pytest.approx(131072 * 8192 * 4 / 1e9)
-    assert llm_memory_gb(info, "bf16", 8192, 2) == pytest.approx(16.06 + 4.295 + 4.0, abs=0.01)
+    assert kv_cache_gb(info, 8192) == pytest.approx(131072 * 8192 / 1e9)
+    assert llm_memory_gb(info, "bf16", 8192, 2) == pytest.approx(16.06 + 1.074 + 4.0, abs=0.01)
     assert weights_gb(info, "int4") == pytest.approx(4.015)
 
 
