@@ -30,7 +30,9 @@ from infra.models import (
 )
 from infra.node_storage import node_group
 from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
+from infra.sizing import best_layout, divides, idle_reason, layouts
 
+IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pin problem, not a size problem)
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
 # Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
@@ -71,6 +73,7 @@ class Fit:
     offer: Offer
     services: tuple[PlacedService, ...] | None
     reason: str
+    count: int = 0  # nodes of this offer the services need (their replicas, or their load)
 
     @property
     def feasible(self) -> bool:
@@ -95,33 +98,50 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
     return None
 
 
-def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, str]:
-    """Smallest tensor-parallel size that holds the model beside the encoders on GPU 0."""
+def _replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int) -> tuple[int, float]:
+    """Replicas the service needs on this hardware (at least `replicas`) and requests/s per replica (0: no load)."""
+    return need.config.replicas, 0.0
+
+
+def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, int, str]:
+    """The layout (tensor-parallel size × replicas per node, every GPU used) that needs the fewest nodes,
+    beside the encoders on GPU 0; the nodes it needs, or the reason nothing fits."""
     share = math.floor((VLLM_GPU_MEMORY_UTILIZATION - encoder_gb / offer.gpu_memory_gb) * 100) / 100
     if share < MIN_VLLM_SHARE:
-        return None, "no room for the LLM beside the other services"
+        return None, 0, "no room for the LLM beside the other services"
     pinned = need.config.gpu_count
-    sizes = [pinned] if pinned else [n for n in TENSOR_PARALLEL_SIZES if n <= offer.gpu_count]
-    for tp in sizes:
-        need_gb = llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp, need.config.min_concurrency)
-        if valid_tensor_parallel(need.info, tp) and need_gb <= tp * offer.gpu_memory_gb * share:
-            return (
-                PlacedService(
-                    name=need.config.name,
-                    kind="llm",
-                    model=need.config.model,
-                    dtype=served_dtype(need.info, need.config.dtype) or need.config.dtype,
-                    accelerator="gpu",
-                    port=SERVICE_PORTS["llm"],
-                    required_gpu_memory_gb=round(need_gb, 1),
-                    tensor_parallel_size=tp,
-                    max_model_len=need.max_model_len,
-                    gpu_memory_utilization=share,
-                ),
-                "",
-            )
-    usable = offer.gpu_count * offer.gpu_memory_gb * share
-    return None, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+    sizes = [pinned] if pinned else list(TENSOR_PARALLEL_SIZES)
+    if pinned and not divides(offer.gpu_count, pinned):
+        return None, 0, f"{offer.gpu_count}x {offer.gpu}: {pinned} per replica leave {IDLE_GPUS}"
+
+    def memory(tp: int) -> float:
+        return llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp, need.config.min_concurrency)
+
+    def fits(tp: int) -> bool:
+        return valid_tensor_parallel(need.info, tp) and memory(tp) <= tp * offer.gpu_memory_gb * share
+
+    candidates = layouts(offer.gpu_count, sizes, fits, lambda tp: _replicas_for(need, offer, tp))
+    if not candidates:
+        usable = offer.gpu_count * offer.gpu_memory_gb * share
+        return None, 0, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+    chosen = best_layout(candidates, pinned=bool(need.config.gpu or need.config.gpu_count))
+    if chosen is None:
+        return None, 0, idle_reason(candidates, offer.gpu_count, offer.gpu or "")
+    tp = chosen.tensor_parallel
+    placed = PlacedService(
+        name=need.config.name,
+        kind="llm",
+        model=need.config.model,
+        dtype=served_dtype(need.info, need.config.dtype) or need.config.dtype,
+        accelerator="gpu",
+        port=SERVICE_PORTS["llm"],
+        required_gpu_memory_gb=round(memory(tp), 1),
+        tensor_parallel_size=tp,
+        max_model_len=need.max_model_len,
+        gpu_memory_utilization=share,
+        replicas_per_node=chosen.per_node,
+    )
+    return placed, chosen.nodes, ""
 
 
 def _encoder(need: ServiceNeed) -> PlacedService:
@@ -139,16 +159,17 @@ def _encoder(need: ServiceNeed) -> PlacedService:
 
 
 def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
-    """Can these services share one instance of this offer?"""
+    """Can these services share instances of this offer, and how many nodes do they need?"""
     encoders = [n for n in needs if n.config.kind != "llm"]
     encoder_gb = sum(n.required_gb for n in encoders)
+    encoder_nodes = max((_replicas_for(n, offer, 1)[0] for n in encoders), default=0)
     if needs[0].config.accelerator == "cpu":
         if offer.gpu_count:
             return Fit(offer, None, "GPU instance (service runs on CPU)")
         usable = offer.memory_gb - CPU_RAM_RESERVE_GB
         if encoder_gb > usable:
             return Fit(offer, None, f"needs {encoder_gb:.1f} GB RAM, {usable:.0f} GB usable")
-        return Fit(offer, tuple(_encoder(n) for n in needs), "")
+        return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
     for need in needs:
         reason = _gpu_reason(need, offer)
         if reason:
@@ -156,13 +177,15 @@ def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
     llm = next((n for n in needs if n.config.kind == "llm"), None)
     if llm is None:
         usable = offer.gpu_memory_gb * VLLM_GPU_MEMORY_UTILIZATION
+        if offer.gpu_count > 1:
+            return Fit(offer, None, f"{offer.gpu_count}x {offer.gpu}: the encoders use one, {offer.gpu_count - 1} {IDLE_GPUS}")
         if encoder_gb > usable:
             return Fit(offer, None, f"needs {encoder_gb:.1f} GB GPU memory, {usable:.0f} GB usable on one {offer.gpu}")
-        return Fit(offer, tuple(_encoder(n) for n in needs), "")
-    placed, reason = _place_llm(llm, offer, encoder_gb)
+        return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
+    placed, nodes, reason = _place_llm(llm, offer, encoder_gb)
     if placed is None:
         return Fit(offer, None, reason)
-    return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "")
+    return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "", max(nodes, encoder_nodes))
 
 
 def partitions(items: Sequence[ServiceNeed]) -> Iterator[list[list[ServiceNeed]]]:
@@ -178,8 +201,9 @@ def partitions(items: Sequence[ServiceNeed]) -> Iterator[list[list[ServiceNeed]]
 
 
 def _compatible(block: list[ServiceNeed]) -> bool:
-    """Services share nodes only when they scale together and run on the same kind of hardware."""
-    return len({(n.config.replicas, n.config.accelerator) for n in block}) == 1
+    """Services share nodes only when they run on the same kind of hardware (the group has as many nodes as
+    its neediest service; the others run one replica on each)."""
+    return len({n.config.accelerator for n in block}) == 1
 
 
 @dataclass(frozen=True)
@@ -193,7 +217,7 @@ class RegionPlan:
         return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
-FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str]]
+FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str, int]]
 
 
 def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
@@ -202,14 +226,14 @@ def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
            offer.memory_gb)
     if key not in memo:
         fitted = fit(block, offer)
-        memo[key] = (fitted.services, fitted.reason)
+        memo[key] = (fitted.services, fitted.reason, fitted.count)
     return Fit(offer, *memo[key])
 
 
 def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
     memo = {} if memo is None else memo
     fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
-    return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
+    return min(fits, key=lambda f: (f.offer.hourly_usd * f.count, f.offer.instance_type), default=None)
 
 
 def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],
@@ -224,7 +248,7 @@ def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: S
             chosen = cheapest_fit(block, offers, memo)
             if chosen is None:
                 break
-            groups.append((chosen, block[0].config.replicas))
+            groups.append((chosen, chosen.count))
         else:
             candidate = RegionPlan(cloud, region, tuple(groups))
             if best is None or (candidate.hourly_usd, len(candidate.groups)) < (best.hourly_usd, len(best.groups)):
@@ -333,10 +357,41 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
+def _cheapest_with(need: ServiceNeed, offers: Sequence[Offer], **pins: object) -> Fit | None:
+    """The cheapest fit of the service with its pins changed (None: no pin)."""
+    changed = service_need(need.index, need.config.model_copy(update=pins))
+    return cheapest_fit([changed], offers)
+
+
+def _idle_pin(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str | None:
+    """A pin refused because every instance it allows would pay for idle GPUs: the pin named, and what to do instead."""
+    service = need.config
+    refused = [f for f in (fit([need], o) for o in offers) if f.reason.endswith(IDLE_GPUS)]
+    if not (service.gpu or service.gpu_count) or not refused or any(fit([need], o).feasible for o in offers):
+        return None
+    field = f"{need.field}.gpuCount" if service.gpu_count else f"{need.field}.gpu"
+    pin = f"{service.gpu_count or 'any number of'} {service.gpu or 'GPU'}s per replica"
+    example = min(refused, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type))
+    options = []
+    for count in TENSOR_PARALLEL_SIZES if service.gpu_count else ():
+        if count != service.gpu_count and (other := _cheapest_with(need, offers, gpu_count=count)):
+            options.append(f"gpuCount: {count} ({other.count}x {other.offer.instance_type}, {other.offer.hourly_usd * other.count:.2f} $/h)")
+    if service.gpu_count:
+        fill = example.offer.gpu_count // service.gpu_count
+        options.append(f"replicas: {fill} (1x {example.offer.instance_type}, {example.offer.hourly_usd:.2f} $/h)")
+    if (unpinned := _cheapest_with(need, offers, gpu=None, gpu_count=None)) is not None:
+        options.append(f"no gpu/gpuCount ({unpinned.count}x {unpinned.offer.instance_type}, "
+                       f"{unpinned.offer.hourly_usd * unpinned.count:.2f} $/h)")
+    return problem(source, field, f"{pin} leave GPUs paid for and idle: {example.offer.instance_type} {example.reason}; "
+                   f"instead: {', '.join(options) or 'raise replicas to fill the instance'}")
+
+
 def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> str:
-    """The real cause: no instance type of the kind asked for at all, or none big enough."""
+    """The real cause: a pin that would leave GPUs idle, no instance type of the kind asked for at all, or none big enough."""
     service = need.config
     where = "/".join(clouds)
+    if idle := _idle_pin(source, need, offers):
+        return idle
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
         if not pinned:

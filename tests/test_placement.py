@@ -18,18 +18,19 @@ def _config(stack_file, values):
 
 
 def _brute_force_cheapest(needs: tuple[ServiceNeed, ...], offers, clouds) -> float:
-    """Every grouping × every combination of offers in one region of one cloud; `fit` is the only shared code."""
+    """Every grouping × every combination of offers in one region of one cloud; `fit` (the sizing rule: does it fit,
+    how many nodes) is the only shared code."""
     best = float("inf")
     regions = {(o.cloud, o.region) for o in offers if o.cloud in clouds}
     for cloud, region in regions:
         local = [o for o in offers if (o.cloud, o.region) == (cloud, region)]
         for part in partitions(list(needs)):
-            if any(len({(n.config.replicas, n.config.accelerator) for n in block}) > 1 for block in part):
+            if any(len({n.config.accelerator for n in block}) > 1 for block in part):
                 continue
             for combo in itertools.product(local, repeat=len(part)):
-                if all(fit(block, offer).feasible for block, offer in zip(part, combo, strict=True)):
-                    total = sum(offer.hourly_usd * block[0].config.replicas for block, offer in zip(part, combo, strict=True))
-                    best = min(best, round(total, 6))
+                fits = [fit(block, offer) for block, offer in zip(part, combo, strict=True)]
+                if all(f.feasible for f in fits):
+                    best = min(best, round(sum(f.offer.hourly_usd * f.count for f in fits), 6))
     return best
 
 
@@ -70,12 +71,12 @@ def test_single_service_choice_is_cheapest_feasible_in_catalog_json(cli, stack_f
         spec = gpu_specs()[offer["gpu"]]  # vLLM and TEI need CUDA and compute capability 7.5; TEI an image for the GPU
         if not spec.cuda or spec.compute_capability < 7.5 or (service["kind"] != "llm" and spec.tei_arch is None):
             return False
-        if service["kind"] != "llm":
-            return offer["gpu_memory_gb"] * VLLM_GPU_MEMORY_UTILIZATION >= required
-        # each extra tensor-parallel GPU adds 2 GB of runtime overhead
+        if service["kind"] != "llm":  # an encoder uses one GPU: more would be paid for and idle
+            return offer["gpu_count"] == 1 and offer["gpu_memory_gb"] * VLLM_GPU_MEMORY_UTILIZATION >= required
+        # each extra tensor-parallel GPU adds 2 GB of runtime overhead; replicas of tp GPUs fill the instance
         return any(
             required + 2 * (tp - 1) <= tp * offer["gpu_memory_gb"] * VLLM_GPU_MEMORY_UTILIZATION
-            for tp in (1, 2, 4, 8) if tp <= offer["gpu_count"]
+            for tp in (1, 2, 4, 8) if offer["gpu_count"] % tp == 0
         )
 
     cheapest = min((o for o in catalog if admits(o)), key=lambda o: o["hourly_usd"])
