@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
+from infra.cheaper import SPOT_NOTE, suggestions
+from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
 from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
 from infra.throughput import ASSUMPTIONS, estimate
@@ -38,20 +40,25 @@ def price_provenance(offer: Offer) -> dict[str, Any]:
 def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
     """One offer for one service on its own: feasible or why not, and what it costs."""
     fitted = fit([need], offer)
-    replicas = need.config.replicas
+    nodes = fitted.count if fitted.feasible else need.config.replicas
     record = {
         **offer_record(offer),
         **price_provenance(offer),
         "feasible": fitted.feasible,
         "reason": fitted.reason or "fits",
         "instance_hourly_usd": offer.hourly_usd,
-        **_money(offer.hourly_usd * replicas),
+        "nodes": nodes,
+        **_money(offer.hourly_usd * nodes),
     }
-    if need.config.kind == "llm" and fitted.services:
-        throughput = estimate(need.info, need.config.dtype, offer, fitted.services[0].tensor_parallel_size, replicas)
-        record["tokens_per_second"] = throughput.tokens_per_second
-        record["usd_per_million_tokens"] = throughput.usd_per_million_tokens
-        record["throughput_is_estimate"] = True
+    if fitted.services:
+        placed = fitted.services[0]
+        record |= load_estimate(need, placed, offer, nodes, offer.hourly_usd * nodes)
+        if need.config.kind == "llm":
+            throughput = estimate(need.info, need.config.dtype, offer, placed.tensor_parallel_size,
+                                  nodes * placed.replicas_per_node, placed.replicas_per_node)
+            record["tokens_per_second"] = throughput.tokens_per_second
+            record["usd_per_million_tokens"] = throughput.usd_per_million_tokens
+            record["throughput_is_estimate"] = True
     return record
 
 
@@ -72,9 +79,11 @@ def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
         "node_group": group.name,
         "colocated_with": [s.name for s in group.services if s.name != name],
         "tensor_parallel_size": service.tensor_parallel_size,
+        **load_estimate(need, service, group.offer, group.count, group.hourly_usd),
     }
     if need.config.kind == "llm":
-        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size, need.config.replicas)
+        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size,
+                              group.count * service.replicas_per_node, service.replicas_per_node)
         chosen["tokens_per_second"] = throughput.tokens_per_second
         chosen["usd_per_million_tokens"] = throughput.usd_per_million_tokens
     return chosen
@@ -118,6 +127,9 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
             "replicas": need.config.replicas,
             "accelerator": need.config.accelerator,
             "required_gpu_memory_gb": need.required_gb,
+            "min_concurrency": need.config.min_concurrency if need.config.kind == "llm" else None,
+            "load": need.config.load.model_dump(by_alias=True, exclude_none=True) if need.config.load else None,
+            "latency": need.config.latency.model_dump(by_alias=True, exclude_none=True) if need.config.latency else None,
             **_chosen(plan, need),
             "options": _options(evaluation, need),
         })
@@ -143,5 +155,7 @@ def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
             for cloud, result in ((c, evaluation.by_cloud[c]) for c in CLOUDS)
         ],
         "throughput_note": ASSUMPTIONS,
+        "cheaper": [s.as_json(total) for s in suggestions(evaluation)] if total is not None else [],
+        "spot_note": SPOT_NOTE,
         "problems": list(evaluation.problems),
     }

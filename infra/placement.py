@@ -31,6 +31,7 @@ from infra.models import (
 from infra.node_storage import node_group
 from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
 from infra.sizing import best_layout, divides, idle_reason, layouts
+from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
 IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pin problem, not a size problem)
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
@@ -98,9 +99,24 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
     return None
 
 
-def _replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int) -> tuple[int, float]:
-    """Replicas the service needs on this hardware (at least `replicas`) and requests/s per replica (0: no load)."""
-    return need.config.replicas, 0.0
+def replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int, share: float = VLLM_GPU_MEMORY_UTILIZATION) -> tuple[int, float]:
+    """Replicas the service needs on this hardware (at least `replicas`) and requests/s per replica (0: no load;
+    replicas 0: this hardware cannot meet the service's latency target)."""
+    load, minimum = need.config.load, need.config.replicas
+    if load is None:
+        return minimum, 0.0
+    if need.config.kind != "llm":
+        capacity = encoder_tokens_per_second(need.info, offer, need.config.accelerator) / load.tokens_per_request
+    else:
+        assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
+        latency = need.config.latency
+        kv_tokens = kv_cache_tokens(need.info, need.config.dtype, offer, tensor_parallel, share)
+        capacity = replica_capacity(need.info, need.config.dtype, offer, tensor_parallel, kv_tokens, load.prompt_tokens,
+                                    load.output_tokens, latency and latency.time_to_first_token_ms,
+                                    latency and latency.time_per_output_token_ms).requests_per_second
+    if capacity <= 0:
+        return 0, 0.0
+    return max(minimum, math.ceil(load.requests_per_second / capacity - 1e-9)), capacity
 
 
 def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, int, str]:
@@ -120,10 +136,13 @@ def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[Plac
     def fits(tp: int) -> bool:
         return valid_tensor_parallel(need.info, tp) and memory(tp) <= tp * offer.gpu_memory_gb * share
 
-    candidates = layouts(offer.gpu_count, sizes, fits, lambda tp: _replicas_for(need, offer, tp))
-    if not candidates:
+    in_memory = layouts(offer.gpu_count, sizes, fits, lambda tp: replicas_for(need, offer, tp, share))
+    if not in_memory:
         usable = offer.gpu_count * offer.gpu_memory_gb * share
         return None, 0, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+    candidates = [layout for layout in in_memory if layout.replicas > 0]
+    if not candidates:
+        return None, 0, f"cannot meet the latency target on {offer.gpu}, even one sequence at a time"
     chosen = best_layout(candidates, pinned=bool(need.config.gpu or need.config.gpu_count))
     if chosen is None:
         return None, 0, idle_reason(candidates, offer.gpu_count, offer.gpu or "")
@@ -162,7 +181,9 @@ def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
     """Can these services share instances of this offer, and how many nodes do they need?"""
     encoders = [n for n in needs if n.config.kind != "llm"]
     encoder_gb = sum(n.required_gb for n in encoders)
-    encoder_nodes = max((_replicas_for(n, offer, 1)[0] for n in encoders), default=0)
+    encoder_nodes = max((replicas_for(n, offer, 1)[0] for n in encoders), default=0)
+    if any(replicas_for(n, offer, 1)[0] == 0 for n in encoders):
+        return Fit(offer, None, "no throughput estimate for this hardware")
     if needs[0].config.accelerator == "cpu":
         if offer.gpu_count:
             return Fit(offer, None, "GPU instance (service runs on CPU)")
@@ -220,20 +241,24 @@ class RegionPlan:
 FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str, int]]
 
 
-def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
+def _fitted(block: Sequence[ServiceNeed], ids: tuple[int, ...], offer: Offer,
+            memo: FitMemo) -> tuple[tuple[PlacedService, ...] | None, str, int]:
     """`fit` depends on an offer's hardware, not on its region or price: worked out once per instance type."""
-    key = (tuple(n.index for n in block), offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb,
-           offer.memory_gb)
+    key = (ids, offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb, offer.memory_gb)
     if key not in memo:
         fitted = fit(block, offer)
         memo[key] = (fitted.services, fitted.reason, fitted.count)
-    return Fit(offer, *memo[key])
+    return memo[key]
 
 
 def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
     memo = {} if memo is None else memo
-    fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
-    return min(fits, key=lambda f: (f.offer.hourly_usd * f.count, f.offer.instance_type), default=None)
+    ids = tuple(n.index for n in block)
+    fits = [(offer, fitted) for offer in offers if (fitted := _fitted(block, ids, offer, memo))[0] is not None]
+    if not fits:
+        return None
+    offer, fitted = min(fits, key=lambda f: (f[0].hourly_usd * f[1][2], f[0].instance_type))
+    return Fit(offer, *fitted)
 
 
 def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],

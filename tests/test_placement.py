@@ -22,13 +22,21 @@ def _brute_force_cheapest(needs: tuple[ServiceNeed, ...], offers, clouds) -> flo
     how many nodes) is the only shared code."""
     best = float("inf")
     regions = {(o.cloud, o.region) for o in offers if o.cloud in clouds}
+    fitted: dict[tuple, object] = {}
+
+    def fit_of(block, offer):
+        key = (tuple(n.index for n in block), offer)
+        if key not in fitted:
+            fitted[key] = fit(block, offer)
+        return fitted[key]
+
     for cloud, region in regions:
         local = [o for o in offers if (o.cloud, o.region) == (cloud, region)]
         for part in partitions(list(needs)):
             if any(len({n.config.accelerator for n in block}) > 1 for block in part):
                 continue
             for combo in itertools.product(local, repeat=len(part)):
-                fits = [fit(block, offer) for block, offer in zip(part, combo, strict=True)]
+                fits = [fit_of(block, offer) for block, offer in zip(part, combo, strict=True)]
                 if all(f.feasible for f in fits):
                     best = min(best, round(sum(f.offer.hourly_usd * f.count for f in fits), 6))
     return best
@@ -42,6 +50,36 @@ def test_shipped_stack_placement_is_the_brute_force_optimum(stack):
     offers = [o for o in load_offers() if not config.region or o.region == config.region]
     assert result.plan is not None
     assert result.plan.hourly_usd == _brute_force_cheapest(result.needs, offers, clouds)
+
+
+CHAT = {"requestsPerSecond": 6, "promptTokens": 1024, "outputTokens": 256}
+LOADED_STACKS = {
+    "aws-chat-rag": {"cloud": "aws", "region": "us-east-1", "services": [
+        {"name": "llm", "kind": "llm", "model": "meta-llama/Llama-3.1-8B-Instruct", "load": CHAT, "latency": {"timePerOutputTokenMs": 40}},
+        {"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3", "load": {"requestsPerSecond": 300, "tokensPerRequest": 512}},
+        {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "load": {"requestsPerSecond": 50, "tokensPerRequest": 2048}}]},
+    "do-70b-interactive": {"cloud": "digitalocean", "services": [
+        {"name": "llm", "kind": "llm", "model": "deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "dtype": "fp8", "maxModelLen": 16384,
+         "load": {"requestsPerSecond": 2, "promptTokens": 4096, "outputTokens": 1024},
+         "latency": {"timeToFirstTokenMs": 2000, "timePerOutputTokenMs": 50}},
+        {"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3", "load": {"requestsPerSecond": 20, "tokensPerRequest": 512}}]},
+    "alicloud-cpu-encoders": {"cloud": "alicloud", "region": "ap-southeast-1", "services": [
+        {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "replicas": 2, "load": CHAT},
+        {"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3", "accelerator": "cpu",
+         "load": {"requestsPerSecond": 10, "tokensPerRequest": 256}}]},
+}
+
+
+@pytest.mark.parametrize("name", LOADED_STACKS)
+def test_placement_for_a_load_is_the_brute_force_optimum(stack_file, name):
+    """Stacks of our own with a `load` (and latency targets): placement's choice is what brute force finds."""
+    values = LOADED_STACKS[name]
+    config = _config(stack_file, values)
+    result = evaluate(config)
+    offers = [o for o in load_offers() if not config.region or o.region == config.region]
+    assert result.plan is not None, result.problems
+    assert result.plan.hourly_usd == _brute_force_cheapest(result.needs, offers, [values["cloud"]])
+    assert sum(g.count for g in result.plan.node_groups) >= 2  # the loads need more than one node
 
 
 @pytest.mark.parametrize(

@@ -141,7 +141,21 @@ def _cost_columns(service: dict[str, Any]) -> list[Column]:
             Column("$/1M tok", lambda o: f"{o['usd_per_million_tokens']:.3f}" if "usd_per_million_tokens" in o else "-",
                    numeric=True),
         ]
-    return columns + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
+    return columns + _load_columns(service) + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
+
+
+def _number(key: str, spec: str) -> Callable[[dict[str, Any]], str]:
+    return lambda o: "-" if o.get(key) is None else format(o[key], spec)
+
+
+def _load_columns(service: dict[str, Any]) -> list[Column]:
+    """At the service's load (or the reference point without one): replicas, per-replica tokens/s, latency, $/1M tokens."""
+    columns = [Column("repl", _number("replicas_needed", "d"), numeric=True, optional=True),
+               Column("tok/s/repl", _number("tokens_per_second_per_replica", ",.0f"), numeric=True, wide=True)]
+    if service["kind"] == "llm":
+        return columns + [Column("ms/tok", _number("time_per_output_token_ms", ".1f"), numeric=True, optional=True),
+                          Column("$/1M out", _number("usd_per_million_output_tokens", ".3f"), numeric=True, wide=True)]
+    return columns + [Column("$/1M emb", _number("usd_per_million_embedded_tokens", ".4f"), numeric=True, optional=True)]
 
 
 def print_cost(console: Console, preview: dict[str, Any], wide: bool = False) -> None:
@@ -173,7 +187,14 @@ def print_cost(console: Console, preview: dict[str, Any], wide: bool = False) ->
         for c in preview["by_cloud"]
     )
     say(console, f"By cloud (cheapest placement on each): {comparison}")
+    for change in preview.get("cheaper", []):
+        say(console, f"Cheaper: {change['change']}: {usd(change['hourly_usd'])} $/h (-{usd(change['saving_hourly_usd'])}) on "
+                     f"{change['placement']}")
+    if preview.get("spot_note"):
+        say(console, preview["spot_note"])
     say(console, f"tok/s and $/1M tok are estimates: {preview['throughput_note']}")
+    say(console, "repl, ms/tok and $/1M out/emb: replicas, time per output token and $ per 1M tokens at each service's "
+                 "load (estimates; without a load: the reference point)")
 
 
 # --- catalog, models, plan ---------------------------------------------------------------------
