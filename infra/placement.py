@@ -34,6 +34,7 @@ from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
 IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pin problem, not a size problem)
+LATENCY_MISSED = "cannot meet the latency target"
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
 # Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
@@ -142,7 +143,7 @@ def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[Plac
         return None, 0, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
     candidates = [layout for layout in in_memory if layout.replicas > 0]
     if not candidates:
-        return None, 0, f"cannot meet the latency target on {offer.gpu}, even one sequence at a time"
+        return None, 0, f"{LATENCY_MISSED} on {offer.gpu}, even one sequence at a time"
     chosen = best_layout(candidates, pinned=bool(need.config.gpu or need.config.gpu_count))
     if chosen is None:
         return None, 0, idle_reason(candidates, offer.gpu_count, offer.gpu or "")
@@ -401,7 +402,7 @@ def _idle_pin(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> str | 
     for count in TENSOR_PARALLEL_SIZES if service.gpu_count else ():
         if count != service.gpu_count and (other := _cheapest_with(need, offers, gpu_count=count)):
             options.append(f"gpuCount: {count} ({other.count}x {other.offer.instance_type}, {other.offer.hourly_usd * other.count:.2f} $/h)")
-    if service.gpu_count:
+    if service.gpu_count and example.offer.gpu_count % service.gpu_count == 0:
         fill = example.offer.gpu_count // service.gpu_count
         options.append(f"replicas: {fill} (1x {example.offer.instance_type}, {example.offer.hourly_usd:.2f} $/h)")
     if (unpinned := _cheapest_with(need, offers, gpu=None, gpu_count=None)) is not None:
@@ -417,6 +418,10 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
     where = "/".join(clouds)
     if idle := _idle_pin(source, need, offers):
         return idle
+    if service.latency and any(fit([need], o).reason.startswith(LATENCY_MISSED) for o in offers):
+        target = ", ".join(f"{k} {v:g}" for k, v in service.latency.model_dump(by_alias=True, exclude_none=True).items())
+        return problem(source, f"{need.field}.latency", f"no {where} instance type in the catalog meets {target} for "
+                       f"{service.model} even one sequence at a time; relax the target or use a smaller model")
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
         if not pinned:

@@ -99,3 +99,12 @@ def test_cost_shows_what_each_option_serves_at_the_load(cli, stack_file):
         assert option["usd_per_million_embedded_tokens"] == pytest.approx(option["hourly_usd"] / (100 * 256 * 3600) * 1e6, rel=1e-3)
     text = cli("cost", "--config", str(path), "--wide").stdout
     assert "ms/tok" in text and "$/1M out" in text and "$/1M emb" in text
+
+
+def test_a_latency_no_instance_meets_is_refused_naming_latency(cli, stack_file):
+    path = stack_file({"cloud": "aws", "services": [{"name": "llm", "kind": "llm", "model": "meta-llama/Llama-3.1-70B-Instruct",
+                                                     "load": {"requestsPerSecond": 1, "promptTokens": 512, "outputTokens": 128},
+                                                     "latency": {"timePerOutputTokenMs": 2}}]})
+    result = cli("validate", "--config", str(path))
+    assert result.code == 2
+    assert f"{path}: services[0].latency: no aws instance type in the catalog meets timePerOutputTokenMs 2" in result.stderr
