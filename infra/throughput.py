@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infra.models import GB, LLM_OVERHEAD_GB_PER_GPU, ModelInfo, weights_gb
+from infra.models import BYTES_PER_PARAM, GB, LLM_OVERHEAD_GB_PER_GPU, ModelInfo, served_dtype, weights_gb
 from infra.plan import Offer
 
 DECODE_BATCH = 8  # the reference point `estimate` shows when the service has no `load`
@@ -25,6 +25,9 @@ AVG_CONTEXT_TOKENS = 1024  # mean tokens in each sequence's KV cache at that ref
 # ~13.3 ms on an A100 40GB; 16 GB of weights over 3350 and 1555 GB/s give 82 % of peak bandwidth plus 0.6 ms a step.
 BANDWIDTH_EFFICIENCY = 0.82
 STEP_OVERHEAD_S = 0.0006
+# Expert kernels at small batch reach less of the bandwidth than dense matmuls: gpt-oss-20b decodes at 250
+# tok/s alone on an RTX PRO 6000, gpt-oss-120b at ~511 tok/s for 4 users on an H100 (benchmarks.csv).
+MOE_EFFICIENCY = 0.7
 COMPUTE_EFFICIENCY = 0.4  # decode matmuls of a small batch
 PREFILL_EFFICIENCY = 0.6  # prompt tokens in large chunks
 TP_EFFICIENCY = 0.9
@@ -59,26 +62,51 @@ def _scale(tensor_parallel: int) -> float:
     return tensor_parallel * (TP_EFFICIENCY if tensor_parallel > 1 else 1.0)
 
 
+def _experts(info: ModelInfo) -> tuple[float, float] | None:
+    """(shared parameters, parameters per routed expert) in billions for a mixture of experts, else None."""
+    experts, k = info.experts, info.experts_per_token
+    if not (experts and k) or experts <= k:
+        return None
+    per_expert = (info.params_b - info.active_params_b) / (experts - k)
+    return info.active_params_b - k * per_expert, per_expert
+
+
 def touched_params_b(info: ModelInfo, batch: float) -> float:
     """Parameters one decode step reads: all of a dense model; of a mixture of experts the shared part plus
     the experts at least one of `batch` tokens is routed to (each token picks k of E, per layer)."""
-    experts, k = info.experts, info.experts_per_token
-    if not (experts and k) or experts <= k:
+    split = _experts(info)
+    if split is None:
         return info.params_b
-    per_expert = (info.params_b - info.active_params_b) / (experts - k)
-    shared = info.active_params_b - k * per_expert
-    touched = experts * (1 - (1 - k / experts) ** batch)
-    return shared + touched * per_expert
+    shared, per_expert = split
+    return shared + _touched_experts(info, batch) * per_expert
+
+
+def _touched_experts(info: ModelInfo, batch: float) -> float:
+    experts, k = info.experts or 0, info.experts_per_token or 0
+    return experts * (1 - (1 - k / experts) ** batch)
+
+
+def weight_bytes_read(info: ModelInfo, dtype: str, batch: float) -> float:
+    """Bytes of weights one decode step reads, at the served format's real bytes. An MXFP4 checkpoint (gpt-oss's
+    quantization_config) holds only the experts in MXFP4 and the rest in bf16."""
+    split = _experts(info)
+    average = weights_gb(info, dtype) / info.params_b  # GB per billion parameters
+    if split is None:
+        return info.params_b * average * GB
+    shared, per_expert = split
+    expert_bytes, shared_bytes = (
+        (BYTES_PER_PARAM["mxfp4"], BYTES_PER_PARAM["bf16"]) if served_dtype(info, dtype) == "mxfp4" else (average, average)
+    )
+    return (shared * shared_bytes + _touched_experts(info, batch) * per_expert * expert_bytes) * GB
 
 
 def decode_step_seconds(info: ModelInfo, dtype: str, offer: Offer, tensor_parallel: int, batch: float, context: float) -> float:
     if not (offer.memory_bandwidth_gbps and offer.bf16_tflops):
         return math.inf
     scale = _scale(tensor_parallel)
-    bytes_per_param = weights_gb(info, dtype) / info.params_b  # GB per billion: the served format's real bytes
-    weight_bytes = touched_params_b(info, batch) * bytes_per_param * GB
+    efficiency = BANDWIDTH_EFFICIENCY * (MOE_EFFICIENCY if _experts(info) else 1.0)
     kv_bytes = batch * context * info.kv_bytes_per_token
-    memory = (weight_bytes + kv_bytes) / (offer.memory_bandwidth_gbps * GB * BANDWIDTH_EFFICIENCY * scale)
+    memory = (weight_bytes_read(info, dtype, batch) + kv_bytes) / (offer.memory_bandwidth_gbps * GB * efficiency * scale)
     compute = 2 * info.active_params_b * 1e9 * batch / (offer.bf16_tflops * 1e12 * COMPUTE_EFFICIENCY * scale)
     return max(memory, compute) + STEP_OVERHEAD_S
 
