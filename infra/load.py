@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.models import VLLM_GPU_MEMORY_UTILIZATION
 from infra.placement import ServiceNeed, replicas_for
 from infra.plan import Offer, PlacedService
 from infra.throughput import (
@@ -28,7 +29,7 @@ def load_estimate(need: ServiceNeed, placed: PlacedService, offer: Offer, nodes:
     """The keys `cost` adds per option and per chosen service; `hourly_usd` is what those nodes cost."""
     config, load = need.config, need.config.load
     replicas = nodes * placed.replicas_per_node  # every GPU runs a replica: the load spreads over all of them
-    needed, _ = replicas_for(need, offer, max(placed.tensor_parallel_size, 1), placed.gpu_memory_utilization or 0.9)
+    needed, _ = replicas_for(need, offer, max(placed.tensor_parallel_size, 1), placed.gpu_memory_utilization or VLLM_GPU_MEMORY_UTILIZATION)
     record: dict[str, Any] = {"replicas_needed": needed, "replicas_running": replicas, "replicas_per_node": placed.replicas_per_node,
                               "load_is_estimate": True}
     if config.kind != "llm":
@@ -45,7 +46,7 @@ def load_estimate(need: ServiceNeed, placed: PlacedService, offer: Offer, nodes:
                    "usd_per_million_output_tokens": _per_million(hourly_usd, per_replica * replicas)}
         return record
     assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
-    kv_tokens = kv_cache_tokens(need.info, config.dtype, offer, tp, placed.gpu_memory_utilization or 0.9)
+    kv_tokens = kv_cache_tokens(need.info, config.dtype, offer, tp, placed.gpu_memory_utilization or VLLM_GPU_MEMORY_UTILIZATION)
     latency = config.latency
     capacity = replica_capacity(need.info, config.dtype, offer, tp, kv_tokens, load.prompt_tokens, load.output_tokens,
                                 latency and latency.time_to_first_token_ms, latency and latency.time_per_output_token_ms)

@@ -164,9 +164,13 @@ def test_each_replica_runs_on_its_own_gpu_and_port(four_replica_group, tmp_path)
     assert "LLM_DEPLOY_SERVICES=(llm llm-replica-2 llm-replica-3 llm-replica-4)" in files["/etc/llm-deploy/node.env"]
     confs = [path for path in files if path.startswith("/etc/llm-deploy/services/")]
     assert confs == [f"/etc/llm-deploy/services/{name}.conf" for name in ("llm", "llm-replica-2", "llm-replica-3", "llm-replica-4")]
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck not installed")
+    shellcheck, cloud_init = shutil.which("shellcheck"), shutil.which("cloud-init")
+    if shellcheck is None or cloud_init is None:
+        pytest.skip("shellcheck or cloud-init not installed")
+    (tmp_path / "user-data.yaml").write_text(user_data)
+    schema = subprocess.run([cloud_init, "schema", "--config-file", str(tmp_path / "user-data.yaml")], check=False,
+                            capture_output=True, text=True)
+    assert schema.returncode == 0 and "Valid cloud-config" in schema.stdout, schema.stdout + schema.stderr
     scripts = []
     for path in [*confs, "/etc/llm-deploy/node.env"]:
         scripts.append(tmp_path / Path(path).name)
