@@ -20,24 +20,24 @@ def _config(stack_file, values):
 
 
 @pytest.mark.parametrize(
-    ("service", "message"),
+    ("service", "field", "message"),
     [
         ({"kind": "llm", "model": LLAMA, "load": {"requestsPerSecond": 1, "tokensPerRequest": 10}},
-         "services[0]: load: a llm service's load is requestsPerSecond with outputTokens and promptTokens"),
+         "services[0].load", "a llm service's load is requestsPerSecond with outputTokens and promptTokens"),
         ({"kind": "embedding", "model": "BAAI/bge-m3", "load": {"requestsPerSecond": 1, "promptTokens": 10, "outputTokens": 1}},
-         "services[0]: load: a embedding service's load is requestsPerSecond with tokensPerRequest"),
+         "services[0].load", "a embedding service's load is requestsPerSecond with tokensPerRequest"),
         ({"kind": "rerank", "model": "BAAI/bge-reranker-base", "latency": {"timePerOutputTokenMs": 50}},
-         "services[0]: latency: only for kind 'llm'"),
+         "services[0].latency", "only for kind 'llm'"),
         ({"kind": "llm", "model": LLAMA, "maxModelLen": 1024, "load": CHAT},
-         "services[0]: load: promptTokens + outputTokens exceed maxModelLen"),
-        ({"kind": "llm", "model": LLAMA, "load": {**CHAT, "requestsPerSecond": 0}}, "services[0].load.requestsPerSecond: must be > 0"),
-        ({"kind": "llm", "model": LLAMA, "latency": {"timeToFirstTokenMs": 500, "p99": 1}}, "services[0].latency.p99: unknown key"),
+         "services[0].load", "promptTokens + outputTokens exceed maxModelLen"),
+        ({"kind": "llm", "model": LLAMA, "load": {**CHAT, "requestsPerSecond": 0}}, "services[0].load.requestsPerSecond", "must be > 0"),
+        ({"kind": "llm", "model": LLAMA, "latency": {"timeToFirstTokenMs": 500, "p99": 1}}, "services[0].latency.p99", "unknown key"),
     ],
 )
-def test_bad_load_or_latency_names_the_field(stack_file, service, message):
+def test_bad_load_or_latency_names_the_field(stack_file, service, field, message):
     with pytest.raises(ConfigError) as error:
         _config(stack_file, {"services": [{"name": "svc", **service}]})
-    assert any(p.endswith(message) or message in p for p in error.value.problems), error.value.problems
+    assert any(p.field == field and p.message.startswith(message) for p in error.value.problems), error.value.problems
 
 
 def test_replicas_follow_the_load_and_replicas_stays_a_minimum(stack_file):

@@ -84,8 +84,8 @@ def test_fp8_is_quantized_online_and_int4_needs_a_quantized_checkpoint(stack_fil
     assert served_dtype(find_model("openai/gpt-oss-120b"), "fp8") == "mxfp4"  # already smaller: served as published
     with pytest.raises(ConfigError) as error:
         _need({"name": "llm", "kind": "llm", "model": "meta-llama/Llama-3.1-8B-Instruct", "dtype": "int4"}, stack_file)
-    (message,) = error.value.problems
-    assert "services[0]: dtype: " in message and "AWQ/GPTQ" in message
+    (found,) = error.value.problems
+    assert found.field == "services[0].dtype" and "AWQ/GPTQ" in found.message
     custom = _need({"name": "llm", "kind": "llm", "model": "someone/Llama-3.1-8B-AWQ", "paramsB": 8.03, "dtype": "int4"},
                    stack_file)
     assert weights_gb(custom.info, "int4") == pytest.approx(4.015)
@@ -95,7 +95,8 @@ def test_fp8_is_quantized_online_and_int4_needs_a_quantized_checkpoint(stack_fil
 def test_min_concurrency_only_for_llms(stack_file):
     with pytest.raises(ConfigError) as error:
         _need({"name": "emb", "kind": "embedding", "model": "BAAI/bge-m3", "minConcurrency": 2}, stack_file)
-    assert "minConcurrency: only for kind 'llm'" in error.value.problems[0]
+    (found,) = error.value.problems
+    assert (found.field, found.message) == ("services[0].minConcurrency", "only for kind 'llm'")
 
 
 def test_shipped_stacks_are_sized_by_the_new_rule():
