@@ -117,7 +117,7 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         "LLM_DEPLOY_CLOUD": group.cloud,
         "LLM_DEPLOY_OS_RELEASE": target.os_release,
         "LLM_DEPLOY_ACCELERATOR": group.accelerator,
-        "LLM_DEPLOY_SERVICES": [s.name for s in group.services],
+        "LLM_DEPLOY_SERVICES": [name for s in group.services for name, _ in s.instances],
         "LLM_DEPLOY_CACHE_DIR": CACHE_DIR,
         "LLM_DEPLOY_DATA_DEVICE": target.data_device or "",
         "LLM_DEPLOY_LOCAL_CACHE": (group.storage and group.storage.local_cache_mount) or "",
@@ -178,10 +178,11 @@ def check_inputs(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) 
         raise ValueError(f"target.os_release: {target.os_release!r} is not one of {', '.join(OS_RELEASES)}")
     if target.data_device is not None and not re.match(r"^/dev/[A-Za-z0-9/_.-]+$", target.data_device):
         raise ValueError(f"target.data_device: {target.data_device!r} is not a /dev path")
-    ports = [s.port for s in group.services]
+    ports = [port for s in group.services for _, port in s.instances]
     for service in group.services:
-        if ports.count(service.port) > 1 or service.port == GATEWAY_PORT or not 1 <= service.port <= 65535:
-            raise ValueError(f"service {service.name!r}: port {service.port} is taken or invalid")
+        for name, port in service.instances:
+            if ports.count(port) > 1 or port == GATEWAY_PORT or not 1 <= port <= 65535:
+                raise ValueError(f"service {name!r}: port {port} is taken or invalid")
     kinds = [s.kind for s in group.services]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"node group {group.name!r}: at most one service per kind (the gateway routes by kind)")
