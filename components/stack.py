@@ -14,18 +14,13 @@ import pulumi
 
 from bootstrap import InlineSecrets, UserDataTooLarge
 from components.base import CloudDeployment, StackSecrets
+from infra import clouds
 from infra.config import ConfigError, StackConfig, problem
 from infra.placement import place
 from infra.plan import SERVICE_PATHS, DeploymentPlan
 
 GENERATED_API_KEY_LENGTH = 40
 
-# Imported lazily: a stack on one cloud loads only that cloud's SDK.
-DEPLOYMENTS = {
-    "aws": "components.aws:AwsDeployment",
-    "digitalocean": "components.digitalocean:DigitalOceanDeployment",
-    "alicloud": "components.alicloud:AlicloudDeployment",
-}
 
 
 @dataclass
@@ -36,7 +31,8 @@ class StackProgram:
 
 
 def deployment_class(cloud: str) -> type[CloudDeployment]:
-    module, _, cls = DEPLOYMENTS[cloud].partition(":")
+    """The cloud's deployment template, imported lazily: a stack on one cloud loads only that cloud's SDK."""
+    module, _, cls = clouds.get(cloud).deployment.partition(":")
     return getattr(importlib.import_module(module), cls)
 
 

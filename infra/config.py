@@ -20,6 +20,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra import clouds
+
 CONFIG_NAMESPACE = "llm-deploy"
 SECRET_KEYS = ("apiKey", "hfToken")
 # Stands in for a `secure:` value that only the Pulumi CLI could decrypt.
@@ -36,6 +38,7 @@ MAX_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly
 MAX_REPLICAS = 100
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+PRICE_OVERRIDE_KEY = re.compile(rf"({'|'.join(clouds.NAMES)})/[A-Za-z0-9._-]{{1,128}}(/[a-z0-9-]{{1,64}})?")
 
 
 class ConfigError(Exception):
@@ -145,7 +148,7 @@ class StackConfig(_Model):
 
     stack: str
     source: str
-    cloud: Literal["aws", "digitalocean", "alicloud", "auto"] = "auto"
+    cloud: Literal[(*clouds.NAMES, "auto")] = "auto"  # type: ignore[valid-type]
     region: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,63}$")
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=50)
@@ -169,9 +172,9 @@ class StackConfig(_Model):
     @classmethod
     def _overrides(cls, prices: dict[str, float]) -> dict[str, float]:
         for key in prices:
-            if not re.fullmatch(r"(aws|digitalocean|alicloud)/[A-Za-z0-9._-]{1,128}(/[a-z0-9-]{1,64})?", key):
+            if not PRICE_OVERRIDE_KEY.fullmatch(key):
                 raise ValueError(f"key {key!r} must be '<cloud>/<instance_type>' or '<cloud>/<instance_type>/<region>' "
-                                 "with cloud aws, digitalocean or alicloud")
+                                 f"with cloud {', '.join(clouds.NAMES[:-1])} or {clouds.NAMES[-1]}")
         return prices
 
     @field_validator("catalog_file")

@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from infra import clouds
 from infra.catalog import CLOUDS, CatalogError, load_offers
 from infra.config import ConfigError, ServiceConfig, StackConfig, problem
 from infra.models import (
@@ -32,9 +33,9 @@ from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedServi
 
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-# Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
-# Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
-CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
+# Clouds that can issue a certificate for `domain` by themselves (their record's managed_tls): a stack with a
+# domain cannot go elsewhere.
+CLOUDS_WITH_MANAGED_TLS = tuple(c.name for c in clouds.CLOUDS if c.managed_tls)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import pulumi
 import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, SecretDelivery
-from infra.catalog import nvidia_images
+from infra import clouds
 from infra.config import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .network import DoNetwork
 
 # NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
-NVIDIA_IMAGES = nvidia_images()["digitalocean"]
+NVIDIA_IMAGES = clouds.DIGITALOCEAN.base_images
 CPU_IMAGE = "ubuntu-22-04-x64"
 VOLUME_NAME_MAX = 64  # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter
 
