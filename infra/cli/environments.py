@@ -93,12 +93,18 @@ def dropped_secrets(target: Target, secrets: Mapping[str, str]) -> list[str]:
 
 
 def validate(raw: RawConfig) -> DeploymentPlan:
-    """The plan, or ConfigError (exit 2) before any stack or resource is touched."""
+    """The plan, or ConfigError (exit 2) before any stack or resource is touched: placement's problems, then
+    the program's own checks (each node group's user-data within its cloud's limit), as `llm-deploy validate`."""
+    from components.stack import user_data_problems
     from infra.placement import evaluate
 
-    evaluation = evaluate(parse_config(raw))
+    config = parse_config(raw)
+    evaluation = evaluate(config)
     if evaluation.problems or evaluation.plan is None:
         raise ConfigError(list(evaluation.problems))
+    problems = user_data_problems(config, evaluation.plan)
+    if problems:
+        raise ConfigError(problems)
     return evaluation.plan
 
 
