@@ -35,6 +35,9 @@ class Cloud:
     regions: str  # where the catalog's regions of this cloud come from
     credentials: tuple[tuple[str, ...], ...]  # what its provider reads from the environment: any one alternative, all of it
     root_disk: str  # one of ROOT_DISKS
+    # The compute resource types that name an instance type, with the inputs that hold it (the policy pack
+    # allows only the catalog's types there).
+    instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
 
     @property
@@ -86,6 +89,7 @@ AWS = Cloud(
     regions="one catalog row per region: SkyPilot's catalog (../shared/data/aws.csv), or `catalog refresh` (EC2 offerings)",
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
+    instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -99,6 +103,7 @@ DIGITALOCEAN = Cloud(
     regions="the size's regions in /v2/sizes (../shared/data/digitalocean.csv) and data/regions.csv",
     credentials=(("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
     root_disk="droplet",
+    instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
 )
 ALICLOUD = Cloud(
     name="alicloud",
@@ -112,6 +117,8 @@ ALICLOUD = Cloud(
     regions="data/regions.csv (provider docs), or `catalog refresh` (DescribeAvailableResource per region)",
     credentials=(("ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY"),),
     root_disk="essd-pl1",
+    instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
+                          ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
 )
 

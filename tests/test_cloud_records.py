@@ -147,6 +147,7 @@ FACTS = {
     "credentials": "env matrix and missing_credentials (infra/cli/environments.py)",
     "root_disk": "infra/node_storage.py's disk model",
     "bandwidth_limit": "infra/node_storage.py caps a node's downloads",
+    "instance_type_inputs": "the policy pack's catalog-instance-types check (policy/llm_deploy_policies.py)",
 }
 
 
