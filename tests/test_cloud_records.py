@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.base import CloudDeployment
 from infra import clouds
@@ -157,6 +158,12 @@ def test_every_record_field_is_a_refused_trait_or_a_read_fact():
     assert fields - traits - set(FACTS) == set(), "a new record field: add its refusal case, or say who reads it"
     assert set(FACTS) <= fields
     assert {"base_images", "managed_tls", "user_data_limit", "secret_store"} <= traits  # each is some cloud's limit
+
+
+def test_the_project_file_offers_every_cloud():
+    """Pulumi.yaml's `cloud` key, which `pulumi config` shows, lists the records' names in their order."""
+    described = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["cloud"]["description"]
+    assert described.startswith(" | ".join((*clouds.NAMES, "auto")))
 
 
 def _cloud_name_branches(path: Path) -> list[str]:
