@@ -77,7 +77,7 @@ def stack_outputs(plan: DeploymentPlan, endpoint: pulumi.Output[str], api_key: p
 
 def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[str]:
     """Render every node group's user-data as its cloud will, before any resource exists, and name the
-    field that makes one larger than the cloud accepts. `validate` and the program both call this."""
+    field that makes one larger than the cloud accepts. `validate`, `env up`/`preview` and the program call this."""
     api_key = config.api_key.get_secret_value() if config.api_key else "x" * GENERATED_API_KEY_LENGTH
     inline = InlineSecrets(api_key=api_key, hf_token=config.hf_token.get_secret_value() if config.hf_token else None)
     deployment = deployment_class(plan.cloud)
