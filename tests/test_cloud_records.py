@@ -74,7 +74,7 @@ class Refusal:
 def refusals(cloud: Cloud) -> list[Refusal]:
     """Every case the cloud's components (and the bootstrap they render) would refuse, from its record."""
     name = cloud.name
-    # About 40 bytes per key once gzipped: twice the limit's worth of keys is over it on every cloud.
+    # A key takes ~45 bytes gzipped (~120 plain): limit/40 keys are over every cloud's limit by themselves.
     keys = ssh_keys(min(MAX_ITEMS, cloud.user_data_limit // 40))
     cases = [Refusal(cloud, "user_data_limit", lambda _: {"cloud": name, "sshPublicKeys": keys}, "sshPublicKeys",
                      f"{name} accepts {cloud.user_data_limit}")]
