@@ -93,7 +93,7 @@ def test_a_region_the_cloud_cannot_host_is_refused_naming_region_with_nothing_cr
     mocks = OrderRecordingMocks()
     with pytest.raises(ConfigError) as refused:
         build(plan, mocks)
-    (line,) = refused.value.problems
+    (line,) = map(str, refused.value.problems)
     assert line.startswith(f"{SOURCE}: region: {plan.region}: ") and says in line, line
     assert created_before_refusal(cloud, mocks) == set()
 
@@ -107,6 +107,6 @@ def test_digitalocean_gpu_count_without_a_base_image_is_refused_naming_the_catal
     with pytest.raises(ConfigError) as refused:
         build(dataclasses.replace(plan, node_groups=(two_gpus, *plan.node_groups[1:])), mocks)
     unbootable = clouds.DIGITALOCEAN.gpu_count_problem(2)
-    assert refused.value.problems == [f"{SOURCE}: catalogFile: gpu-h100x2-160gb (node group {group.name!r}): {unbootable}; pin another gpu"]
+    assert [str(p) for p in refused.value.problems] == [f"{SOURCE}: catalogFile: gpu-h100x2-160gb (node group {group.name!r}): {unbootable}; pin another gpu"]
     assert created_before_refusal(clouds.DIGITALOCEAN, mocks) == set()
 
