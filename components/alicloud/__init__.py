@@ -29,7 +29,8 @@ from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
-from infra.config import ConfigError, problem
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 __all__ = ["AlicloudDeployment"]

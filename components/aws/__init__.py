@@ -16,7 +16,8 @@ import pulumi_aws as aws
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
-from infra.config import ConfigError, problem
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import stack_tags

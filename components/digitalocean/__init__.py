@@ -20,7 +20,8 @@ import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
-from infra.config import ConfigError, problem
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import dns_name, upstream_groups
