@@ -28,8 +28,9 @@ from infra.catalog import CATALOG_COLUMNS
 from infra.cli import environments
 from infra.cli.offline import run_offline
 from infra.clouds import Cloud
-from infra.config import MAX_ITEMS, ConfigError, RawConfig, parse_config
+from infra.config import MAX_ITEMS, RawConfig, parse_config
 from infra.data_files import DATA_DIR
+from infra.errors import ConfigError, Problem
 from infra.placement import place
 from tests.conftest import ROOT
 
@@ -98,11 +99,10 @@ def raw(case: Refusal, directory: Path) -> RawConfig:
     return RawConfig("refused", "stacks/Pulumi.refused.yaml", values, {k for k in ("apiKey", "hfToken") if k in values})
 
 
-def assert_names_field(problems: list, case: Refusal) -> None:
-    (line,) = map(str, problems)  # `<file>: <field>: <message>`
-    source, field, message = line.split(": ", 2)
-    assert (source, field) == ("stacks/Pulumi.refused.yaml", case.field), line
-    assert case.says in message, line
+def assert_names_field(problems: list[Problem], case: Refusal) -> None:
+    (refusal,) = problems
+    assert (refusal.source, refusal.field) == ("stacks/Pulumi.refused.yaml", case.field), str(refusal)
+    assert case.says in refusal.message, str(refusal)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

@@ -18,7 +18,8 @@ from components.base import StackSecrets
 from components.stack import deployment_class
 from infra import clouds
 from infra.cli.offline import CloudFakes, RecordingMocks
-from infra.config import ConfigError, RawConfig, parse_config
+from infra.config import RawConfig, parse_config
+from infra.errors import ConfigError, Problem
 from infra.placement import place
 from infra.plan import DeploymentPlan
 
@@ -93,8 +94,9 @@ def test_a_region_the_cloud_cannot_host_is_refused_naming_region_with_nothing_cr
     mocks = OrderRecordingMocks()
     with pytest.raises(ConfigError) as refused:
         build(plan, mocks)
-    (line,) = map(str, refused.value.problems)
-    assert line.startswith(f"{SOURCE}: region: {plan.region}: ") and says in line, line
+    (refusal,) = refused.value.problems
+    assert (refusal.source, refusal.field) == (SOURCE, "region") and refusal.message.startswith(f"{plan.region}: "), str(refusal)
+    assert says in refusal.message, str(refusal)
     assert created_before_refusal(cloud, mocks) == set()
 
 
@@ -107,6 +109,7 @@ def test_digitalocean_gpu_count_without_a_base_image_is_refused_naming_the_catal
     with pytest.raises(ConfigError) as refused:
         build(dataclasses.replace(plan, node_groups=(two_gpus, *plan.node_groups[1:])), mocks)
     unbootable = clouds.DIGITALOCEAN.gpu_count_problem(2)
-    assert [str(p) for p in refused.value.problems] == [f"{SOURCE}: catalogFile: gpu-h100x2-160gb (node group {group.name!r}): {unbootable}; pin another gpu"]
+    assert refused.value.problems == [
+        Problem(SOURCE, "catalogFile", f"gpu-h100x2-160gb (node group {group.name!r}): {unbootable}", "pin another gpu")]
     assert created_before_refusal(clouds.DIGITALOCEAN, mocks) == set()
 

@@ -69,8 +69,8 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             try:
                 images[group.name] = droplet_image(group)
             except ValueError as error:
-                message = f"{group.offer.instance_type} (node group {group.name!r}): {error}; pin another gpu"
-                raise ConfigError([problem(plan.source, "catalogFile", message)]) from None
+                message = f"{group.offer.instance_type} (node group {group.name!r}): {error}"
+                raise ConfigError([problem(plan.source, "catalogFile", message, "pin another gpu")]) from None
         sizes = sorted({g.offer.instance_type for g in plan.node_groups})
         disks = {size: self.droplet_disk_gb(size, invoke) for size in sizes}
         volumes = {g.name: g.disk_gb > (disks[g.offer.instance_type] or 0) for g in plan.node_groups}
