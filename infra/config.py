@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra import clouds
 from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
 
 CONFIG_NAMESPACE = "llm-deploy"
@@ -49,6 +50,7 @@ MAX_REPLICAS = 100
 MAX_CONCURRENCY = 1024  # vLLM's max_num_seqs rarely goes past this
 MAX_REQUESTS_PER_SECOND = 1e6
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
+PRICE_OVERRIDE_KEY = re.compile(rf"({'|'.join(clouds.NAMES)})/[A-Za-z0-9._-]{{1,128}}(/[a-z0-9-]{{1,64}})?")
 FIELDS_ONLY = "fields_only"  # validation context: skip the checks across fields (check_config runs them on valid fields)
 
 
@@ -195,7 +197,7 @@ class StackConfig(_Model):
 
     stack: str
     source: str
-    cloud: Literal["aws", "digitalocean", "alicloud", "auto"] = "auto"
+    cloud: Literal[(*clouds.NAMES, "auto")] = "auto"  # type: ignore[valid-type]
     region: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,63}$")
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=50)
@@ -219,9 +221,9 @@ class StackConfig(_Model):
     @classmethod
     def _overrides(cls, prices: dict[str, float]) -> dict[str, float]:
         for key in prices:
-            if not re.fullmatch(r"(aws|digitalocean|alicloud)/[A-Za-z0-9._-]{1,128}(/[a-z0-9-]{1,64})?", key):
+            if not PRICE_OVERRIDE_KEY.fullmatch(key):
                 raise ValueError(f"key {key!r} must be '<cloud>/<instance_type>' or '<cloud>/<instance_type>/<region>' "
-                                 "with cloud aws, digitalocean or alicloud")
+                                 f"with cloud {', '.join(clouds.NAMES[:-1])} or {clouds.NAMES[-1]}")
         return prices
 
     @field_validator("catalog_file")

@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from infra import clouds
 from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
 from infra.config import RawConfig, ServiceConfig, StackConfig, check_config, problem
 from infra.errors import ConfigError, Problem
@@ -39,9 +40,9 @@ IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pi
 LATENCY_MISSED = "cannot meet the latency target"
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-# Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
-# Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
-CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
+# Clouds that can issue a certificate for `domain` by themselves (their record's managed_tls): a stack with a
+# domain cannot go elsewhere.
+CLOUDS_WITH_MANAGED_TLS = tuple(c.name for c in clouds.CLOUDS if c.managed_tls)
 
 
 @dataclass(frozen=True)
