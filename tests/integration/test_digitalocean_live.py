@@ -17,7 +17,8 @@ import os
 import pytest
 from live import run_live, unique_stack_name
 
-DO_CREDENTIALS = [("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)]
+from infra import clouds
+
 SERVICES = [
     {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
     {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
@@ -37,12 +38,12 @@ SPLIT_CONFIG = {
 
 @pytest.mark.integration
 def test_digitalocean_stack_serves_chat_embeddings_and_rerank():
-    outputs = run_live(unique_stack_name("live-do"), CONFIG, DO_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-do"), CONFIG, clouds.DIGITALOCEAN.credentials)
     assert outputs["cloud"] == "digitalocean"
     assert outputs["endpoint"].startswith("http://")
 
 
 @pytest.mark.integration
 def test_digitalocean_split_stack_reaches_every_service_through_one_endpoint():
-    outputs = run_live(unique_stack_name("live-do-split"), SPLIT_CONFIG, DO_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-do-split"), SPLIT_CONFIG, clouds.DIGITALOCEAN.credentials)
     assert len(outputs["instance_types"]) == 2, outputs["instance_types"]
