@@ -128,17 +128,17 @@ def test_aws_quota_with_room_passes_and_a_never_changed_quota_is_read_from_the_d
 
 
 def test_aws_groups_on_one_quota_are_counted_together(aws):
-    """dev: g6.xlarge (llm) and g4dn.xlarge (embedding, rerank) both draw on the G and VT quota: 4 + 4 vCPUs."""
+    """dev: g6.xlarge (llm, embedding) and g4dn.xlarge (rerank) both draw on the G and VT quota: 4 + 4 vCPUs."""
     aws.quota(G_QUOTA, 8)
     aws.run("g5.xlarge")  # 4 vCPUs held by another instance: 4 left, 8 needed
     result = preflight.run(plan_of("dev"))
     checks = by(result)
     groups = sorted(g for g, c in checks if c == f"vCPU quota {G_QUOTA}")
-    assert groups == ["embedding-rerank", "llm"]
-    for group in groups:
+    assert groups == ["llm-embedding", "rerank"]
+    for group, other in zip(groups, reversed(groups)):
         check = checks[(group, f"vCPU quota {G_QUOTA}")]
         assert (check.status, check.needed, check.available) == (preflight.FAILED, 8, 4)
-        assert f"need 4 vCPUs; 8 with {'llm' if group != 'llm' else 'embedding-rerank'}" in check.detail
+        assert f"need 4 vCPUs; 8 with {other}" in check.detail
     assert len(result.problems()) == 2 and all(f"vCPU quota {G_QUOTA}" in line for line in result.problems())
 
 
@@ -148,17 +148,17 @@ def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
     aws.stubber = Stubber(aws.quotas)
     aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
     plan = plan_of("dev", region="eu-west-1")
-    llm = next(g for g in plan.node_groups if g.name == "llm")
+    llm = plan.group_serving("llm")
     moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
     plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
     aws.quota(G_QUOTA, 64)
     with aws.stubber:
         result = preflight.run(plan)
-    offering = by(result)[("llm", "offering")]
+    offering = by(result)[(llm.name, "offering")]
     assert offering.status == preflight.FAILED and offering.zones == ()
     assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1")
-    assert by(result)[("embedding-rerank", "offering")].status == preflight.OK
-    assert result.problems()[0].startswith("preflight: dev: llm: offering: g6.xlarge is not offered")
+    assert by(result)[("rerank", "offering")].status == preflight.OK
+    assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
 
 
 def test_aws_a_refused_quota_call_is_not_checked_and_does_not_fail(aws):

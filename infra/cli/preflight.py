@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.catalog import data_rows
 from infra.cli.refresh import MissingCredentials, RefreshError
+from infra.data_files import data_rows
 from infra.errors import BadInput
 from infra.plan import DeploymentPlan, NodeGroup
 
