@@ -52,6 +52,10 @@ MAX_REQUESTS_PER_SECOND = 1e6
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
 PRICE_OVERRIDE_KEY = re.compile(rf"({'|'.join(clouds.NAMES)})/[A-Za-z0-9._-]{{1,128}}(/[a-z0-9-]{{1,64}})?")
 FIELDS_ONLY = "fields_only"  # validation context: skip the checks across fields (check_config runs them on valid fields)
+# Names reserved for documentation and testing: nobody can prove control of them, so no certificate
+# authority (ACM, Let's Encrypt) issues one. RFC 2606 sections 2 and 3, RFC 6761 section 6.
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+RESERVED_TLDS = ("test", "example", "invalid", "localhost")
 
 
 def problem(source: str, path: str, message: str, hint: str | None = None) -> Problem:
@@ -71,6 +75,14 @@ def _raised(error: Any) -> Invalid | None:
     """The Invalid a validator raised for this pydantic error, if it was one (pydantic keeps it in the context)."""
     raised = (error.get("ctx") or {}).get("error")
     return raised if isinstance(raised, Invalid) else None
+
+
+def reserved_domain(domain: str) -> str | None:
+    """The reserved name `domain` falls under (`example.com`, `.test`, ...), or None."""
+    tld = domain.rsplit(".", 1)[-1]
+    if tld in RESERVED_TLDS:
+        return f".{tld}"
+    return next((name for name in RESERVED_DOMAINS if domain == name or domain.endswith(f".{name}")), None)
 
 
 class _Model(BaseModel):
@@ -216,6 +228,15 @@ class StackConfig(_Model):
     def _distinct_networks(cls, cidrs: list[str]) -> list[str]:
         """Each network once, as written first: CIDRs are compared after normalizing ("10.0.0.0/8" = "10.0.0.0/255.0.0.0")."""
         return list(dict.fromkeys(cidrs))
+
+    @field_validator("domain")
+    @classmethod
+    def _not_reserved(cls, domain: str | None) -> str | None:
+        reserved = reserved_domain(domain) if domain else None
+        if reserved:
+            raise Invalid(f"{domain} is under {reserved}, a name reserved by RFC 2606/6761: no certificate can be issued for it",
+                          hint="set a domain you control, or remove domain to serve plain HTTP on the load balancer's address")
+        return domain
 
     @field_validator("price_overrides")
     @classmethod

@@ -13,6 +13,7 @@ venv=.venv
 missing=()
 command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v jq >/dev/null || missing+=(jq)  # stands in for gh's --jq in tests/test_workflows.py
 command -v nginx >/dev/null && [ -x "$(command -v nginx)" ] || missing+=(nginx)
 command -v npm >/dev/null || missing+=(npm)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
@@ -72,14 +73,14 @@ stock_debian=$!
 
 # --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
 # the CLI, config (hostile input and the fuzz test too: PyYAML, pydantic, hypothesis), placement,
-# every cloud's offline plan and the catalog refresh (boto3).
+# every cloud's offline plan, the catalog refresh and the preflight (boto3, moto).
 PATH="$stock_path" python3 -m venv "$scratch/lowest"
 start=$SECONDS
 "$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
 echo "the lowest versions installed in $((SECONDS - start)) s"
 PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_hostile_input.py tests/test_fuzz.py tests/test_placement.py \
-  tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_dependencies.py
+  tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_preflight.py tests/test_dependencies.py
 
 status=0
 wait "$stock_debian" || status=$?

@@ -271,7 +271,7 @@ def test_no_secret_value_in_plain_text_anywhere():
 
 
 def test_a_domain_is_refused_naming_the_field():
-    raw = raw_config("ali-domain", {**DEFAULTS_CONFIG, "domain": "llm.example.com"})
+    raw = raw_config("ali-domain", {**DEFAULTS_CONFIG, "domain": "llm.acme-inference.io"})
     with pytest.raises(ConfigError) as error:
         run_offline(raw)
     assert [p.field for p in error.value.problems] == ["domain"]

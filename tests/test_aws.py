@@ -49,7 +49,7 @@ SECRETS_CONFIG = {
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }
-DOMAIN_CONFIG = {"cloud": "aws", "region": "eu-west-1", "domain": "llm.test.example", "apiKey": API_KEY}
+DOMAIN_CONFIG = {"cloud": "aws", "region": "eu-west-1", "domain": "llm.acme-inference.io", "apiKey": API_KEY}
 
 
 RAW = {
@@ -318,6 +318,19 @@ def test_no_secret_in_plain_text_anywhere(stack):
         assert f"/llm-deploy/{stack}/api-key" in user_data  # the node is told where, not what
 
 
+def ssm_decrypt_context(region: str, parameter_arn: str) -> dict[str, str]:
+    """The condition keys of the kms:Decrypt call Parameter Store makes for a standard SecureString
+    (AWS KMS Developer Guide, "How AWS Systems Manager Parameter Store uses AWS KMS": encryption context
+    `{"PARAMETER_ARN": <the parameter's ARN>}`)."""
+    return {"kms:ViaService": f"ssm.{region}.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": parameter_arn}
+
+
+def condition_matches(condition: dict, request: dict[str, str]) -> bool:
+    """IAM's StringEquals: every key present in the request and equal to one of its values."""
+    return all(request.get(key) in (values if isinstance(values, list) else [values])
+               for key, values in condition["StringEquals"].items())
+
+
 @pytest.mark.parametrize("stack", CASES)
 def test_node_role_reads_exactly_the_stacks_parameters(stack):
     plan, result = planned(stack)
@@ -329,7 +342,14 @@ def test_node_role_reads_exactly_the_stacks_parameters(stack):
     assert sorted(read["Resource"]) == arns
     assert decrypt["Action"] == "kms:Decrypt"
     assert decrypt["Condition"]["StringEquals"]["kms:ViaService"] == f"ssm.{plan.region}.amazonaws.com"
-    assert sorted(decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PS_ARN"]) == arns
+    assert set(decrypt["Condition"]) == {"StringEquals"}
+    assert sorted(decrypt["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"]) == arns
+    # What KMS sees when SSM decrypts a parameter: its ARN as PARAMETER_ARN in the encryption context.
+    for arn in arns:
+        assert condition_matches(decrypt["Condition"], ssm_decrypt_context(plan.region, arn))
+    other = f"arn:aws:ssm:{plan.region}:{fakes.ACCOUNT}:parameter/llm-deploy/another-stack/api-key"
+    assert not condition_matches(decrypt["Condition"], ssm_decrypt_context(plan.region, other))
+    assert not condition_matches(decrypt["Condition"], {**ssm_decrypt_context(plan.region, arns[0]), "kms:ViaService": "s3.amazonaws.com"})
     assert "*" not in json.dumps(read)
     assert len(of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")) == 0
     (role,) = of_type(result, "aws:iam/role:Role")

@@ -126,8 +126,11 @@ def test_plan_is_identical_run_to_run(stack):
     assert [(r["name"], r["type"]) for r in resources] == sorted((r["name"], r["type"]) for r in resources)
 
 
-def test_plan_table_prints_structured_outputs_as_json():
-    text = run("plan", "--stack", "prod", "--format", "table")
+def test_plan_table_prints_structured_outputs_as_json(tmp_path):
+    """prod with a domain of the user's own (the shipped file has none): the outputs with structure are JSON."""
+    with_domain = tmp_path / "Pulumi.prod.yaml"
+    with_domain.write_text((ROOT / "stacks" / "Pulumi.prod.yaml").read_text() + "  llm-deploy:domain: llm.acme-inference.io\n")
+    text = run("plan", "--config", str(with_domain), "--format", "table")
     outputs = dict(line.split(": ", 1) for line in text.splitlines() if line.startswith(("instance_types: ", "dns_record: ",
                                                                                           "certificate_validation_records: ")))
     assert json.loads(outputs["instance_types"]) == {"llm-embedding-rerank": "p5.4xlarge"}

@@ -55,9 +55,19 @@ BAD_INPUTS = {
         "services[0].model", "example/giant-3t needs ", None,
     ),
     "domain on a cloud without managed TLS": (
-        {"cloud": "alicloud", "domain": "llm.example.com", "services": [LLM]},
-        "domain", "TLS for llm.example.com needs a certificate that alicloud cannot issue by itself",
+        {"cloud": "alicloud", "domain": "llm.acme-inference.io", "services": [LLM]},
+        "domain", "TLS for llm.acme-inference.io needs a certificate that alicloud cannot issue by itself",
         "remove domain (plain HTTP endpoint) or deploy on aws or digitalocean",
+    ),
+    "domain reserved for examples": (
+        {"cloud": "aws", "domain": "llm.example.com", "services": [LLM]},
+        "domain", "llm.example.com is under example.com, a name reserved by RFC 2606/6761: no certificate can be issued for it",
+        "set a domain you control, or remove domain to serve plain HTTP on the load balancer's address",
+    ),
+    "domain under a reserved top-level name": (
+        {"cloud": "digitalocean", "domain": "api.staging.test", "services": [LLM]},
+        "domain", "api.staging.test is under .test, a name reserved by RFC 2606/6761: no certificate can be issued for it",
+        "set a domain you control, or remove domain to serve plain HTTP on the load balancer's address",
     ),
     "ssh open without a key": ({"sshCidrs": ["203.0.113.0/24"]}, "sshCidrs", "opens SSH, but nodes take keys only: set sshPublicKeys too",
                                None),

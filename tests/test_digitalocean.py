@@ -95,7 +95,7 @@ def split():
 @pytest.fixture(scope="module")
 def tls():
     return run_offline(
-        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], sshPublicKeys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"], allowedCidrs=["198.51.100.0/24"])
+        do_config("do-tls", domain="llm.acme-inference.io", sshCidrs=["203.0.113.0/24"], sshPublicKeys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"], allowedCidrs=["198.51.100.0/24"])
     )
 
 
@@ -165,14 +165,14 @@ def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_t
 
 def test_domain_adds_lets_encrypt_https_and_redirect(tls):
     certificate = matching(tls, CERTIFICATE)["inputs"]
-    assert certificate == {"type": "lets_encrypt", "domains": ["llm.example.com"]}
+    assert certificate == {"type": "lets_encrypt", "domains": ["llm.acme-inference.io"]}
     lb = public_lb(tls)["inputs"]
     https = [r for r in lb["forwardingRules"] if r["entryPort"] == 443]
     assert len(https) == 1
     assert https[0]["entryProtocol"] == "https" and https[0]["targetPort"] == 80 and https[0]["targetProtocol"] == "http"
     assert https[0]["certificateName"]
     assert lb["redirectHttpToHttps"] is True
-    assert tls.outputs["endpoint"] == "https://llm.example.com"
+    assert tls.outputs["endpoint"] == "https://llm.acme-inference.io"
 
 
 def test_allowed_cidrs_become_the_load_balancer_firewall(tls):

@@ -258,10 +258,19 @@ def test_preview_runs_preview_with_the_policy_pack_and_reports_changes(cli, fake
 
 
 def test_failed_up_is_one_line_exit_1(cli, fake_pulumi, project, monkeypatch):
+    """After the preflight's report (here: nothing checked, no AWS credentials), one line for the failed update."""
     monkeypatch.setenv("FAKE_PULUMI_FAIL", "up")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(project / "no-such-file"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     result = cli("env", "up", "--stack", "dev", "--project-dir", str(project))
     assert result.code == 1
-    assert result.stderr.strip().splitlines() == ["error: pulumi up failed: error: the fake provider refused: quota exceeded"]
+    *preflight, last = result.stderr.strip().splitlines()
+    assert last == "error: pulumi up failed: error: the fake provider refused: quota exceeded"
+    assert preflight[0].startswith("preflight account: credentials: not checked: aws: no AWS credentials")
+    assert preflight[1:] == ["preflight dev (aws us-east-1): ok (1 not checked)"]
     assert "Updating (fake)" in result.stdout
 
 

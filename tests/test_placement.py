@@ -233,6 +233,6 @@ def test_auto_never_picks_a_cloud_that_cannot_serve_the_domain(stack_file):
     services = [{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}]
     cheap_ali = {"priceOverrides": {"alicloud/ecs.gn7i-c8g1.2xlarge": 0.01}, "services": services}
     assert place(_config(stack_file, cheap_ali)).cloud == "alicloud"
-    result = evaluate(_config(stack_file, {**cheap_ali, "domain": "llm.example.com"}))
+    result = evaluate(_config(stack_file, {**cheap_ali, "domain": "llm.acme-inference.io"}))
     assert result.plan.cloud != "alicloud"
     assert result.by_cloud["alicloud"].plan is None

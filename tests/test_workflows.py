@@ -7,6 +7,7 @@ where CI=true a missing linter fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -172,16 +173,112 @@ def test_the_cost_comment_is_posted_by_a_workflow_run_job_that_trusts_only_text(
     assert "pull.head.sha !== context.payload.workflow_run.head_sha" in script
 
 
-def test_push_to_main_tests_then_updates_every_stack_with_the_policy_pack():
+def test_push_to_main_tests_then_updates_only_the_listed_stacks_with_preflight_and_the_policy_pack():
     workflow = load("deploy.yml")
     assert workflow["on"]["push"] == {"branches": ["main"]}
+    assert workflow["on"]["workflow_dispatch"]["inputs"]["stacks"] == {
+        "description": "Stacks to deploy, space- or comma-separated (default: the LLM_DEPLOY_STACKS variable)", "type": "string",
+        "default": ""}
+    matrix = step(workflow, "stacks", id="matrix")
+    assert matrix["env"]["STACKS"] == "${{ inputs.stacks || vars.LLM_DEPLOY_STACKS }}"
+    assert workflow["jobs"]["stacks"]["permissions"] == {"contents": "read", "actions": "read"}
     up_job = workflow["jobs"]["up"]
     assert set(up_job["needs"]) == {"test", "stacks"}
+    assert up_job["if"] == "needs.stacks.outputs.any == 'true'"  # an empty matrix is not a job
+    assert up_job["environment"] == "${{ matrix.stack }}"  # prod runs in the environment prod, behind its reviewers
     assert up_job["strategy"]["matrix"] == "${{ fromJSON(needs.stacks.outputs.matrix) }}"
     assert up_job["concurrency"]["cancel-in-progress"] is False
+    names = [s.get("name", "") for s in steps(workflow, "up")]
+    assert names.index("llm-deploy preflight (quotas and offerings; exit 2 stops the deploy)") < names.index(
+        "pulumi up --policy-pack policy")
+    preflight = step(workflow, "up", run="llm-deploy preflight")
+    assert preflight["run"] == 'llm-deploy preflight --stack "$STACK"' and preflight["if"] == "steps.credentials.outputs.ready == 'true'"
+    assert ".[refresh]" in step(workflow, "up", run="pip install")["run"]  # boto3 for the AWS checks
     up = step(workflow, "up", uses="pulumi/actions@")
     assert up["with"] == {"command": "up", "stack-name": "${{ matrix.stack }}", "work-dir": ".", "policyPacks": "policy",
                           "upsert": True}
+
+
+def run_matrix_step(tmp_path: Path, stacks: str, environment: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """deploy.yml's matrix step, run with bash as the runner does: the real CLI, `gh` answering the environment
+    API from `environment` (the GitHub REST response of GET /repos/{repo}/environments/prod; None: 404)."""
+    script = step(load("deploy.yml"), "stacks", id="matrix")["run"]
+    work = tmp_path / "checkout"
+    shutil.copytree(ROOT / "stacks", work / "stacks")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "llm-deploy"
+    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
+    shim.chmod(0o755)
+    answer = tmp_path / "environment.json"
+    answer.write_text(json.dumps(environment) if environment is not None else "")
+    gh = bin_dir / "gh"  # the real CLI's contract: `gh api PATH --jq EXPR` prints EXPR applied to the response
+    gh.write_text(f"""#!/usr/bin/env bash
+[ "$GH_TOKEN" = "ghs_token" ] || {{ echo "gh: no token" >&2; exit 4; }}
+[ "$1 $2 $3" = "api repos/acme/llm/environments/prod --jq" ] || {{ echo "gh: unexpected $*" >&2; exit 2; }}
+if ! [ -s {answer} ]; then  # gh prints the error's body (through --jq too) and exits 1
+  echo '{{"message": "Not Found", "status": "404"}}' | {tool("jq")} -r "$4"
+  echo "gh: Not Found (HTTP 404)" >&2
+  exit 1
+fi
+exec {tool("jq")} -r "$4" {answer}
+""")
+    gh.chmod(0o755)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STACKS": stacks, "GH_TOKEN": "ghs_token",
+           "GITHUB_REPOSITORY": "acme/llm", "GITHUB_OUTPUT": str(output)}
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return result, outputs
+
+
+def environment_with(*rules: str) -> dict:
+    protection = {"wait_timer": {"id": 1, "node_id": "GA_1", "type": "wait_timer", "wait_timer": 5},
+                  "required_reviewers": {"id": 2, "node_id": "GA_2", "type": "required_reviewers", "prevent_self_review": True,
+                                         "reviewers": [{"type": "Team", "reviewer": {"id": 7, "slug": "platform"}}]},
+                  "branch_policy": {"id": 3, "node_id": "GA_3", "type": "branch_policy"}}
+    return {"id": 161088068, "name": "prod", "protection_rules": [protection[r] for r in rules],
+            "deployment_branch_policy": None}
+
+
+def test_deploy_matrix_is_empty_when_no_stack_is_listed(tmp_path):
+    result, outputs = run_matrix_step(tmp_path, "")
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"matrix": '{"include":[]}', "any": "false"}
+    assert "::notice title=deploy::no stack listed, nothing deployed" in result.stdout
+
+
+def test_deploy_matrix_holds_exactly_the_listed_stacks(tmp_path):
+    result, outputs = run_matrix_step(tmp_path, "dev, staging")
+    assert result.returncode == 0, result.stderr
+    assert outputs["any"] == "true"
+    assert json.loads(outputs["matrix"]) == {"include": [
+        {"stack": "dev", "cloud": "aws", "credentials": "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"},
+        {"stack": "staging", "cloud": "digitalocean", "credentials": "DIGITALOCEAN_TOKEN"}]}
+
+
+def test_deploy_refuses_a_listed_stack_without_a_stack_file(tmp_path):
+    result, outputs = run_matrix_step(tmp_path, "dev stagign")
+    assert result.returncode == 2 and outputs == {}
+    assert "::error title=deploy::stagign: listed to deploy, but stacks/Pulumi.stagign.yaml does not exist" in result.stdout
+
+
+@pytest.mark.parametrize("environment", [None, environment_with(), environment_with("wait_timer", "branch_policy")],
+                         ids=["no environment", "no rules", "other rules only"])
+def test_deploy_refuses_prod_unless_its_environment_has_required_reviewers(tmp_path, environment):
+    result, outputs = run_matrix_step(tmp_path, "staging prod", environment)
+    assert result.returncode == 1 and outputs == {}
+    assert ("::error title=deploy::prod: the GitHub environment prod has no required reviewers, so prod is not deployed"
+            in result.stdout)
+
+
+def test_deploy_takes_prod_behind_required_reviewers(tmp_path):
+    result, outputs = run_matrix_step(tmp_path, "prod", environment_with("wait_timer", "required_reviewers"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(outputs["matrix"]) == {"include": [
+        {"stack": "prod", "cloud": "aws", "credentials": "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"}]}
 
 
 def test_ephemeral_environment_is_created_from_dev_and_destroyed_with_remove():
@@ -191,6 +288,7 @@ def test_ephemeral_environment_is_created_from_dev_and_destroyed_with_remove():
     assert "'ephemeral-env'" in workflow["jobs"]["up"]["if"]
     assert step(workflow, "up", run="llm-deploy env up")["run"] == (
         'llm-deploy env up --stack "$STACK" --config stacks/Pulumi.dev.yaml --policy-pack policy')
+    assert ".[refresh]" in step(workflow, "up", run="pip install")["run"]  # boto3 for env up's preflight on AWS
     assert "ENDPOINT" in step(workflow, "up", uses="actions/github-script@")["env"]
     destroy = [s for s in steps(workflow, "destroy") if s.get("with", {}).get("command") == "destroy"]
     assert len(destroy) == 1 and destroy[0]["with"]["remove"] is True and destroy[0]["with"]["stack-name"] == "${{ env.STACK }}"

@@ -27,6 +27,11 @@ ALB_EDITION = "Basic"
 # (or a long wait before its first streamed token) needs more than 60 s; take the maximum.
 LISTENER_TIMEOUT_S = 600
 OPEN_TO_ALL = {"0.0.0.0/0", "::/0"}
+# Each service's forwarding rule priority (ALB allows 1..10000), keyed by the service's kind: a stack has at
+# most one service of each kind (infra/config.py), so no two rules share one, and adding, removing or moving a
+# service leaves every other rule's priority as it is. Above the 1..3 that rules once took from their list
+# position, so no rule updated in place lands on a priority another rule still holds.
+RULE_PRIORITY = {"llm": 10, "embedding": 20, "rerank": 30}
 
 
 def health_check(service: str) -> dict:
@@ -98,14 +103,12 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        priority = 0
         for group in plan.node_groups:
             for service in group.services:
-                priority += 1
                 alicloud.alb.Rule(
                     f"{name}-{service.name}",
                     listener_id=self.listener.id,
-                    priority=priority,
+                    priority=RULE_PRIORITY[service.kind],
                     rule_name=cloud_name("llm-deploy", plan.stack, service.name),
                     rule_conditions=[{"type": "Path", "path_config": {"values": list(service.paths)}}],
                     rule_actions=[

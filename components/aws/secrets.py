@@ -39,7 +39,7 @@ def read_secrets_policy(parameter_arns: Sequence[str], region: str) -> str:
 
     SecureStrings use the AWS managed key aws/ssm, whose key policy already lets account principals
     decrypt through SSM; the kms:Decrypt statement makes that explicit and narrows it to calls made
-    by SSM for these parameters (SSM puts the parameter ARN in the encryption context as PS_ARN).
+    by SSM for these parameters (Parameter Store's encryption context is `PARAMETER_ARN`: the parameter's ARN).
     """
     arns = sorted(parameter_arns)
     return json.dumps(
@@ -58,7 +58,7 @@ def read_secrets_policy(parameter_arns: Sequence[str], region: str) -> str:
                     "Action": "kms:Decrypt",
                     "Resource": "*",
                     "Condition": {
-                        "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com", "kms:EncryptionContext:PS_ARN": arns}
+                        "StringEquals": {"kms:ViaService": f"ssm.{region}.amazonaws.com", "kms:EncryptionContext:PARAMETER_ARN": arns}
                     },
                 },
             ],

@@ -182,20 +182,34 @@ def open_stack(target: Target, project_dir: Path, secrets: Mapping[str, str], cr
     return stack
 
 
-def prepare(stack: str, config_file: str | None, project_dir: Path, environ: Mapping[str, str], err: Output) -> tuple[Target, dict]:
+def prepare(stack: str, config_file: str | None, project_dir: Path, environ: Mapping[str, str], err: Output
+            ) -> tuple[Target, dict, DeploymentPlan]:
     """Resolve and validate (bad input exits 2 here, before the CLI is even looked for)."""
     target = resolve(stack, config_file, stacks_dir(project_dir))
     secrets = secret_values(target, environ)
-    validate(effective_raw(target, secrets))
+    plan = validate(effective_raw(target, secrets))
     for key in dropped_secrets(target, secrets):
         err(f"warning: {CONFIG_NAMESPACE}:{key} is encrypted for another stack and not copied; set {SECRET_ENV.get(key, key)}")
-    return target, secrets
+    return target, secrets, plan
+
+
+def preflight(plan: DeploymentPlan, err: Output) -> None:
+    """`llm-deploy preflight` before the stack is touched: a failed check exits 2 with nothing created."""
+    from infra.cli import preflight as checks
+
+    result = checks.run(plan)
+    for line in checks.lines(result):
+        err(line)
+    if result.failed:
+        raise checks.PreflightFailed(result)
 
 
 def _update(operation: str, stack: str, config_file: str | None, project_dir: Path, policy_packs: Sequence[str],
             environ: Mapping[str, str], out: Output, err: Output) -> Any:
-    """Validate, open the stack with its config, run `pulumi up` or `pulumi preview` with the policy packs."""
-    target, secrets = prepare(stack, config_file, project_dir, environ, err)
+    """Validate, preflight, open the stack with its config, run `pulumi up` or `pulumi preview` with the policy packs."""
+    target, secrets, plan = prepare(stack, config_file, project_dir, environ, err)
+    require_pulumi()  # a missing CLI is said before the cloud is asked anything
+    preflight(plan, err)
     from pulumi import automation as auto
 
     handle = open_stack(target, project_dir, secrets)
@@ -209,7 +223,7 @@ def up(stack: str, config_file: str | None = None, project_dir: Path = Path(".")
        environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, Any]:
     """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint.
 
-    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    Raises ConfigError or PreflightFailed before anything is touched, EnvCommandError when the Pulumi CLI fails.
     """
     result = _update("up", stack, config_file, project_dir, policy_packs, environ, out, err)
     outputs = {k: "[secret]" if v.secret else v.value for k, v in result.outputs.items()}
@@ -222,7 +236,7 @@ def preview(stack: str, config_file: str | None = None, project_dir: Path = Path
             environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, int]:
     """`pulumi preview` (with the policy packs); returns the change summary (operation → count).
 
-    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    Raises ConfigError or PreflightFailed before anything is touched, EnvCommandError when the Pulumi CLI fails.
     """
     result = _update("preview", stack, config_file, project_dir, policy_packs, environ, out, err)
     summary = dict(result.change_summary)

@@ -1,4 +1,4 @@
-"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, env.
+"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, env.
 
 Exit status: 0 ok, 2 bad input (config, budget, usage), 1 anything else; each is one line on
 stderr, never a traceback unless `--debug`. `cost` stops after placement and never imports a
@@ -311,6 +311,30 @@ def plan(
         tables.print_blocks(out, plan_report(result.summary))
     for path in written:
         err.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+def preflight(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Ask the stack's cloud whether this account can build it: per node group the zones offering its type and
+    the quota needed against the quota left. Without credentials: what could not be checked (exit 0)."""
+    from infra.cli import preflight as checks
+
+    evaluation = _evaluation(stack, config, stacks_dir)
+    if evaluation.problems or evaluation.plan is None:
+        fail(list(evaluation.problems))
+    result = checks.run(evaluation.plan)
+    if format is Format.json:
+        emit_json(result.as_json())
+    else:
+        out.print(checks.table(result))
+        out.print(checks.lines(result)[-1], markup=False, highlight=False)
+    if result.failed:
+        fail(result.problems(), code=result.exit_code)
 
 
 # --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------

@@ -41,16 +41,34 @@ class Client:
             raise RefreshError(f"alicloud: {action}: {error}") from None
 
 
+def available_in_zones(answer: dict) -> dict[str, set[str]]:
+    """Instance type → the zones where DescribeAvailableResource reports it available (with stock)."""
+    zones: dict[str, set[str]] = {}
+    for zone in answer.get("AvailableZones", {}).get("AvailableZone", []):
+        for group in zone.get("AvailableResources", {}).get("AvailableResource", []):
+            if group.get("Type") != "InstanceType":
+                continue
+            for resource in group.get("SupportedResources", {}).get("SupportedResource", []):
+                if resource.get("Status") == "Available" and resource.get("StatusCategory", "WithStock") == "WithStock":
+                    zones.setdefault(resource["Value"], set()).add(zone.get("ZoneId", ""))
+    return zones
+
+
 def available_types(answer: dict) -> set[str]:
     """Instance types DescribeAvailableResource reports available (with stock) in at least one zone."""
-    return {
-        resource["Value"]
-        for zone in answer.get("AvailableZones", {}).get("AvailableZone", [])
-        for group in zone.get("AvailableResources", {}).get("AvailableResource", [])
-        if group.get("Type") == "InstanceType"
-        for resource in group.get("SupportedResources", {}).get("SupportedResource", [])
-        if resource.get("Status") == "Available" and resource.get("StatusCategory", "WithStock") == "WithStock"
-    }
+    return set(available_in_zones(answer))
+
+
+def region_endpoint(region: str) -> str:
+    return f"ecs.{region}.aliyuncs.com"
+
+
+def client() -> Client:
+    """A client with the environment's credentials, or MissingCredentials."""
+    key, secret = os.environ.get("ALICLOUD_ACCESS_KEY"), os.environ.get("ALICLOUD_SECRET_KEY")
+    if not key or not secret:
+        raise MissingCredentials("no Alibaba Cloud credentials (set ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY)")
+    return Client(key, secret, os.environ.get("ALICLOUD_SECURITY_TOKEN"))
 
 
 def instance_price(answer: dict) -> tuple[float, str]:
@@ -65,18 +83,15 @@ def instance_price(answer: dict) -> tuple[float, str]:
 
 def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
     specs = types_of(current)
-    key, secret = os.environ.get("ALICLOUD_ACCESS_KEY"), os.environ.get("ALICLOUD_SECRET_KEY")
-    if not key or not secret:
-        raise MissingCredentials("no Alibaba Cloud credentials (set ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY)")
-    client = Client(key, secret, os.environ.get("ALICLOUD_SECURITY_TOKEN"))
-    regions = client.call("DescribeRegions", "ecs.aliyuncs.com", AcceptLanguage="en-US")["Regions"]["Region"]
+    ecs = client()
+    regions = ecs.call("DescribeRegions", "ecs.aliyuncs.com", AcceptLanguage="en-US")["Regions"]["Region"]
     rows = []
     for region in sorted(regions, key=lambda r: r["RegionId"]):
-        region_id, endpoint = region["RegionId"], region.get("RegionEndpoint") or f"ecs.{region['RegionId']}.aliyuncs.com"
-        offered = sorted(available_types(client.call("DescribeAvailableResource", endpoint, RegionId=region_id,
+        region_id, endpoint = region["RegionId"], region.get("RegionEndpoint") or region_endpoint(region["RegionId"])
+        offered = sorted(available_types(ecs.call("DescribeAvailableResource", endpoint, RegionId=region_id,
                                                      DestinationResource="InstanceType", InstanceChargeType="PostPaid")) & set(specs))
         for instance_type in offered:
-            hourly, currency = instance_price(client.call("DescribePrice", endpoint, RegionId=region_id, ResourceType="instance",
+            hourly, currency = instance_price(ecs.call("DescribePrice", endpoint, RegionId=region_id, ResourceType="instance",
                                                           InstanceType=instance_type, PriceUnit="Hour"))
             if currency != "USD":
                 raise RefreshError(f"alicloud: DescribePrice {region_id}: prices in {currency}, not USD (an account of the China site?)")

@@ -40,44 +40,52 @@ def on_demand_price(price_list: Iterable[str]) -> float | None:
     return min(priced) if priced else None
 
 
-def _pages(client, operation: str, key: str, **kwargs) -> list:
+def pages(client, operation: str, key: str, **kwargs) -> list:
+    """Every item under `key` of every page of a paginated call."""
     return [item for page in client.get_paginator(operation).paginate(**kwargs) for item in page[key]]
 
 
 def _region(session, pricing, region: str, specs: dict[str, Offer], progress: Progress) -> list[dict[str, str]]:
     ec2 = session.client("ec2", region_name=region)
-    offered = sorted({o["InstanceType"] for o in _pages(
+    offered = sorted({o["InstanceType"] for o in pages(
         ec2, "describe_instance_type_offerings", "InstanceTypeOfferings", LocationType="region",
         Filters=[{"Name": "instance-type", "Values": sorted(specs)}])} & set(specs))
     spot: dict[str, float] = {}
     if offered:
         standard_zone = re.compile(rf"{re.escape(region)}[a-z]$")
-        for price in _pages(ec2, "describe_spot_price_history", "SpotPriceHistory", InstanceTypes=offered,
-                            ProductDescriptions=["Linux/UNIX"], StartTime=datetime.datetime.now(datetime.UTC)):
+        for price in pages(ec2, "describe_spot_price_history", "SpotPriceHistory", InstanceTypes=offered,
+                           ProductDescriptions=["Linux/UNIX"], StartTime=datetime.datetime.now(datetime.UTC)):
             if standard_zone.match(price["AvailabilityZone"]):
                 value = float(price["SpotPrice"])
                 spot[price["InstanceType"]] = min(value, spot.get(price["InstanceType"], value))
     rows = []
     for instance_type in offered:
-        hourly = on_demand_price(_pages(pricing, "get_products", "PriceList", ServiceCode="AmazonEC2",
-                                        Filters=_filters(instance_type, region)))
+        hourly = on_demand_price(pages(pricing, "get_products", "PriceList", ServiceCode="AmazonEC2",
+                                       Filters=_filters(instance_type, region)))
         if hourly is not None:
             rows.append(fresh_row(specs[instance_type], region, hourly, SOURCE, spot.get(instance_type)))
     progress(f"aws {region}: {len(offered)} of {len(specs)} types offered, {len(rows)} priced")
     return rows
 
 
-def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
-    """Rows for every (type, region) AWS offers and prices, for the current catalog's AWS types."""
-    specs = types_of(current)
+def credentialed_session():
+    """boto3's session, or MissingCredentials saying what to install or set."""
     try:
         import boto3
-        import botocore.exceptions
     except ImportError:
         raise MissingCredentials("boto3 is not installed: pip install 'llm-deploy[refresh]'") from None
     session = boto3.Session()
     if session.get_credentials() is None:
         raise MissingCredentials("no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
+    return session
+
+
+def fetch(current: Sequence[Offer], progress: Progress) -> list[dict[str, str]]:
+    """Rows for every (type, region) AWS offers and prices, for the current catalog's AWS types."""
+    specs = types_of(current)
+    session = credentialed_session()
+    import botocore.exceptions
+
     try:
         regions = sorted(r["RegionName"] for r in session.client("ec2", region_name=PRICING_REGION).describe_regions()["Regions"])
         pricing = session.client("pricing", region_name=PRICING_REGION)

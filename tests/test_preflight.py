@@ -1,0 +1,383 @@
+"""`llm-deploy preflight` (and `env up`/`env preview`, which run it before anything is created) against the
+clouds' APIs as they answer: AWS EC2 through moto (instance type offerings per zone from its recorded EC2 data,
+running instances and their types), Service Quotas through botocore's Stubber (moto serves no EC2 quota:
+GetServiceQuota answers NoSuchResource for every code and GetAWSDefaultServiceQuota is not implemented), and a
+stub of DigitalOcean's API and Alibaba Cloud's signed ECS RPC on 127.0.0.1, as strict as the real ones (the bearer
+token; the exact signature). Without credentials: what could not be checked, exit 0."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from bootstrap.files.alicloud_oos import sign
+from infra.cli import environments, preflight
+from infra.config import load_raw, parse_config
+from infra.placement import evaluate
+from tests.conftest import ROOT
+
+boto3 = pytest.importorskip("boto3", reason="boto3 is the `refresh` extra; scripts/test.sh installs it")
+moto = pytest.importorskip("moto", reason="moto is a dev dependency; scripts/test.sh installs it")
+from botocore.stub import Stubber
+
+DO_TOKEN = "dop_v1_" + "b" * 64  # a DigitalOcean personal access token's shape
+ALI_KEY, ALI_SECRET = "LTAI5tQ2example7key8X", "s3cr3tExampleKeyOfThirtyChars0"
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DIGITALOCEAN_TOKEN",
+                        "DIGITALOCEAN_ACCESS_TOKEN", "ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY")
+P_QUOTA, G_QUOTA = "L-417A185B", "L-DB2E81BA"
+
+
+def plan_of(stack: str, **changes):
+    """The shipped stack's plan, with these keys changed."""
+    raw = load_raw(stack, None, ROOT / "stacks")
+    raw.values.update(changes)
+    evaluation = evaluate(parse_config(raw))
+    assert evaluation.plan is not None, evaluation.problems
+    return evaluation.plan
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# --- AWS -----------------------------------------------------------------------------------------
+
+
+class Aws:
+    """moto's EC2 and a Stubber'd Service Quotas client behind the session preflight asks for."""
+
+    def __init__(self, region: str) -> None:
+        self.session = boto3.Session(region_name=region)
+        self.quotas = self.session.client("service-quotas", region_name=region)
+        self.stubber = Stubber(self.quotas)
+        self.ec2 = self.session.client("ec2", region_name=region)
+
+    def client(self, service: str, region_name: str | None = None, **kwargs):
+        if service == "service-quotas":
+            assert region_name == self.quotas.meta.region_name  # quotas are per region: the stack's
+            return self.quotas
+        return self.session.client(service, region_name=region_name, **kwargs)
+
+    def quota(self, code: str, value: float, changed: bool = True) -> None:
+        """The account's quota: applied (GetServiceQuota), or never changed (NoSuchResource, then the default)."""
+        answer = {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "QuotaName": code, "Value": value, "Unit": "None"}}
+        expected = {"ServiceCode": "ec2", "QuotaCode": code}
+        if changed:
+            self.stubber.add_response("get_service_quota", answer, expected)
+        else:
+            self.stubber.add_client_error("get_service_quota", "NoSuchResourceException", "The request failed because "
+                                          "the specified service does not exist.", expected_params=expected)
+            self.stubber.add_response("get_aws_default_service_quota", answer, expected)
+
+    def run(self, instance_type: str, count: int = 1, stack: str | None = None) -> None:
+        image = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "llm-deploy:stack", "Value": stack}]}] if stack else []
+        self.ec2.run_instances(ImageId=image, InstanceType=instance_type, MinCount=count, MaxCount=count, TagSpecifications=tags)
+
+
+@pytest.fixture
+def aws(monkeypatch, no_credentials):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    with moto.mock_aws():
+        fake = Aws("us-east-1")
+        monkeypatch.setattr("infra.cli.refresh.aws.credentialed_session", lambda: fake)
+        with fake.stubber:
+            yield fake
+            fake.stubber.assert_no_pending_responses()  # every stubbed quota was asked for
+
+
+def by(result: preflight.Preflight) -> dict[tuple[str, str], preflight.Check]:
+    return {(c.subject, c.check): c for c in result.checks}
+
+
+def test_aws_reports_the_zones_offering_each_type_and_the_p_quota_against_what_is_free(aws):
+    aws.quota(P_QUOTA, 64)
+    aws.run("p5.4xlarge", stack="prod")  # prod's own node: an update keeps or replaces it, so it is not counted
+    aws.run("p4d.24xlarge")  # someone else's, on the same quota: its 96 vCPUs leave nothing of 64
+    result = preflight.run(plan_of("prod"))
+    checks = by(result)
+    offering = checks[("llm-embedding-rerank", "offering")]
+    assert offering.status == preflight.OK
+    assert offering.zones == tuple(f"us-east-1{z}" for z in "abcdef")  # moto's EC2 data for p5.4xlarge
+    quota = checks[("llm-embedding-rerank", f"vCPU quota {P_QUOTA}")]
+    assert (quota.status, quota.needed, quota.available) == (preflight.FAILED, 32, 64 - 96)
+    assert "2 x p5.4xlarge need 32 vCPUs; Running On-Demand P instances: 64, 96 held by other running instances" in quota.detail
+    assert result.exit_code == 2
+
+
+def test_aws_quota_with_room_passes_and_a_never_changed_quota_is_read_from_the_default(aws):
+    aws.quota(P_QUOTA, 48, changed=False)
+    aws.run("g5.xlarge")  # another family, another quota: not counted against P
+    aws.run("p5.4xlarge", stack="staging")  # another llm-deploy stack's node is someone else's
+    result = preflight.run(plan_of("prod"))
+    quota = by(result)[("llm-embedding-rerank", f"vCPU quota {P_QUOTA}")]
+    assert (quota.status, quota.needed, quota.available) == (preflight.OK, 32, 48 - 16)
+    assert result.exit_code == 0 and not result.failed
+
+
+def test_aws_groups_on_one_quota_are_counted_together(aws):
+    """dev: g6.xlarge (llm, embedding) and g4dn.xlarge (rerank) both draw on the G and VT quota: 4 + 4 vCPUs."""
+    aws.quota(G_QUOTA, 8)
+    aws.run("g5.xlarge")  # 4 vCPUs held by another instance: 4 left, 8 needed
+    result = preflight.run(plan_of("dev"))
+    checks = by(result)
+    groups = sorted(g for g, c in checks if c == f"vCPU quota {G_QUOTA}")
+    assert groups == ["llm-embedding", "rerank"]
+    for group, other in zip(groups, reversed(groups)):
+        check = checks[(group, f"vCPU quota {G_QUOTA}")]
+        assert (check.status, check.needed, check.available) == (preflight.FAILED, 8, 4)
+        assert f"need 4 vCPUs; 8 with {other}" in check.detail
+    assert len(result.problems()) == 2 and all(f"vCPU quota {G_QUOTA}" in line for line in result.problems())
+
+
+def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
+    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there."""
+    aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
+    aws.stubber = Stubber(aws.quotas)
+    aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
+    plan = plan_of("dev", region="eu-west-1")
+    llm = plan.group_serving("llm")
+    moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
+    plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
+    aws.quota(G_QUOTA, 64)
+    with aws.stubber:
+        result = preflight.run(plan)
+    offering = by(result)[(llm.name, "offering")]
+    assert offering.status == preflight.FAILED and offering.zones == ()
+    assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1")
+    assert by(result)[("rerank", "offering")].status == preflight.OK
+    assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
+
+
+def test_aws_a_refused_quota_call_is_not_checked_and_does_not_fail(aws):
+    aws.stubber.add_client_error("get_service_quota", "AccessDeniedException", "User is not authorized to perform "
+                                 "servicequotas:GetServiceQuota", expected_params={"ServiceCode": "ec2", "QuotaCode": P_QUOTA})
+    result = preflight.run(plan_of("prod"))
+    quota = by(result)[("llm-embedding-rerank", f"vCPU quota {P_QUOTA}")]
+    assert quota.status == preflight.NOT_CHECKED and "AccessDeniedException" in quota.detail
+    assert result.exit_code == 0
+
+
+def test_cli_exit_2_names_the_node_group_and_json_has_every_check(cli, aws):
+    aws.quota(P_QUOTA, 16)
+    result = cli("preflight", "--stack", "prod", "--format", "json")
+    assert result.code == 2
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and (document["stack"], document["cloud"], document["region"]) == ("prod", "aws", "us-east-1")
+    assert [(c["subject"], c["check"], c["status"]) for c in document["checks"]] == [
+        ("llm-embedding-rerank", "offering", "ok"), ("llm-embedding-rerank", f"vCPU quota {P_QUOTA}", "failed")]
+    assert result.stderr.splitlines() == [
+        (f"preflight: prod: llm-embedding-rerank: vCPU quota {P_QUOTA}: 2 x p5.4xlarge need 32 vCPUs; Running On-Demand "
+        f"P instances: 16, 0 held by other running instances, 16 available: request an increase of {P_QUOTA} in Service Quotas")]
+
+
+# --- without credentials -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stack", "cloud", "unchecked"), [
+    ("prod", "aws", "Service Quotas"), ("staging", "digitalocean", "/v2/account"), ("alicloud-dev", "alicloud", "DescribeAvailableResource")])
+def test_without_credentials_it_says_what_it_could_not_check_and_exits_0(cli, no_credentials, stack, cloud, unchecked):
+    result = cli("preflight", "--stack", stack, "--format", "json")
+    assert result.code == 0, result.stderr
+    (check,) = json.loads(result.stdout)["checks"]
+    assert (check["subject"], check["check"], check["status"]) == ("account", "credentials", "not checked")
+    assert check["detail"].startswith(f"{cloud}: no ") and unchecked in check["detail"]
+    table = cli("preflight", "--stack", stack)
+    assert table.code == 0 and table.stdout.rstrip().endswith(": ok (1 not checked)")
+
+
+def test_bad_config_exits_2_before_asking_any_cloud(cli, stack_file):
+    path = stack_file({"cloud": "aws", "domain": "llm.example.com"})
+    result = cli("preflight", "--config", str(path))
+    assert result.code == 2 and f"{path}: domain: llm.example.com is under example.com" in result.stderr
+
+
+# --- DigitalOcean and Alibaba Cloud: a stub of their APIs -----------------------------------------
+
+
+class Api(BaseHTTPRequestHandler):
+    """DigitalOcean's `/v2/...` (bearer token) and Alibaba Cloud's ECS RPC (signed), answering what a test sets."""
+
+    sizes: ClassVar[list[dict]] = []
+    droplet_limit: ClassVar[int] = 25
+    droplets: ClassVar[list[dict]] = []
+    domains: ClassVar[set[str]] = set()
+    stock: ClassVar[dict[str, list[str]]] = {}  # Alibaba instance type -> zones with stock
+    calls: ClassVar[list[str]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def _json(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/v2/"):
+            self.digitalocean(url)
+        else:
+            self.alicloud(url)
+
+    def digitalocean(self, url) -> None:
+        if self.headers.get("Authorization") != f"Bearer {DO_TOKEN}":
+            self._json(401, {"id": "Unauthorized", "message": "Unable to authenticate you"})
+            return
+        self.calls.append(url.path)
+        page = int(dict(urllib.parse.parse_qsl(url.query)).get("page", "1"))
+        if url.path == "/v2/sizes":
+            self._json(200, {"sizes": self.sizes, "links": {}, "meta": {"total": len(self.sizes)}})
+        elif url.path == "/v2/account":
+            self._json(200, {"account": {"droplet_limit": self.droplet_limit, "status": "active", "email_verified": True}})
+        elif url.path == "/v2/droplets":  # two to a page here, so the listing must follow links.pages.next
+            chunk = self.droplets[(page - 1) * 2:page * 2]
+            more = page * 2 < len(self.droplets)
+            links = {"pages": {"next": f"https://api.digitalocean.com/v2/droplets?page={page + 1}&per_page=200"}} if more else {}
+            self._json(200, {"droplets": chunk, "links": links, "meta": {"total": len(self.droplets)}})
+        elif url.path.startswith("/v2/domains/") and url.path.removeprefix("/v2/domains/") in self.domains:
+            name = url.path.removeprefix("/v2/domains/")
+            self._json(200, {"domain": {"name": name, "ttl": 1800, "zone_file": f"$ORIGIN {name}.\n"}})
+        else:
+            self._json(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
+
+    def alicloud(self, url) -> None:
+        params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        signature = params.pop("Signature", "")
+        if params.get("AccessKeyId") != ALI_KEY or signature != sign("GET", params, ALI_SECRET):
+            self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform"})
+            return
+        assert (params["Action"], params["Version"], params["DestinationResource"], params["InstanceChargeType"]) == (
+            "DescribeAvailableResource", "2014-05-26", "InstanceType", "PostPaid")
+        self.calls.append(f"{params['Action']} {params['RegionId']} {params['InstanceType']}")
+        wanted = params["InstanceType"]
+        zones = [{"ZoneId": zone, "RegionId": params["RegionId"], "Status": "Available", "StatusCategory": "WithStock",
+                  "AvailableResources": {"AvailableResource": [{"Type": "InstanceType", "SupportedResources": {"SupportedResource": [
+                      {"Value": wanted, "Status": "Available", "StatusCategory": "WithStock"}]}}]}}
+                 for zone in self.stock.get(wanted, [])]
+        sold_out = {"ZoneId": f"{params['RegionId']}b", "RegionId": params["RegionId"], "Status": "Available",
+                    "StatusCategory": "WithStock", "AvailableResources": {"AvailableResource": [{"Type": "InstanceType",
+                    "SupportedResources": {"SupportedResource": [{"Value": wanted, "Status": "SoldOut", "StatusCategory": "WithoutStock"}]}}]}}
+        self._json(200, {"RequestId": "0041D94C", "AvailableZones": {"AvailableZone": [*zones, sold_out]}})
+
+
+@pytest.fixture
+def api(monkeypatch, no_credentials):
+    Api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["atl1", "nyc2"], "price_hourly": 3.44, "vcpus": 24}]
+    Api.droplet_limit, Api.droplets, Api.domains, Api.stock, Api.calls = 25, [], set(), {}, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    for name, value in {"DIGITALOCEAN_TOKEN": DO_TOKEN, "DIGITALOCEAN_API_URL": endpoint, "ALICLOUD_ACCESS_KEY": ALI_KEY,
+                        "ALICLOUD_SECRET_KEY": ALI_SECRET, "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    yield Api
+    server.shutdown()
+    server.server_close()
+
+
+def droplet(number: int, *tags: str) -> dict:
+    return {"id": 3164444 + number, "name": f"d{number}", "status": "active", "tags": list(tags)}
+
+
+def test_digitalocean_size_droplet_limit_and_domain_pass(api):
+    api.domains = {"acme-inference.io"}  # the zone the domain's certificate and A record go into
+    api.droplet_limit = 3
+    api.droplets = [droplet(1), droplet(2), droplet(3, "staging-nodes-k8f2qz1", "staging-group-llm-x1y2z3a")]
+    result = preflight.run(plan_of("staging", domain="llm.acme-inference.io"))
+    checks = by(result)
+    assert checks[("llm-embedding-rerank", "offering")].status == preflight.OK
+    limit = checks[("account", "droplet limit")]
+    assert (limit.status, limit.needed, limit.available) == (preflight.OK, 1, 1)  # staging's own droplet is not another's
+    assert checks[("domain", "DNS")].detail == "llm.acme-inference.io is in the DigitalOcean DNS zone acme-inference.io"
+    assert result.exit_code == 0
+    assert api.calls.count("/v2/droplets") == 2  # followed the second page
+    assert "/v2/domains/llm.acme-inference.io" in api.calls and "/v2/domains/io" not in api.calls
+
+
+def test_digitalocean_failures_name_the_node_group_the_account_and_the_domain(api):
+    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["nyc2"], "price_hourly": 3.44, "vcpus": 24}]
+    api.droplet_limit = 2
+    api.droplets = [droplet(1), droplet(2)]
+    result = preflight.run(plan_of("staging", domain="llm.acme-inference.io"))
+    assert [(c.subject, c.check) for c in result.failed] == [
+        ("llm-embedding-rerank", "offering"), ("account", "droplet limit"), ("domain", "DNS")]
+    problems = result.problems()
+    assert problems[0] == ("preflight: staging: llm-embedding-rerank: offering: gpu-h200x1-141gb is not available in atl1 "
+                           "for this account (/v2/sizes: nyc2)")
+    assert problems[1].startswith("preflight: staging: account: droplet limit: 1 droplet(s) needed; droplet limit 2, "
+                                  "2 held by other droplets, 0 available")
+    assert problems[2].startswith("preflight: staging: domain: DNS: neither llm.acme-inference.io nor a parent domain is in "
+                                  "DigitalOcean DNS")
+    assert result.exit_code == 2
+
+
+def test_digitalocean_without_a_domain_asks_no_dns(api):
+    result = preflight.run(plan_of("staging"))
+    assert ("domain", "DNS") not in by(result) and not any(c.startswith("/v2/domains") for c in api.calls)
+
+
+def test_digitalocean_a_refused_token_is_not_checked(api, monkeypatch):
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_" + "0" * 64)
+    result = preflight.run(plan_of("staging"))
+    assert {c.status for c in result.checks} == {preflight.NOT_CHECKED} and result.exit_code == 0
+    assert "401 Unable to authenticate you" in by(result)[("account", "droplet limit")].detail
+
+
+def test_alicloud_reports_the_zones_with_stock_and_fails_a_sold_out_type(api):
+    api.stock = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}  # gn6i sold out everywhere
+    result = preflight.run(plan_of("alicloud-dev"))
+    checks = by(result)
+    names = {g.name: g.offer.instance_type for g in plan_of("alicloud-dev").node_groups}
+    llm = next(n for n, t in names.items() if t == "ecs.gn7i-c16g1.4xlarge")
+    embedding = next(n for n, t in names.items() if t == "ecs.gn6i-c4g1.xlarge")
+    assert checks[(llm, "offering")].zones == ("ap-southeast-1a", "ap-southeast-1c")
+    assert checks[(embedding, "offering")].status == preflight.FAILED
+    assert result.problems() == [(f"preflight: alicloud-dev: {embedding}: offering: ecs.gn6i-c4g1.xlarge has no stock in any zone "
+                                 "of ap-southeast-1 (DescribeAvailableResource, pay-as-you-go); choose another region or instance type")]
+    assert sorted(api.calls) == sorted(f"DescribeAvailableResource ap-southeast-1 {t}" for t in names.values())
+
+
+# --- env up / env preview run it before anything is created ---------------------------------------
+
+
+@pytest.mark.parametrize("operation", ["up", "preview"])
+def test_env_stops_before_the_stack_is_touched_when_a_check_fails(api, monkeypatch, tmp_path, operation):
+    opened = []
+    monkeypatch.setattr(environments, "require_pulumi", lambda: None)
+    monkeypatch.setattr(environments, "open_stack", lambda *args, **kwargs: opened.append(args))
+    api.sizes = []  # the size is not available to this account
+    logged: list[str] = []
+    with pytest.raises(preflight.PreflightFailed) as error:
+        getattr(environments, operation)("staging", project_dir=ROOT, environ={}, out=logged.append, err=logged.append)
+    assert error.value.exit_code == 2 and error.value.lines() == [("preflight: staging: llm-embedding-rerank: offering: gpu-h200x1-141gb is not available to "
+                                    "this account (/v2/sizes)")]
+    assert opened == [] and logged[-1] == "preflight staging (digitalocean atl1): failed: 1 check(s)"
+
+
+def test_env_preview_goes_on_to_pulumi_after_a_passing_preflight(api, monkeypatch):
+    class Handle:
+        def preview(self, **kwargs):
+            return type("Result", (), {"change_summary": {"create": 9}})()
+
+    monkeypatch.setattr(environments, "require_pulumi", lambda: None)
+    monkeypatch.setattr(environments, "open_stack", lambda *args, **kwargs: Handle())
+    logged: list[str] = []
+    summary = environments.preview("staging", project_dir=ROOT, environ={}, out=logged.append, err=logged.append)
+    assert summary == {"create": 9}
+    assert "preflight staging (digitalocean atl1): ok" in logged and logged[-1] == "changes: create 9"
