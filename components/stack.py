@@ -108,8 +108,9 @@ def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[str]:
     return []
 
 
-def program(config: StackConfig) -> StackProgram:
-    plan = place(config)
+def program(config: StackConfig, plan: DeploymentPlan | None = None) -> StackProgram:
+    """Deploy the config's placement, or PLAN when given (tests deploy plans placement would not make)."""
+    plan = place(config) if plan is None else plan
     problems = user_data_problems(config, plan)
     if problems:
         raise ConfigError(problems)

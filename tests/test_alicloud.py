@@ -18,7 +18,7 @@ from components.alicloud.secrets import secret_store
 from infra.cli.offline import SECRET_MARK, decode_user_data, run_offline
 from infra.config import ConfigError
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS
-from tests.offline_helpers import WORLD, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import SSH_KEY, WORLD, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-alicloud-test-7e3b9c1d5f2a"
 HF_TOKEN = "hf_alicloudTestToken4d3c2b1a"
@@ -51,7 +51,7 @@ SECRETS_CONFIG = {
     ],
     "allowedCidrs": ["198.51.100.0/24", "192.0.2.0/24"],
     "sshCidrs": ["203.0.113.0/24"],
-    "sshPublicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"],
+    "sshPublicKeys": [SSH_KEY],
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }

@@ -22,7 +22,7 @@ from components.aws.secrets import read_secrets_policy
 from infra.boot_time import constant
 from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
-from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import GUARDED_PORTS, SSH_KEY, WORLD, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
 HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
@@ -45,7 +45,7 @@ SECRETS_CONFIG = {
     ],
     "allowedCidrs": ["198.51.100.0/24", "2001:db8::/32"],
     "sshCidrs": ["203.0.113.0/24"],
-    "sshPublicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"],
+    "sshPublicKeys": [SSH_KEY],
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }

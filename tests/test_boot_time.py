@@ -19,8 +19,7 @@ from infra.cost import cost_preview
 from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import gp3_performance
 from infra.placement import evaluate, place
-from tests.conftest import ROOT, STACKS, STACKS_DIR
-from tests.offline_helpers import planner
+from tests.helpers import ROOT, STACKS, STACKS_DIR, planner
 
 planned = planner({})
 DATA_FILES = ("boot_time.csv", "images.csv", "instance_disks.csv", "node_images.csv")

@@ -15,7 +15,7 @@ from infra.catalog_build import build_rows, catalog_text, specified_prices
 from infra.cli.refresh import alicloud, aws, digitalocean
 from infra.config import ConfigError, load_raw, parse_config
 from infra.placement import place
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 REFRESH_SOURCES = (aws.SOURCE, digitalocean.SOURCE, alicloud.SOURCE)

@@ -11,7 +11,7 @@ import pytest
 from infra.catalog import load_offers
 from infra.models import find_model
 from infra.throughput import estimate
-from tests.conftest import ROOT, STACKS
+from tests.helpers import ROOT, STACKS
 
 OFFER_FIELDS = {"cloud", "instance_type", "region", "gpu", "gpu_count", "gpu_memory_gb", "vcpus", "memory_gb", "hourly_usd", "source"}
 

@@ -14,7 +14,7 @@ import pytest
 
 from infra.cli.tables import _shown_options, usd
 from infra.models import registry
-from tests.conftest import ROOT, STACKS
+from tests.helpers import ROOT, STACKS
 
 ELLIPSIS = "…"
 API_KEY_LENGTH = 40  # components/stack.py's RandomPassword; the mock engine answers "x" * length

@@ -124,7 +124,7 @@ def test_shipped_stacks_are_valid(cli, stack):
 def test_pulumi_yaml_declares_only_keys_with_the_programs_own_defaults():
     """Pulumi requires a declared key that has no default: every declared key must have one, and the same as ours."""
     from infra.config import USER_KEYS, StackConfig
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     defaults = StackConfig.model_validate({"stack": "s", "source": "s"}).model_dump(by_alias=True)

@@ -19,8 +19,7 @@ from infra.cli.offline import SECRET_MARK, RecordingMocks, run_offline
 from infra.config import ConfigError, RawConfig, load_raw, load_stack, parse_config
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
-from tests.conftest import STACKS_DIR
-from tests.offline_helpers import of_type, raw_config, stacks_on
+from tests.helpers import SSH_KEY, STACKS_DIR, of_type, raw_config, stacks_on
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 LB = "digitalocean:index/loadBalancer:LoadBalancer"
@@ -94,7 +93,7 @@ def split():
 @pytest.fixture(scope="module")
 def tls():
     return run_offline(
-        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], sshPublicKeys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"], allowedCidrs=["198.51.100.0/24"])
+        do_config("do-tls", domain="llm.example.com", sshCidrs=["203.0.113.0/24"], sshPublicKeys=[SSH_KEY], allowedCidrs=["198.51.100.0/24"])
     )
 
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR
 from infra.models import registry
+from tests.helpers import SSH_KEY
 
 
 def fuzz(examples: int) -> settings:
@@ -115,7 +116,7 @@ any_value = st.recursive(
     max_leaves=12,
 )
 ssh_keys = st.one_of(
-    st.just("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"),
+    st.just(SSH_KEY),
     st.just("-----BEGIN OPENSSH PRIVATE KEY-----"),
     texts,
 )

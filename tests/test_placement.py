@@ -10,7 +10,7 @@ from infra.catalog import gpu_specs, load_offers
 from infra.config import ConfigError, load_raw, parse_config
 from infra.models import VLLM_GPU_MEMORY_UTILIZATION, find_model, kv_cache_gb, llm_memory_gb, weights_gb
 from infra.placement import ServiceNeed, evaluate, fit, partitions, place, service_need
-from tests.conftest import STACKS, STACKS_DIR
+from tests.helpers import STACKS, STACKS_DIR
 
 
 def _config(stack_file, values):

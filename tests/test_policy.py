@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import pulumi
 import pytest
-from conftest import ROOT, STACKS
 
 from infra.cli.offline import CloudFakes, RecordingMocks, run_offline
 from infra.config import CONFIG_NAMESPACE, load_raw
+from tests.helpers import ROOT, STACKS, missing
 
 POLICY_DIR = ROOT / "policy"
 
@@ -254,10 +254,7 @@ class Pack:
 
     def __init__(self, stack: str, config: dict[str, str]) -> None:
         if importlib.util.find_spec("pulumi_policy") is None:  # scripts/test.sh installs policy/requirements.txt
-            message = "pulumi-policy is not installed: pip install -r policy/requirements.txt"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            missing("pulumi-policy is not installed: pip install -r policy/requirements.txt")
         import grpc
         from pulumi.runtime.proto import analyzer_pb2_grpc
 

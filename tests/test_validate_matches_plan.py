@@ -9,9 +9,8 @@ import random
 import pytest
 
 from infra.catalog import DATA_DIR
-from tests.conftest import STACKS
+from tests.helpers import LLM, STACKS
 
-LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
 CLOUD_STACKS = {
     "aws": {"cloud": "aws", "region": "us-east-1", "services": [LLM]},
     "digitalocean": {"cloud": "digitalocean", "region": "tor1", "services": [LLM]},

@@ -22,6 +22,7 @@ from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
+from infra.plan import DeploymentPlan
 
 SECRET_MARK = "[secret]"
 SECRET_FILE_MODE = 0o600  # user-data that carries a secret inline (DigitalOcean's has the API key)
@@ -81,12 +82,14 @@ class RecordingMocks(Mocks):
     def __init__(self, fakes: CloudFakes) -> None:
         self.fakes = fakes
         self.resources: list[dict[str, Any]] = []
+        self.answers: dict[tuple[str, str], dict[str, Any]] = {}  # (type, name) → the id and computed outputs given
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         self.resources.append({"type": args.typ, "name": args.name, "inputs": redact(args.inputs)})
         inputs = _unwrap(args.inputs)
         computed = self.fakes.outputs.get(args.typ, lambda name, inputs: {})(args.name, inputs)
         resource_id = computed.pop("id", f"{args.name}-id")
+        self.answers[args.typ, args.name] = {"id": resource_id, **computed}
         return resource_id, {**inputs, **computed}
 
     def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
@@ -124,6 +127,8 @@ class OfflineResult:
     user_data: dict[str, str]
     node_groups: list[dict[str, Any]] = field(default_factory=list)  # the plan's node groups (cost's records)
     secret_user_data: frozenset[str] = frozenset()  # node groups whose user-data is a secret output
+    # what the engine answered for each resource (type, name): its id and computed outputs; not in the plan's JSON
+    answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
@@ -163,8 +168,9 @@ def decode_user_data(text: str) -> str:
     return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
 
 
-def run_offline(raw: RawConfig) -> OfflineResult:
-    """Run `components.stack.program` for one stack's config under the mock engine."""
+def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineResult:
+    """Run `components.stack.program` for one stack's config under the mock engine (with PLAN instead of
+    the config's placement when given)."""
     from components.stack import program
     from infra.config import parse_config
     from infra.cost import node_group_record
@@ -177,7 +183,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     result: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
-        built = program(config)
+        built = program(config, plan)
         result["plan"] = built.plan
 
         async def collect() -> None:
@@ -195,4 +201,6 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     # the engine registers resources concurrently: sorted, identical runs give identical plans
     resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
     node_groups = [node_group_record(g) for g in result["plan"].node_groups]
-    return OfflineResult(raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"])
+    return OfflineResult(
+        raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"], mocks.answers
+    )
