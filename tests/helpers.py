@@ -23,7 +23,7 @@ from bootstrap import BootTarget, InlineSecrets, SecretStore, render_user_data
 from bootstrap.gateway import FILES
 from components.stack import GENERATED_API_KEY_LENGTH
 from infra.cli.offline import OfflineResult, run_offline
-from infra.config import RawConfig, default_services, load_raw, parse_config
+from infra.config import RawConfig, StackConfig, default_services, load_raw, load_stack, parse_config
 from infra.placement import place
 from infra.plan import SERVICE_PORTS, DeploymentPlan, NodeGroup, Offer, PlacedService
 
@@ -67,6 +67,11 @@ WORLD = {"0.0.0.0/0", "::/0"}
 GUARDED_PORTS = {22, *SERVICE_PORTS.values()}  # SSH and the model servers: never open to WORLD
 
 
+def stack_config(stack_file: Callable[[dict], Path], values: dict) -> StackConfig:
+    """The config of a throw-away stack file (conftest's `stack_file`) with these llm-deploy keys, as the CLI reads it."""
+    return load_stack(config_file=str(stack_file(values)))
+
+
 def shipped_plan(stack: str) -> DeploymentPlan:
     """The placement of a stack in stacks/."""
     return place(parse_config(load_raw(stack, stacks_dir=STACKS_DIR)))
@@ -105,6 +110,17 @@ def one(result: OfflineResult, token: str, name: str) -> dict:
     matches = [r for r in of_type(result, token) if r["name"] == name]
     assert len(matches) == 1, f"expected one {token} named {name}, found {len(matches)}"
     return matches[0]
+
+
+def answer(result: OfflineResult, token: str, name: str) -> dict:
+    """The id and computed outputs (ips, ARNs) the engine gave the one resource of this type and name."""
+    one(result, token, name)
+    return result.answers[token, name]
+
+
+def id_of(result: OfflineResult, token: str, name: str) -> str:
+    """The id the engine gave a resource: what other resources' inputs refer to it by."""
+    return answer(result, token, name)["id"]
 
 
 # --- plans built by hand: node groups placement would make, for bootstrap ------------------------
