@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import pulumi
 
@@ -25,17 +25,21 @@ class StackSecrets:
     hf_token: pulumi.Output[str] | None = None
 
 
+NetworkT = TypeVar("NetworkT", bound=pulumi.ComponentResource)  # the cloud's Network component
+MembersT = TypeVar("MembersT", bound=pulumi.ComponentResource)  # the cloud's NodeGroup component
+
+
 @dataclass
-class BuiltNodeGroup:
+class BuiltNodeGroup(Generic[MembersT]):
     """What the load balancer step needs from a node group the cloud created."""
 
     group: NodeGroup
     user_data: pulumi.Output[str]  # decoded cloud-config, for `plan --render-dir`
-    members: Any  # cloud-specific handle: autoscaling group, droplets, server group, ...
+    members: MembersT  # the cloud's NodeGroup component: autoscaling group, droplets, scaling group
 
 
-class CloudDeployment(pulumi.ComponentResource, abc.ABC):
-    """One stack on one cloud: `llm-deploy:<cloud>:Deployment`."""
+class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, MembersT]):
+    """One stack on one cloud: `llm-deploy:<cloud>:Deployment`, generic over its Network and NodeGroup components."""
 
     cloud: ClassVar[str]
 
@@ -54,7 +58,7 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC):
         self.child_opts = pulumi.ResourceOptions(parent=self, provider=self.create_provider())
         network = self.create_network()
         delivery = self.store_secrets(secrets)
-        self.node_groups = [self.create_node_group(g, network, delivery) for g in plan.node_groups]
+        self.node_groups: list[BuiltNodeGroup[MembersT]] = [self.create_node_group(g, network, delivery) for g in plan.node_groups]
         self.endpoint: pulumi.Output[str] = self.create_load_balancer(network, self.node_groups)
         self.register_outputs({"endpoint": self.endpoint})
 
@@ -64,34 +68,56 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC):
 
     @abc.abstractmethod
     def create_provider(self) -> pulumi.ProviderResource:
-        """An explicit provider for the plan's region, so no ambient default decides it."""
+        """An explicit provider for the plan's region, so no ambient default decides it.
+
+        Raises: nothing of its own; the provider reads its credentials when a resource is first created.
+        """
 
     @abc.abstractmethod
-    def create_network(self) -> Any:
-        """VPC/subnets/security groups; returns whatever the later steps need."""
+    def create_network(self) -> NetworkT:
+        """VPC/subnets/security groups: the cloud's Network component, which the later steps are placed in.
+
+        Raises: ConfigError (naming the stack file and field) when a look-up finds the region cannot host
+        the plan, before any resource is created.
+        """
 
     @abc.abstractmethod
     def store_secrets(self, secrets: StackSecrets) -> SecretDelivery | pulumi.Output[SecretDelivery]:
-        """Put the secrets in the cloud's store (or not) and say how nodes get them."""
+        """Put the secrets in the cloud's store (or not) and say how nodes get them.
+
+        Raises: ValueError when the plan expects an HF token the stack secrets do not hold.
+        """
 
     @abc.abstractmethod
     def create_node_group(
-        self, group: NodeGroup, network: Any, delivery: SecretDelivery | pulumi.Output[SecretDelivery]
-    ) -> BuiltNodeGroup:
-        """Instances for one node group, booted with bootstrap's user-data."""
+        self, group: NodeGroup, network: NetworkT, delivery: SecretDelivery | pulumi.Output[SecretDelivery]
+    ) -> BuiltNodeGroup[MembersT]:
+        """Instances for one node group, booted with bootstrap's user-data.
+
+        Raises: UserDataTooLarge when the group's user-data passes the cloud's limit; RuntimeError when the
+        secret delivery differs from the one the user-data was rendered with (a bug, not bad input).
+        """
 
     @abc.abstractmethod
-    def create_load_balancer(self, network: Any, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
-        """The one public endpoint; returns its base URL (https://domain or http://lb-dns)."""
+    def create_load_balancer(self, network: NetworkT, groups: list[BuiltNodeGroup[MembersT]]) -> pulumi.Output[str]:
+        """The one public endpoint; returns its base URL (https://domain or http://lb-dns).
+
+        Raises: nothing of its own; a refused domain or CIDR is refused by validation before this step.
+        """
 
     @classmethod
     @abc.abstractmethod
     def boot_target(cls, group: NodeGroup) -> BootTarget:
-        """What the cloud's image brings (driver or not) and where the cache disk appears."""
+        """What the cloud's image brings (driver or not) and where the cache disk appears.
+
+        Raises: nothing; it reads the placed offer only.
+        """
 
     @classmethod
     @abc.abstractmethod
     def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
         """Every node group's user-data as this cloud renders it, from the plan alone, before any resource
-        exists: bootstrap raises UserDataTooLarge past the cloud's limit. `inline` holds the secret values,
-        for a cloud that sends them in user-data."""
+        exists. `inline` holds the secret values, for a cloud that sends them in user-data.
+
+        Raises: UserDataTooLarge past the cloud's limit; ValueError when the cloud needs `inline` and it is None.
+        """

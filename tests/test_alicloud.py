@@ -13,7 +13,7 @@ import pytest
 
 from components.alicloud import offline as fakes
 from components.alicloud.layout import VPC_CIDR
-from components.alicloud.loadbalancer import LISTENER_TIMEOUT_S
+from components.alicloud.load_balancer import LISTENER_TIMEOUT_S
 from components.alicloud.secrets import secret_store
 from infra.cli.offline import SECRET_MARK, decode_user_data, run_offline
 from infra.config import ConfigError

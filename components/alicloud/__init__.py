@@ -25,10 +25,10 @@ from components.alicloud.layout import (
     choose_zones,
     disk_layout,
 )
-from components.alicloud.loadbalancer import AlicloudLoadBalancer
+from components.alicloud.load_balancer import AlicloudLoadBalancer
 from components.alicloud.network import AlicloudNetwork
-from components.alicloud.nodes import AlicloudNodeGroup
-from components.alicloud.secrets import NodeSecrets, secret_store
+from components.alicloud.node_group import AlicloudNodeGroup
+from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import ConfigError, problem
 from infra.plan import DeploymentPlan, NodeGroup
@@ -47,7 +47,7 @@ class Lookup:
     user_data: Mapping[str, str]  # node group name → cloud-config text
 
 
-class AlicloudDeployment(CloudDeployment):
+class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup]):
     """`llm-deploy:alicloud:Deployment`."""
 
     cloud: ClassVar[str] = "alicloud"
@@ -109,10 +109,12 @@ class AlicloudDeployment(CloudDeployment):
         return images[0].id
 
     def store_secrets(self, secrets: StackSecrets) -> SecretStore:
-        self.secrets = NodeSecrets(f"{self.name}-secrets", self.plan, secrets, self.lookup.account_id, opts=self.child_opts)
+        self.secrets = AlicloudSecrets(f"{self.name}-secrets", self.plan, secrets, self.lookup.account_id, opts=self.child_opts)
         return self.secrets.store
 
-    def create_node_group(self, group: NodeGroup, network: AlicloudNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
+    def create_node_group(
+        self, group: NodeGroup, network: AlicloudNetwork, delivery: SecretDelivery
+    ) -> BuiltNodeGroup[AlicloudNodeGroup]:
         if delivery != self.lookup.delivery:
             raise RuntimeError("the secret store differs from the one the user-data was rendered with")
         user_data = self.lookup.user_data[group.name]
@@ -128,7 +130,9 @@ class AlicloudDeployment(CloudDeployment):
         )
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=nodes)
 
-    def create_load_balancer(self, network: AlicloudNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+    def create_load_balancer(
+        self, network: AlicloudNetwork, groups: list[BuiltNodeGroup[AlicloudNodeGroup]]
+    ) -> pulumi.Output[str]:
         return AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts).endpoint
 
     @classmethod

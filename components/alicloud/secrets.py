@@ -29,8 +29,13 @@ def secret_store(plan: DeploymentPlan) -> SecretStore:
     )
 
 
-class NodeSecrets(pulumi.ComponentResource):
-    """`llm-deploy:alicloud:NodeSecrets`: encrypted parameters + a node role allowed to read exactly them."""
+# The type this component had before every cloud named its secrets component `Secrets`: the alias keeps
+# stacks created then from replacing their parameters and node role.
+FORMER_TYPE = "llm-deploy:alicloud:NodeSecrets"
+
+
+class AlicloudSecrets(pulumi.ComponentResource):
+    """`llm-deploy:alicloud:Secrets`: encrypted parameters + a node role allowed to read exactly them."""
 
     def __init__(
         self,
@@ -40,7 +45,8 @@ class NodeSecrets(pulumi.ComponentResource):
         account_id: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("llm-deploy:alicloud:NodeSecrets", name, None, opts)
+        aliased = pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+        super().__init__("llm-deploy:alicloud:Secrets", name, None, pulumi.ResourceOptions.merge(opts, aliased))
         child = pulumi.ResourceOptions(parent=self)
         self.store = secret_store(plan)
         values = {self.store.api_key_name: secrets.api_key}

@@ -13,8 +13,8 @@ from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.plan import DeploymentPlan, NodeGroup
 
+from .layout import stack_tags
 from .load_balancer import AwsLoadBalancer
-from .naming import stack_tags
 from .network import AwsNetwork
 from .node_group import AwsNodeGroup, image_for
 from .secrets import AwsSecrets, secret_store
@@ -22,7 +22,7 @@ from .secrets import AwsSecrets, secret_store
 __all__ = ["AwsDeployment"]
 
 
-class AwsDeployment(CloudDeployment):
+class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup]):
     """`llm-deploy:aws:Deployment`."""
 
     cloud = "aws"
@@ -42,12 +42,12 @@ class AwsDeployment(CloudDeployment):
         self.secrets = AwsSecrets("secrets", self.plan, secrets, opts=self.child_opts)
         return self.secrets.store
 
-    def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup:
+    def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup[AwsNodeGroup]:
         user_data = self.render(self.plan, group, delivery)
-        members = AwsNodeGroup(group, self.plan, network, self.secrets, user_data, opts=self.child_opts)
+        members = AwsNodeGroup(group.name, self.plan, group, network, self.secrets, user_data, opts=self.child_opts)
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
 
-    def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+    def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup[AwsNodeGroup]]) -> pulumi.Output[str]:
         balancer = AwsLoadBalancer("lb", self.plan, network, [g.members for g in groups], opts=self.child_opts)
         self.extra_outputs.update(balancer.outputs)
         return balancer.endpoint

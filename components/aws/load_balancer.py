@@ -11,7 +11,7 @@ import pulumi_aws as aws
 
 from infra.plan import HEALTH_PATH, DeploymentPlan
 
-from .naming import short_name
+from .layout import short_name
 from .network import HTTP_PORT, HTTPS_PORT, AwsNetwork
 from .node_group import AwsNodeGroup
 

@@ -21,7 +21,7 @@ import pulumi_aws as aws
 from bootstrap import encode_user_data
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, BootEstimate, DeploymentPlan, NodeGroup, PlacedService, Storage
 
-from .naming import short_name, stack_tags
+from .layout import short_name, stack_tags
 from .network import AwsNetwork
 from .secrets import AwsSecrets
 
@@ -96,14 +96,15 @@ class AwsNodeGroup(pulumi.ComponentResource):
 
     def __init__(
         self,
-        group: NodeGroup,
+        name: str,
         plan: DeploymentPlan,
+        group: NodeGroup,
         network: AwsNetwork,
         secrets: AwsSecrets,
         user_data: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("llm-deploy:aws:NodeGroup", group.name, None, opts)
+        super().__init__("llm-deploy:aws:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         image = image_for(group)
@@ -128,7 +129,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
             for service in group.services
         }
         self.launch_template = aws.ec2.LaunchTemplate(
-            f"{group.name}-lt",
+            f"{name}-lt",
             description=f"llm-deploy {plan.stack}/{group.name}: {', '.join(s.name for s in group.services)}",
             image_id=ami.id,
             instance_type=group.offer.instance_type,
@@ -150,7 +151,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
             opts=child,
         )
         self.autoscaling_group = aws.autoscaling.Group(
-            f"{group.name}-asg",
+            f"{name}-asg",
             desired_capacity=group.count,
             min_size=group.count,
             max_size=group.count,

@@ -12,7 +12,7 @@ from bootstrap.delivery import SecretStore
 from components.base import StackSecrets
 from infra.plan import DeploymentPlan
 
-from .naming import parameter_prefix
+from .layout import parameter_prefix
 
 
 def secret_store(plan: DeploymentPlan) -> SecretStore:

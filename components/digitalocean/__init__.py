@@ -12,8 +12,6 @@ store: the API key and HF token travel in the droplet's user-data, a Pulumi secr
 
 from __future__ import annotations
 
-import re
-
 import pulumi
 import pulumi_digitalocean as do
 
@@ -21,9 +19,11 @@ from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .load_balancer import DoLoadBalancer
-from .network import DoNetwork, upstream_groups
-from .node_group import DoNodeGroup, droplet_image, render
+from .layout import dns_name, upstream_groups
+from .load_balancer import DigitalOceanLoadBalancer
+from .network import DigitalOceanNetwork
+from .node_group import DigitalOceanNodeGroup, droplet_image, render
+from .secrets import inline_delivery
 
 __all__ = ["DigitalOceanDeployment"]
 
@@ -34,13 +34,7 @@ IMAGE_OS_RELEASE = "ubuntu-22.04"
 LONGEST_UPSTREAM = "http://255.255.255.255"
 
 
-def dns_name(text: str) -> str:
-    """A name prefix DigitalOcean accepts for droplets, volumes, tags (stack names may hold '_' or '.')."""
-    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-") or "stack"
-    return name if name[0].isalpha() else f"s-{name}"
-
-
-class DigitalOceanDeployment(CloudDeployment):
+class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNodeGroup]):
     """`llm-deploy:digitalocean:Deployment`."""
 
     cloud = "digitalocean"
@@ -58,19 +52,20 @@ class DigitalOceanDeployment(CloudDeployment):
         # The API token comes from DIGITALOCEAN_TOKEN; each DigitalOcean resource names its region.
         return do.Provider("digitalocean", opts=pulumi.ResourceOptions(parent=self))
 
-    def create_network(self) -> DoNetwork:
-        return DoNetwork(self.prefix, self.plan, opts=self.child_opts)
+    def create_network(self) -> DigitalOceanNetwork:
+        return DigitalOceanNetwork(self.prefix, self.plan, opts=self.child_opts)
 
     def store_secrets(self, secrets: StackSecrets) -> pulumi.Output[SecretDelivery]:
         """No secret store on DigitalOcean: the values go into user-data, which stays a secret in state."""
-        both = pulumi.Output.all(secrets.api_key, secrets.hf_token)
-        return pulumi.Output.secret(both.apply(lambda values: InlineSecrets(api_key=values[0], hf_token=values[1])))
+        return inline_delivery(secrets)
 
-    def create_node_group(self, group: NodeGroup, network: DoNetwork, delivery: pulumi.Output[SecretDelivery]) -> BuiltNodeGroup:
-        members = DoNodeGroup(
+    def create_node_group(
+        self, group: NodeGroup, network: DigitalOceanNetwork, delivery: pulumi.Output[SecretDelivery]
+    ) -> BuiltNodeGroup[DigitalOceanNodeGroup]:
+        members = DigitalOceanNodeGroup(
             f"{self.prefix}-{group.name}",
-            group,
             self.plan,
+            group,
             network,
             self.boot_target(group),
             delivery,
@@ -79,9 +74,11 @@ class DigitalOceanDeployment(CloudDeployment):
         )
         return BuiltNodeGroup(group=group, user_data=members.user_data[0], members=members)
 
-    def create_load_balancer(self, network: DoNetwork, groups: list[BuiltNodeGroup]) -> pulumi.Output[str]:
+    def create_load_balancer(
+        self, network: DigitalOceanNetwork, groups: list[BuiltNodeGroup[DigitalOceanNodeGroup]]
+    ) -> pulumi.Output[str]:
         droplets = [d for built in groups for d in built.members.droplets]
-        balancer = DoLoadBalancer(
+        balancer = DigitalOceanLoadBalancer(
             f"{self.prefix}-lb",
             self.plan,
             network.vpc,

@@ -50,7 +50,7 @@ def load_balancer(
     )
 
 
-class DoLoadBalancer(pulumi.ComponentResource):
+class DigitalOceanLoadBalancer(pulumi.ComponentResource):
     """`llm-deploy:digitalocean:LoadBalancer`: the stack's one public endpoint and the nodes' firewall."""
 
     def __init__(

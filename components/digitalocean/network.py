@@ -7,10 +7,11 @@ import pulumi_digitalocean as do
 
 from infra.plan import DeploymentPlan, NodeGroup
 
+from .layout import upstream_groups
 from .load_balancer import load_balancer
 
 
-class DoNetwork(pulumi.ComponentResource):
+class DigitalOceanNetwork(pulumi.ComponentResource):
     """`llm-deploy:digitalocean:Network`.
 
     Tags (auto-named, so two stacks never share one): `stack_tag` on every droplet of the stack (the
@@ -42,8 +43,3 @@ class DoNetwork(pulumi.ComponentResource):
             kind: self.internal[other].ip.apply(lambda ip: f"http://{ip}") for kind, other in upstream_groups(self.plan, group).items()
         }
 
-
-def upstream_groups(plan: DeploymentPlan, group: NodeGroup) -> dict[str, str]:
-    """Service kinds this group does not serve → the name of the node group that serves them."""
-    local = {s.kind for s in group.services}
-    return {s.kind: other.name for other in plan.node_groups if other is not group for s in other.services if s.kind not in local}

@@ -21,17 +21,13 @@ from infra.catalog import nvidia_images
 from infra.config import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .network import DoNetwork
+from .layout import volume_device
+from .network import DigitalOceanNetwork
 
 # NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
 NVIDIA_IMAGES = nvidia_images()["digitalocean"]
 CPU_IMAGE = "ubuntu-22-04-x64"
 VOLUME_NAME_MAX = 64  # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter
-
-
-def volume_device(volume_name: str) -> str:
-    """Where DigitalOcean exposes an attached volume inside the droplet."""
-    return f"/dev/disk/by-id/scsi-0DO_Volume_{volume_name}"
 
 
 def droplet_image(group: NodeGroup) -> str:
@@ -73,15 +69,15 @@ def render(
     return render_user_data(group, with_volume, secrets, dict(upstreams) or None, ssh_public_keys), volume_name
 
 
-class DoNodeGroup(pulumi.ComponentResource):
+class DigitalOceanNodeGroup(pulumi.ComponentResource):
     """`llm-deploy:digitalocean:NodeGroup`: `group.count` droplets of the placed size."""
 
     def __init__(
         self,
         name: str,
-        group: NodeGroup,
         plan: DeploymentPlan,
-        network: DoNetwork,
+        group: NodeGroup,
+        network: DigitalOceanNetwork,
         target: BootTarget,
         delivery: pulumi.Output[SecretDelivery],
         with_volume: bool,

@@ -1,4 +1,4 @@
-"""Names and tags shared by the AWS components."""
+"""Names and tags shared by the AWS components: pure helpers (no Pulumi resources, no SDK)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 One server group per service, filled by ESS with the instances of the node group running it and
 health-checked on the node gateway's `/healthz/<service>`, so a restarting vLLM takes only the LLM's
 paths off a node, not its embedding and rerank; one forwarding rule per service sends the service's
-paths to its server group. ESS checks instance health only (components/alicloud/nodes.py), so these
+paths to its server group. ESS checks instance health only (components/alicloud/node_group.py), so these
 checks route and never replace a node: they stay quick. HTTP only: Alibaba Cloud cannot issue a certificate for a domain by itself, so a stack with
 `domain` is refused before anything is built (see `components.alicloud.refuse_unsupported`).
 """
@@ -17,6 +17,7 @@ import pulumi_alicloud as alicloud
 
 from components.alicloud.layout import cloud_name
 from components.alicloud.network import AlicloudNetwork
+from components.alicloud.node_group import AlicloudNodeGroup
 from components.base import BuiltNodeGroup
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
 
@@ -61,7 +62,7 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
         name: str,
         plan: DeploymentPlan,
         network: AlicloudNetwork,
-        groups: Sequence[BuiltNodeGroup],
+        groups: Sequence[BuiltNodeGroup[AlicloudNodeGroup]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-deploy:alicloud:LoadBalancer", name, None, opts)
@@ -125,7 +126,7 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
         name: str,
         plan: DeploymentPlan,
         network: AlicloudNetwork,
-        built: BuiltNodeGroup,
+        built: BuiltNodeGroup[AlicloudNodeGroup],
         service: str,
         opts: pulumi.ResourceOptions,
     ) -> alicloud.alb.ServerGroup:

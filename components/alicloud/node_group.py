@@ -16,7 +16,7 @@ import pulumi_alicloud as alicloud
 from bootstrap import encode_user_data
 from components.alicloud.layout import cloud_name, disk_layout, launch_fingerprint
 from components.alicloud.network import AlicloudNetwork
-from components.alicloud.secrets import NodeSecrets
+from components.alicloud.secrets import AlicloudSecrets
 from infra.boot_time import constant
 from infra.plan import DeploymentPlan, NodeGroup
 
@@ -43,7 +43,7 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
         user_data: str,
         image_id: str,
         network: AlicloudNetwork,
-        secrets: NodeSecrets,
+        secrets: AlicloudSecrets,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llm-deploy:alicloud:NodeGroup", name, None, opts)
