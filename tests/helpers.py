@@ -92,14 +92,17 @@ def plan_and_run(raw: RawConfig) -> tuple[DeploymentPlan, OfflineResult]:
     return place(parse_config(raw)), run_offline(raw)
 
 
-def shipped_or_own(stack: str, own: dict) -> RawConfig:
-    """A shipped stack by name, or one of the test module's own configs (name → RawConfig factory)."""
-    return own[stack]() if stack in own else load_raw(stack, stacks_dir=STACKS_DIR)
+@functools.cache
+def shipped(stack: str) -> tuple[DeploymentPlan, OfflineResult]:
+    """Placement and the offline run of a stack in stacks/, once per test session (every module shares them)."""
+    return plan_and_run(load_raw(stack, stacks_dir=STACKS_DIR))
 
 
 def planner(own: dict) -> Callable[[str], tuple[DeploymentPlan, OfflineResult]]:
-    """`planned(stack)`: placement and the offline run of a shipped or own stack, once per test session."""
-    return functools.cache(lambda stack: plan_and_run(shipped_or_own(stack, own)))
+    """`planned(stack)`: placement and the offline run of a shipped stack or of one of the test module's own
+    configs (name → RawConfig factory), each once per test session."""
+    own_runs = functools.cache(lambda stack: plan_and_run(own[stack]()))
+    return lambda stack: own_runs(stack) if stack in own else shipped(stack)
 
 
 def of_type(result: OfflineResult, token: str) -> list[dict]:

@@ -32,6 +32,7 @@ from tests.helpers import (
     need,
     node_files,
     offer,
+    shipped,
     shipped_plan,
     svc,
 )
@@ -77,9 +78,7 @@ def test_cloud_init_schema_check_can_fail(tmp_path):
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_renders_valid_user_data(stack, tmp_path):
     """Each stack's program, offline: the user-data its cloud's component renders passes both tools."""
-    from infra.cli.offline import run_offline
-
-    result = run_offline(load_raw(stack))
+    _, result = shipped(stack)
     assert result.user_data
     for name, text in result.user_data.items():
         check_with_tools(text, tmp_path / name)
