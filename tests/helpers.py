@@ -38,6 +38,7 @@ SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okW
 FAKE_API_KEY = ("FAKEkey7f3a9c1e5b2d4f6a8c0e" * 2)[:GENERATED_API_KEY_LENGTH]
 USER_API_KEY = ("sk-user-FAKE-" + "0123456789abcdef" * 8)[:128]
 FAKE_HF_TOKEN = "hf_FAKEtoken9d8c7b6a5f4e3d2c1b0a"
+REGIONS = {"aws": "us-east-1", "digitalocean": "tor1", "alicloud": "ap-southeast-1"}  # one region of each cloud
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
 # A stack file's `services` when it sets none, as a user would write them.
 DEFAULT_SERVICES = [service.model_dump(by_alias=True, exclude_unset=True) for service in default_services()]

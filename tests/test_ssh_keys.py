@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.helpers import SSH_KEY, plan_and_run, raw_config
-
-REGION = {"aws": "us-east-1", "digitalocean": "tor1", "alicloud": "ap-southeast-1"}
+from tests.helpers import REGIONS, SSH_KEY, plan_and_run, raw_config
 
 
-@pytest.mark.parametrize("cloud", sorted(REGION))
+@pytest.mark.parametrize("cloud", sorted(REGIONS))
 def test_ssh_public_keys_are_authorized_on_every_node(cloud):
-    values = {"cloud": cloud, "region": REGION[cloud], "sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": [SSH_KEY]}
+    values = {"cloud": cloud, "region": REGIONS[cloud], "sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": [SSH_KEY]}
     _, result = plan_and_run(raw_config(f"ssh-{cloud}", values))
     assert result.user_data
     for text in result.user_data.values():
