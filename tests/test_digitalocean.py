@@ -18,7 +18,7 @@ from infra.cli.offline import SECRET_MARK, RecordingMocks, run_offline
 from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
-from tests.helpers import DEFAULT_SERVICES, SSH_KEY, answer, id_of, of_type, planner, raw_config, shipped_plan, stacks_on
+from tests.helpers import DEFAULT_SERVICES, SSH_KEY, WORLD, answer, id_of, of_type, planner, raw_config, shipped_plan, stacks_on
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 LB = "digitalocean:index/loadBalancer:LoadBalancer"
@@ -182,7 +182,7 @@ def test_firewall_lets_only_the_load_balancers_reach_the_gateway(stack):
     assert set(gateway["sourceLoadBalancerUids"]) == {id_of(result, LB, lb["name"]) for lb in of_type(result, LB)}
     assert firewall["inputs"]["tags"] == [public_lb(result)["inputs"]["dropletTag"]]
     assert not [r for r in inbound if set(SERVICE_PORTS.values()) & ports(r)]  # 8000/8080/8081 stay on the node
-    internet = [r for r in inbound if {"0.0.0.0/0", "::/0"} & set(r.get("sourceAddresses", []))]
+    internet = [r for r in inbound if WORLD & set(r.get("sourceAddresses", []))]
     assert not internet
 
 
