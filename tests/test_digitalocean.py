@@ -14,7 +14,7 @@ import pulumi
 import pytest
 
 from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
-from infra.cli.offline import SECRET_MARK, RecordingMocks, run_offline
+from infra.cli.offline import SECRET_MARK, run_offline
 from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
@@ -258,19 +258,11 @@ def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
     assert all("name" not in r["inputs"] for r in of_type(run_offline(do_config()), DROPLET))
 
 
-def test_resources_use_the_explicit_provider(monkeypatch):
-    providers: dict[tuple[str, str], str | None] = {}
-    original = RecordingMocks.new_resource
-
-    def recording(self, args):
-        providers[args.typ, args.name] = args.provider
-        return original(self, args)
-
-    monkeypatch.setattr(RecordingMocks, "new_resource", recording)
+def test_resources_use_the_explicit_provider():
     result = run_offline(do_config("do-provider"))
     for resource in result.resources:
         if resource["type"].startswith("digitalocean:index/"):
-            provider = providers[resource["type"], resource["name"]] or ""
+            provider = result.providers[resource["type"], resource["name"]] or ""
             assert "pulumi:providers:digitalocean::digitalocean::" in provider, resource["name"]
 
 

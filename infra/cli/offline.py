@@ -83,6 +83,7 @@ class RecordingMocks(Mocks):
         self.fakes = fakes
         self.resources: list[dict[str, Any]] = []
         self.answers: dict[tuple[str, str], dict[str, Any]] = {}  # (type, name) → the id and computed outputs given
+        self.providers: dict[tuple[str, str], str | None] = {}  # (type, name) → the provider reference it was created with
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         self.resources.append({"type": args.typ, "name": args.name, "inputs": redact(args.inputs)})
@@ -90,6 +91,7 @@ class RecordingMocks(Mocks):
         computed = self.fakes.outputs.get(args.typ, lambda name, inputs: {})(args.name, inputs)
         resource_id = computed.pop("id", f"{args.name}-id")
         self.answers[args.typ, args.name] = {"id": resource_id, **computed}
+        self.providers[args.typ, args.name] = args.provider
         return resource_id, {**inputs, **computed}
 
     def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
@@ -129,6 +131,7 @@ class OfflineResult:
     secret_user_data: frozenset[str] = frozenset()  # node groups whose user-data is a secret output
     # what the engine answered for each resource (type, name): its id and computed outputs; not in the plan's JSON
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    providers: dict[tuple[str, str], str | None] = field(default_factory=dict)  # likewise: each resource's provider
 
     def as_json(self) -> dict[str, Any]:
         return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
@@ -202,5 +205,6 @@ def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineRe
     resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
     node_groups = [node_group_record(g) for g in result["plan"].node_groups]
     return OfflineResult(
-        raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"], mocks.answers
+        raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"],
+        mocks.answers, mocks.providers,
     )
