@@ -3,10 +3,12 @@
 import pulumi
 
 from components.stack import program
-from infra.config import ConfigError, parse_config, read_pulumi_config
+from infra.config import read_pulumi_config
+from infra.errors import ConfigError
+from infra.placement import load_config
 
 try:
-    config = parse_config(read_pulumi_config())
+    config = load_config(read_pulumi_config())
     built = program(config)
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None

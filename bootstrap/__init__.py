@@ -6,7 +6,7 @@
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from bootstrap.gateway import render_gateway
-from bootstrap.render import USER_DATA_LIMITS, UserDataTooLarge, encode_user_data, render_user_data
+from bootstrap.render import USER_DATA_LIMITS, UnreadableSecret, UserDataTooLarge, encode_user_data, render_user_data
 
 __all__ = [
     "USER_DATA_LIMITS",
@@ -14,6 +14,7 @@ __all__ = [
     "InlineSecrets",
     "SecretDelivery",
     "SecretStore",
+    "UnreadableSecret",
     "UserDataTooLarge",
     "encode_user_data",
     "render_gateway",

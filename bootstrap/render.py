@@ -23,6 +23,7 @@ import yaml
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, SERVICE_HEALTH_DIR, render_gateway
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, DRIVER_BRANCH, ServiceLaunch, service_launches
+from infra.errors import BadInput
 from infra.plan import GATEWAY_PORT, NodeGroup
 
 ETC = "/etc/llm-deploy"
@@ -37,12 +38,21 @@ HF_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_./-]{1,1011}$")
 
 
-class UserDataTooLarge(ValueError):
-    """The rendered user-data is over the cloud's limit (`size` and `limit` in bytes, as sent)."""
+class UserDataTooLarge(BadInput):
+    """The rendered user-data is over the cloud's limit (`size` and `limit` in bytes, as sent): the
+    user's input (SSH keys, services) made it so."""
 
     def __init__(self, group: str, cloud: str, size: int, limit: int) -> None:
         super().__init__(f"node group {group!r}: user-data is {size} bytes as sent; {cloud} accepts {limit}")
         self.size, self.limit = size, limit
+
+
+class UnreadableSecret(BadInput, ValueError):
+    """A secret value with characters the node's scripts refuse; `secret` names the InlineSecrets field."""
+
+    def __init__(self, secret: str, message: str) -> None:
+        super().__init__(f"secrets.{secret}: {message}")
+        self.secret, self.message = secret, message
 
 
 class WriteFile(TypedDict):
@@ -185,9 +195,9 @@ def check_inputs(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) 
         if group.cloud in STORE_CLOUD.values():
             raise ValueError(f"secrets: {group.cloud} has a secret store; inline secrets would put the key in user-data")
         if not API_KEY_CHARS.match(secrets.api_key):
-            raise ValueError("secrets.api_key: must be non-empty and use only A-Z a-z 0-9 . _ ~ + / = -")
+            raise UnreadableSecret("api_key", "must be non-empty and use only A-Z a-z 0-9 . _ ~ + / = -")
         if secrets.hf_token is not None and not HF_TOKEN_CHARS.match(secrets.hf_token):
-            raise ValueError("secrets.hf_token: must use only A-Z a-z 0-9 . _ -")
+            raise UnreadableSecret("hf_token", "must use only A-Z a-z 0-9 . _ -")
     else:
         raise TypeError(f"secrets: expected SecretStore or InlineSecrets, got {type(secrets).__name__}")
 
@@ -233,6 +243,9 @@ def render_user_data(
     `upstreams` maps a service kind this node does not serve to a base URL its gateway proxies to
     (where the load balancer cannot route by path). With a SecretStore the user-data holds only the
     parameter names; with InlineSecrets the values travel in it (written to a 0600 file).
+
+    Raises UserDataTooLarge past the cloud's limit, UnreadableSecret for an inline secret the node
+    could not read, and ValueError for a node group or target it could not run (a bug upstream).
     """
     check_inputs(group, target, secrets)
     launches = service_launches(group)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from bootstrap import InlineSecrets, UserDataTooLarge
+from bootstrap import InlineSecrets, UnreadableSecret, UserDataTooLarge
 from components.base import CloudDeployment, StackSecrets
-from infra.config import ConfigError, StackConfig, problem
+from infra.config import StackConfig, problem
+from infra.errors import ConfigError, Problem
 from infra.placement import place
 from infra.plan import SERVICE_PATHS, DeploymentPlan
 
@@ -79,7 +80,10 @@ def stack_outputs(plan: DeploymentPlan, endpoint: pulumi.Output[str], api_key: p
     return outputs
 
 
-def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[str]:
+SECRET_FIELDS = {"api_key": "apiKey", "hf_token": "hfToken"}  # InlineSecrets field → stack key
+
+
+def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[Problem]:
     """Render every node group's user-data as its cloud will, before any resource exists, and name the
     field that makes one larger than the cloud accepts. `validate` and the program both call this."""
     api_key = config.api_key.get_secret_value() if config.api_key else "x" * GENERATED_API_KEY_LENGTH
@@ -100,16 +104,15 @@ def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[str]:
         if keys and fits(dataclasses.replace(plan, access=dataclasses.replace(plan.access, ssh_public_keys=()))):
             return [problem(config.source, "sshPublicKeys", f"{too_large}, with the {len(keys)} keys in it: authorize fewer keys")]
         return [problem(config.source, "services", f"{too_large}: fewer services per node or shorter model names")]
-    except ValueError as bad:  # a secret the node could not read, known only where the value is (under `pulumi up`)
-        field = {"secrets.api_key": "apiKey", "secrets.hf_token": "hfToken"}.get(str(bad).partition(":")[0])
-        if field is None:
-            raise
-        return [problem(config.source, field, str(bad).partition(": ")[2])]
+    except UnreadableSecret as bad:  # known only where the value is (under `pulumi up`)
+        return [problem(config.source, SECRET_FIELDS[bad.secret], bad.message)]
     return []
 
 
 def program(config: StackConfig, plan: DeploymentPlan | None = None) -> StackProgram:
-    """Deploy the config's placement, or PLAN when given (tests deploy plans placement would not make)."""
+    """Place the stack, or take PLAN when given (tests deploy plans placement would not make), and declare
+    its resources. Raises ConfigError (every placement problem, or a user-data the cloud would refuse)
+    before any resource exists."""
     plan = place(config) if plan is None else plan
     problems = user_data_problems(config, plan)
     if problems:

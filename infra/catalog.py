@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from infra.errors import BadInput, Problem
 from infra.plan import Offer
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -45,8 +46,13 @@ PRICE_BASES = ("list", "specified", "lowest-across-regions")  # a stack's priceO
 CLOUDS = ("aws", "digitalocean", "alicloud")
 
 
-class CatalogError(ValueError):
-    """A catalog file that cannot be used; the message names the file, row and column."""
+class CatalogError(BadInput):
+    """A catalog file that cannot be used, or a price override not in it: `problem` names the file, line and column
+    (a priceOverrides problem has no source: the stack's file is not known here)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -137,18 +143,18 @@ NUMBER_COLUMNS = {
 def _cells(path: Path, line: int, row: dict[str | None, str | None]) -> dict[str, str]:
     """A row's cells, checked column by column: as many as the header, each short, numbers in range."""
     if None in row:
-        raise CatalogError(f"{path}: line {line}: {len(row) - 1 + len(row[None] or [])} fields, the header has {len(row) - 1}")
+        raise CatalogError(Problem(str(path), f"line {line}", f"{len(row) - 1 + len(row[None] or [])} fields, the header has {len(row) - 1}"))
     short = [column for column, text in row.items() if text is None]
     if short:
-        raise CatalogError(f"{path}: line {line}: {short[0]}: missing (the row has fewer fields than the header)")
+        raise CatalogError(Problem(str(path), f"line {line}: {short[0]}", "missing (the row has fewer fields than the header)"))
     for column, text in row.items():
         if len(text) > MAX_FIELD_LENGTH:
-            raise CatalogError(f"{path}: line {line}: {column}: longer than {MAX_FIELD_LENGTH} characters")
+            raise CatalogError(Problem(str(path), f"line {line}: {column}", f"longer than {MAX_FIELD_LENGTH} characters"))
         if column in NUMBER_COLUMNS and (text or column not in OPTIONAL_COLUMNS):
             try:
                 NUMBER_COLUMNS[column].parse(text)
             except ValueError as exc:
-                raise CatalogError(f"{path}: line {line}: {column}: {exc}") from None
+                raise CatalogError(Problem(str(path), f"line {line}: {column}", str(exc))) from None
     return row  # type: ignore[return-value]
 
 
@@ -162,30 +168,30 @@ def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None
         return number(column) if row.get(column) else None
 
     if row["cloud"] not in CLOUDS:
-        raise CatalogError(f"{path}: line {line}: cloud: {row['cloud']!r} must be one of {', '.join(CLOUDS)}")
+        raise CatalogError(Problem(str(path), f"line {line}: cloud", f"{row['cloud']!r} must be one of {', '.join(CLOUDS)}"))
     gpu_name = row["gpu"] or None
     gpu_count = int(number("gpu_count"))
     spec = gpu_specs().get(gpu_name) if gpu_name else None
     if gpu_name and spec is None:
-        raise CatalogError(f"{path}: line {line}: gpu: unknown GPU {gpu_name!r} (known: {', '.join(gpu_specs())})")
+        raise CatalogError(Problem(str(path), f"line {line}: gpu", f"unknown GPU {gpu_name!r} (known: {', '.join(gpu_specs())})"))
     if gpu_name and (gpu_count < 1 or number("gpu_memory_gb") <= 0):
         column = "gpu_count" if gpu_count < 1 else "gpu_memory_gb"
-        raise CatalogError(f"{path}: line {line}: {column}: must be > 0 on a GPU instance (gpu {gpu_name})")
+        raise CatalogError(Problem(str(path), f"line {line}: {column}", f"must be > 0 on a GPU instance (gpu {gpu_name})"))
     images = nvidia_images().get(row["cloud"])
     if spec and spec.cuda and images and gpu_count not in images:
         counts = " or ".join(str(n) for n in sorted(images))
-        raise CatalogError(f"{path}: line {line}: gpu_count: {row['cloud']} has NVIDIA base images for {counts} GPUs only, "
-                           f"not {gpu_count} ({DATA_DIR.name}/gpu_base_images.csv)")
+        raise CatalogError(Problem(str(path), f"line {line}: gpu_count", f"{row['cloud']} has NVIDIA base images for {counts} GPUs "
+                                   f"only, not {gpu_count} ({DATA_DIR.name}/gpu_base_images.csv)"))
     if not gpu_name and (gpu_count or number("gpu_memory_gb")):
         column = "gpu_count" if gpu_count else "gpu_memory_gb"
-        raise CatalogError(f"{path}: line {line}: {column}: must be 0 without a gpu")
+        raise CatalogError(Problem(str(path), f"line {line}: {column}", "must be 0 without a gpu"))
     region_column = "region" if "region" in row else "regions"
     regions = (row[region_column] or "").split()
     if not regions:
-        raise CatalogError(f"{path}: line {line}: {region_column}: empty")
+        raise CatalogError(Problem(str(path), f"line {line}: {region_column}", "empty"))
     basis = row.get("price_basis") or "list"
     if basis not in PRICE_BASES:
-        raise CatalogError(f"{path}: line {line}: price_basis: {basis!r} must be one of {', '.join(PRICE_BASES)}")
+        raise CatalogError(Problem(str(path), f"line {line}: price_basis", f"{basis!r} must be one of {', '.join(PRICE_BASES)}"))
     return [
         Offer(
             cloud=row["cloud"],
@@ -214,27 +220,30 @@ def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None
 
 @functools.cache
 def read_catalog(path: Path = DATA_DIR / "catalog.csv") -> tuple[Offer, ...]:
-    """Every (instance type, region) offer in a catalog file, read once per process."""
+    """Every (instance type, region) offer in a catalog file, read once per process. Raises CatalogError."""
     return parse_catalog(path)
 
 
 def parse_catalog(path: Path) -> tuple[Offer, ...]:
-    """Every (instance type, region) offer in a catalog file as it is now (`catalog refresh` rereads what it wrote)."""
+    """Every (instance type, region) offer in a catalog file as it is now (`catalog refresh` rereads what it wrote).
+
+    Raises CatalogError naming the file, line and column of the first row it cannot use.
+    """
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_CATALOG_BYTES + 1)
     except OSError as exc:
-        raise CatalogError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise CatalogError(Problem(str(path), "", f"cannot be read ({exc.strerror})")) from None
     except ValueError as exc:  # a NUL byte in the name
-        raise CatalogError(f"{path}: cannot be read ({exc})") from None
+        raise CatalogError(Problem(str(path), "", f"cannot be read ({exc})")) from None
     if len(data) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{path}: larger than {MAX_CATALOG_BYTES} bytes")
+        raise CatalogError(Problem(str(path), "", f"larger than {MAX_CATALOG_BYTES} bytes"))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})") from None
+        raise CatalogError(Problem(str(path), "", f"not UTF-8 text (byte {exc.start} is {data[exc.start]:#04x})")) from None
     if "\0" in text:
-        raise CatalogError(f"{path}: line {text.count(chr(10), 0, text.index(chr(0))) + 1}: a NUL byte")
+        raise CatalogError(Problem(str(path), f"line {text.count(chr(10), 0, text.index(chr(0))) + 1}", "a NUL byte"))
     reader = csv.DictReader(io.StringIO(text, newline=""))
     try:
         columns = reader.fieldnames or []
@@ -242,10 +251,10 @@ def parse_catalog(path: Path) -> tuple[Offer, ...]:
         if not set(REGION_COLUMNS) & set(columns):
             missing.append(" or ".join(REGION_COLUMNS))
         if missing:
-            raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(CATALOG_COLUMNS)}")
+            raise CatalogError(Problem(str(path), "", f"missing column(s) {', '.join(missing)}", f"expected {', '.join(CATALOG_COLUMNS)}"))
         return tuple(offer for row in reader for offer in _offers_from_row(path, reader.line_num, row))
     except csv.Error as exc:  # e.g. a field over the csv module's 128 KiB limit, an unclosed quote
-        raise CatalogError(f"{path}: line {reader.line_num + 1}: not valid CSV ({exc})") from None
+        raise CatalogError(Problem(str(path), f"line {reader.line_num + 1}", f"not valid CSV ({exc})")) from None
 
 
 def load_offers(catalog_file: str | None = None, price_overrides: dict[str, float] | None = None) -> tuple[Offer, ...]:
@@ -253,13 +262,14 @@ def load_offers(catalog_file: str | None = None, price_overrides: dict[str, floa
 
     An override keyed `cloud/instance_type/region` prices that region only and wins over one keyed
     `cloud/instance_type`, which prices every region of the type.
+
+    Raises CatalogError: the catalog's (see parse_catalog), or field `priceOverrides` for keys not in it.
     """
     offers = read_catalog(Path(catalog_file)) if catalog_file else read_catalog()
     overrides = price_overrides or {}
-    known = {k for o in offers for k in (f"{o.cloud}/{o.instance_type}", f"{o.cloud}/{o.instance_type}/{o.region}")}
-    unknown = sorted(set(overrides) - known)
+    unknown = unknown_overrides(offers, overrides)
     if unknown:
-        raise CatalogError(f"priceOverrides: {', '.join(unknown)} not in the catalog")
+        raise CatalogError(Problem("", "priceOverrides", f"{', '.join(unknown)} not in the catalog"))
 
     def override(o: Offer) -> Offer:
         key = next((k for k in (f"{o.cloud}/{o.instance_type}/{o.region}", f"{o.cloud}/{o.instance_type}") if k in overrides), None)
@@ -269,6 +279,12 @@ def load_offers(catalog_file: str | None = None, price_overrides: dict[str, floa
                        source=f"priceOverrides (catalog: {o.hourly_usd}; {o.source})")
 
     return tuple(override(o) for o in offers)
+
+
+def unknown_overrides(offers: tuple[Offer, ...], price_overrides: dict[str, float]) -> list[str]:
+    """The price override keys (`cloud/instance_type[/region]`) that name no offer, sorted."""
+    known = {k for o in offers for k in (f"{o.cloud}/{o.instance_type}", f"{o.cloud}/{o.instance_type}/{o.region}")}
+    return sorted(set(price_overrides) - known)
 
 
 def offer_record(offer: Offer) -> dict[str, object]:

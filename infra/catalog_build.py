@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR, gpu_specs
+from infra.errors import BadInput
 
 # The sourced files' GPU names, where they differ from `gpus.csv`'s.
 GPU_NAMES = {"RTX PRO Server 6000": "RTXPRO6000", "RTX 6000 Ada": "RTX6000ADA", "RTX 4000 Ada": "RTX4000ADA"}
@@ -26,7 +27,7 @@ ISO_DATE = re.compile(r"\b(20\d\d-\d\d-\d\d)\b")
 UNVERIFIED = "UNVERIFIED"
 
 
-class BuildError(ValueError):
+class BuildError(BadInput):
     """Sourced data the build cannot turn into a catalog row; names the file and row."""
 
 
@@ -142,7 +143,7 @@ def specified_prices(path: Path = DATA_DIR / "specified_prices.csv") -> dict[tup
 
 
 def build_rows(data_dir: Path) -> list[dict[str, str]]:
-    """Every catalog row the sourced data supports, in a stable order (cloud, type, region)."""
+    """Every catalog row the sourced data supports, in a stable order (cloud, type, region). Raises BuildError."""
     specified = specified_prices()
     extra = _read(DATA_DIR / "regions.csv")
     rows = [

@@ -2,7 +2,7 @@
 
 Two sources feed one parser: a `stacks/Pulumi.<stack>.yaml` file (the CLI) and the Pulumi runtime's
 config (the program under `pulumi up` or the mock engine). Both become a `RawConfig`, and
-`parse_config` turns that into a `StackConfig` or a `ConfigError` with one line per problem.
+`parse_config` turns that into a `StackConfig` or a `ConfigError` with every problem (`infra.errors.Problem`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
+
+from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
 
 CONFIG_NAMESPACE = "llm-deploy"
 SECRET_KEYS = ("apiKey", "hfToken")
@@ -35,25 +47,26 @@ MAX_ITEMS = 1_000  # entries in any one list or mapping
 MAX_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly
 MAX_REPLICAS = 100
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+FIELDS_ONLY = "fields_only"  # validation context: skip the checks across fields (check_config runs them on valid fields)
 
 
-class ConfigError(Exception):
-    """Bad input: one line per problem, `<file>: <field>: <what is wrong>`."""
-
-    def __init__(self, problems: list[str]) -> None:
-        problems = [one_line(p) for p in problems]
-        super().__init__("\n".join(problems))
-        self.problems = problems
+def problem(source: str, path: str, message: str, hint: str | None = None) -> Problem:
+    return Problem(source, path, message, hint)
 
 
-def one_line(text: str) -> str:
-    """Control characters (a newline in a key, a NUL in a path) escaped, so one problem stays one line."""
-    return CONTROL_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+class Invalid(ValueError):
+    """A validator's error carrying its field (relative to the model it checks), a hint, and the keys a
+    check across fields reads (`uses`): check_config takes them from here, never from the message's text."""
+
+    def __init__(self, message: str, field: str | None = None, hint: str | None = None, uses: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message, self.field, self.hint, self.uses = message, field, hint, uses
 
 
-def problem(source: str, path: str, message: str) -> str:
-    return f"{source}: {path}: {message}"
+def _raised(error: Any) -> Invalid | None:
+    """The Invalid a validator raised for this pydantic error, if it was one (pydantic keeps it in the context)."""
+    raised = (error.get("ctx") or {}).get("error")
+    return raised if isinstance(raised, Invalid) else None
 
 
 class _Model(BaseModel):
@@ -88,7 +101,7 @@ class ServiceConfig(_Model):
             return None
         known = {name.upper(): name for name in gpu_specs()}
         if gpu.upper() not in known:
-            raise ValueError(f"unknown GPU {gpu!r}; known: {', '.join(sorted(known.values()))}")
+            raise Invalid(f"unknown GPU {gpu!r}", hint=f"known: {', '.join(sorted(known.values()))}")
         return known[gpu.upper()]
 
     @model_validator(mode="after")
@@ -96,13 +109,13 @@ class ServiceConfig(_Model):
         from infra.models import find_model
 
         if self.kind == "llm" and self.accelerator == "cpu":
-            raise ValueError("accelerator: 'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)")
+            raise Invalid("'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)", "accelerator")
         if self.kind != "llm" and self.max_model_len is not None:
-            raise ValueError("maxModelLen: only for kind 'llm'")
+            raise Invalid("only for kind 'llm'", "maxModelLen")
         if self.accelerator == "cpu" and (self.gpu or self.gpu_count):
-            raise ValueError("gpu/gpuCount: not with accelerator 'cpu'")
+            raise Invalid("not with accelerator 'cpu'", "gpu" if self.gpu else "gpuCount")
         if self.params_b is None and find_model(self.model) is None:
-            raise ValueError(f"paramsB: model {self.model!r} is not in the built-in registry; set paramsB (size in billions)")
+            raise Invalid(f"model {self.model!r} is not in the built-in registry", "paramsB", "set paramsB (size in billions)")
         return self
 
 
@@ -182,31 +195,35 @@ class StackConfig(_Model):
         return path
 
     @model_validator(mode="after")
-    def _ssh_needs_a_key(self) -> StackConfig:
-        if self.ssh_cidrs and not self.ssh_public_keys:
-            raise ValueError("sshCidrs: opens SSH, but nodes take keys only: set sshPublicKeys too")
+    def _across_fields(self, info: ValidationInfo) -> StackConfig:
+        """The checks that read several keys; skipped while check_config validates the fields alone."""
+        if not (info.context or {}).get(FIELDS_ONLY):
+            self._ssh_needs_a_key()
+            self._ssh_from_anywhere()
+            self._unique_services()
         return self
 
-    @model_validator(mode="after")
-    def _ssh_from_anywhere(self) -> StackConfig:
+    def _ssh_needs_a_key(self) -> None:
+        if self.ssh_cidrs and not self.ssh_public_keys:
+            raise Invalid("opens SSH, but nodes take keys only: set sshPublicKeys too", "sshCidrs", uses=("sshCidrs", "sshPublicKeys"))
+
+    def _ssh_from_anywhere(self) -> None:
         world = [i for i, cidr in enumerate(self.ssh_cidrs) if ipaddress.ip_network(cidr).prefixlen == 0]
         if world and not self.allow_public_ssh:
             index = world[0]
-            raise ValueError(f"sshCidrs[{index}]: {self.ssh_cidrs[index]} opens SSH to the whole internet; "
-                             "list your own networks, or set allowPublicSsh: true if you mean it")
-        return self
+            raise Invalid(f"{self.ssh_cidrs[index]} opens SSH to the whole internet", f"sshCidrs[{index}]",
+                          "list your own networks, or set allowPublicSsh: true if you mean it", uses=("sshCidrs", "allowPublicSsh"))
 
-    @model_validator(mode="after")
-    def _unique_services(self) -> StackConfig:
+    def _unique_services(self) -> None:
         names = [s.name for s in self.services]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"services: duplicate service name(s) {', '.join(duplicates)}")
+            raise Invalid(f"duplicate service name(s) {', '.join(duplicates)}", "services", uses=("services",))
         kinds = [s.kind for s in self.services]
         repeated = sorted({k for k in kinds if kinds.count(k) > 1})
         if repeated:
-            raise ValueError(f"services: at most one service of each kind (the gateway routes by path); repeated: {', '.join(repeated)}")
-        return self
+            raise Invalid("at most one service of each kind (the gateway routes by path)", "services", f"repeated: {', '.join(repeated)}",
+                          uses=("services",))
 
 
 USER_KEYS = tuple(to_camel(name) for name in StackConfig.model_fields if name not in ("stack", "source"))
@@ -326,7 +343,8 @@ def load_yaml_document(text: str) -> Any:
 
 
 def read_stack_file(path: Path, stack: str | None = None) -> RawConfig:
-    """Read `Pulumi.<stack>.yaml` (or any file of that form)."""
+    """Read `Pulumi.<stack>.yaml` (or any file of that form). Raises ConfigError (field `file`, `config`, or
+    the key at fault) for a file that is missing, too large, not UTF-8, not YAML or past the limits."""
     source = str(path)
     if not path.is_file():
         raise ConfigError([problem(source, "file", "not found")])
@@ -392,30 +410,30 @@ def _decode_runtime_value(text: Any) -> Any:
         return text
 
 
-def _value_problem(path: str, value: Any, depth: int = 0) -> str | None:
+def _value_problem(source: str, path: str, value: Any, depth: int = 0) -> Problem | None:
     """The first thing in a value that JSON, and so Pulumi's config, cannot hold, or that is past the limits."""
     if depth > MAX_YAML_DEPTH:
-        return f"{path}: nested deeper than {MAX_YAML_DEPTH} levels"
+        return Problem(source, path, f"nested deeper than {MAX_YAML_DEPTH} levels")
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
-        return None if abs(value) <= MAX_INTEGER else f"{path}: integer out of range (at most {MAX_INTEGER})"
+        return None if abs(value) <= MAX_INTEGER else Problem(source, path, f"integer out of range (at most {MAX_INTEGER})")
     if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path}: {value} is not a finite number"
+        return None if math.isfinite(value) else Problem(source, path, f"{value} is not a finite number")
     if isinstance(value, str):
-        return None if len(value) <= MAX_TEXT_LENGTH else f"{path}: longer than {MAX_TEXT_LENGTH} characters"
+        return None if len(value) <= MAX_TEXT_LENGTH else Problem(source, path, f"longer than {MAX_TEXT_LENGTH} characters")
     if isinstance(value, (list, dict)) and len(value) > MAX_ITEMS:
-        return f"{path}: more than {MAX_ITEMS} entries"
+        return Problem(source, path, f"more than {MAX_ITEMS} entries")
     if isinstance(value, list):
-        return next((p for i, item in enumerate(value) if (p := _value_problem(f"{path}[{i}]", item, depth + 1))), None)
+        return next((p for i, item in enumerate(value) if (p := _value_problem(source, f"{path}[{i}]", item, depth + 1))), None)
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return f"{path}: key {key!r} is not a string"
-            if found := _value_problem(f"{path}.{_path_part(key)}", item, depth + 1):
+                return Problem(source, path, f"key {key!r} is not a string")
+            if found := _value_problem(source, f"{path}.{_path_part(key)}", item, depth + 1):
                 return found
         return None
-    return f"{path}: {type(value).__name__} is not a JSON value; quote it to make it a string"
+    return Problem(source, path, f"{type(value).__name__} is not a JSON value", "quote it to make it a string")
 
 
 FIELD_NAME = re.compile(r"[A-Za-z0-9_./-]+")
@@ -458,16 +476,50 @@ def _message(error: dict[str, Any]) -> str:
     return str(error["msg"]).removeprefix("Value error, ")
 
 
-def _unknown_key_problem(raw: RawConfig, key: str) -> str:
+def _unknown_key_problem(raw: RawConfig, key: str) -> Problem:
     hint = difflib.get_close_matches(key, USER_KEYS, n=1)
     suggestion = f" (did you mean {CONFIG_NAMESPACE}:{hint[0]}?)" if hint else ""
-    return problem(raw.source, _path_part(key), f"unknown key{suggestion}; known: {', '.join(USER_KEYS)}")
+    return Problem(raw.source, _path_part(key), f"unknown key{suggestion}", f"known: {', '.join(USER_KEYS)}")
 
 
-def parse_config(raw: RawConfig) -> StackConfig:
-    """Validate a RawConfig; every problem is reported, not just the first."""
+def _problem(source: str, error: Any) -> Problem:
+    """One pydantic error as a problem: its field from where it happened, or from the validator that raised it."""
+    path = _field_path(error["loc"])
+    if raised := _raised(error):
+        field = raised.field if not error["loc"] else f"{path}.{raised.field}" if raised.field else path
+        return Problem(source, field or path, raised.message, raised.hint)
+    if error["type"] == "extra_forbidden" and error["loc"][0] == "services":
+        hint = difflib.get_close_matches(str(error["loc"][-1]), [to_camel(f) for f in ServiceConfig.model_fields], n=1)
+        return Problem(source, path, "unknown key" + (f" (did you mean {hint[0]}?)" if hint else ""))
+    return Problem(source, path, _message(error))
+
+
+# Keys placement reads as a whole: with one of them invalid, placing the rest would judge another stack.
+PLACEMENT_KEYS = ("cloud", "region", "catalogFile", "services")
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    """Every problem of a stack's config, and the part of it that is valid, for placement to judge too.
+
+    `partial` is the stack with its invalid keys at their defaults and its invalid services left out
+    (`positions`: each kept service's index in the file), or None when what is left cannot be placed
+    as the user meant it (no valid service, or an invalid services list, cloud, region or catalogFile).
+    """
+
+    problems: tuple[Problem, ...]
+    partial: StackConfig | None
+    positions: tuple[int, ...]
+    complete: bool  # nothing was left out: `partial` is the stack as written
+
+
+def check_config(raw: RawConfig) -> CheckedConfig:
+    """Validate a RawConfig and report every problem at once: unknown keys, values past the limits,
+    secrets given in plain text, every invalid field, and the checks across fields (SSH, service
+    names) on whatever fields are valid."""
     problems = [_unknown_key_problem(raw, k) for k in raw.values if k not in USER_KEYS]
-    problems += [f"{raw.source}: {found}" for k, v in raw.values.items() if k in USER_KEYS and (found := _value_problem(k, v))]
+    too_big = {k: found for k, v in raw.values.items() if k in USER_KEYS and (found := _value_problem(raw.source, k, v))}
+    problems += too_big.values()
     for key in SECRET_KEYS:
         if key in raw.values and key not in raw.secret_keys:
             problems.append(
@@ -475,33 +527,62 @@ def parse_config(raw: RawConfig) -> StackConfig:
             )
     for key in sorted(raw.secret_keys & set(USER_KEYS) - set(SECRET_KEYS)):
         problems.append(problem(raw.source, key, f"is not a secret ({', '.join(SECRET_KEYS)} are): give it as a plain value"))
-    values = {k: v for k, v in raw.values.items() if k in USER_KEYS}
+    dropped = set(too_big)
+    values = {k: v for k, v in raw.values.items() if k in USER_KEYS and k not in dropped}
     for key in SECRET_KEYS:
         if key in values and values[key] is None:
             values[key] = SECRET_PLACEHOLDER
-    if problems:
-        raise ConfigError(problems)
+    identity = {"stack": raw.stack, "source": raw.source}
+    written = values.get("services")
+    positions = tuple(range(len(written))) if isinstance(written, list) else ()
     try:
-        return StackConfig.model_validate({**values, "stack": raw.stack, "source": raw.source})
+        partial = StackConfig.model_validate({**values, **identity})
     except ValidationError as exc:
-        for error in exc.errors():
-            path = _field_path(error["loc"])
-            if error["type"] == "extra_forbidden" and "services" in path:
-                hint = difflib.get_close_matches(str(error["loc"][-1]), [to_camel(f) for f in ServiceConfig.model_fields], n=1)
-                problems.append(problem(raw.source, path, "unknown key" + (f" (did you mean {hint[0]}?)" if hint else "")))
-            elif not error["loc"]:  # a whole-config check: its message starts with the field it is about
-                problems.append(f"{raw.source}: {_message(error)}")
-            else:
-                problems.append(problem(raw.source, path, _message(error)))
-        raise ConfigError(problems) from None
+        errors = exc.errors()
+        problems += [_problem(raw.source, e) for e in errors]
+        dropped |= {str(e["loc"][0]) for e in errors if e["loc"] and not (e["loc"][0] == "services" and len(e["loc"]) > 1)}
+        bad_services = {e["loc"][1] for e in errors if e["loc"][:1] == ("services",) and len(e["loc"]) > 1}
+        positions = tuple(i for i in positions if i not in bad_services)
+        values = {k: v for k, v in values.items() if k not in dropped}
+        if "services" in values:
+            values["services"] = [written[i] for i in positions]
+            if not positions:
+                return CheckedConfig(tuple(problems), None, (), False)
+        if any(e["loc"] for e in errors):  # a field was invalid, so the checks across fields have not run: run them on the rest
+            problems += _across_fields(raw.source, {**values, **identity}, dropped)
+        partial = StackConfig.model_validate({**values, **identity}, context={FIELDS_ONLY: True})
+    complete = not dropped and (not isinstance(written, list) or len(positions) == len(written))
+    if dropped & set(PLACEMENT_KEYS):
+        return CheckedConfig(tuple(problems), None, (), complete)
+    return CheckedConfig(tuple(problems), partial, positions if isinstance(written, list) else tuple(range(len(partial.services))),
+                         complete)
+
+
+def _across_fields(source: str, values: dict[str, Any], dropped: set[str]) -> list[Problem]:
+    """The checks across fields on valid fields; one that reads a key left out would judge what is not there."""
+    try:
+        StackConfig.model_validate(values)
+    except ValidationError as exc:
+        return [_problem(source, e) for e in exc.errors() if not set(getattr(_raised(e), "uses", ())) & dropped]
+    return []
+
+
+def parse_config(raw: RawConfig) -> StackConfig:
+    """Validate a RawConfig. Raises ConfigError with every problem of the config (see check_config)."""
+    checked = check_config(raw)
+    if checked.problems:
+        raise ConfigError(checked.problems)
+    assert checked.partial is not None and checked.complete
+    return checked.partial
 
 
 def load_stack(stack: str | None = None, config_file: str | None = None, stacks_dir: Path = Path("stacks")) -> StackConfig:
-    """The CLI's reader: `--stack NAME` or `--config FILE`."""
+    """The CLI's reader: `--stack NAME` or `--config FILE`. Raises ConfigError (see parse_config)."""
     return parse_config(load_raw(stack, config_file, stacks_dir))
 
 
 def load_raw(stack: str | None = None, config_file: str | None = None, stacks_dir: Path = Path("stacks")) -> RawConfig:
+    """The file `--stack NAME` or `--config FILE` names, read. Raises ConfigError (see read_stack_file)."""
     if config_file:
         return read_stack_file(Path(config_file))
     return read_stack_file(stacks_dir / f"Pulumi.{stack or 'dev'}.yaml", stack or "dev")

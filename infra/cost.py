@@ -1,17 +1,26 @@
-"""The cost comparison preview: placement's own results, shaped as the CLI's `cost` contract."""
+"""The cost comparison preview: placement's own results as a typed `CostPreview`; `as_json()` is the
+CLI's `cost` contract and `infra.cost_report` renders it as a table or as markdown."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
+from infra.errors import Problem
 from infra.placement import Evaluation, ServiceNeed, fit
 from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
-from infra.throughput import ASSUMPTIONS, estimate
+from infra.throughput import ASSUMPTIONS, ThroughputEstimate, estimate
 
 
 def _money(hourly: float) -> dict[str, float]:
     return {"hourly_usd": round(hourly, 6), "monthly_usd": round(hourly * HOURS_PER_MONTH, 2)}
+
+
+def monthly(hourly: float | None) -> float | None:
+    """$/month for $/h: 730 hours, rounded to the cent."""
+    return round(hourly * HOURS_PER_MONTH, 2) if hourly is not None else None
 
 
 def price_note(offer: Offer) -> str:
@@ -35,49 +44,92 @@ def price_provenance(offer: Offer) -> dict[str, Any]:
     return {"price_source": offer.source, "price_region": offer.region, "price_as_of": offer.as_of, "price_note": price_note(offer)}
 
 
-def _option(need: ServiceNeed, offer: Offer) -> dict[str, Any]:
-    """One offer for one service on its own: feasible or why not, and what it costs."""
-    fitted = fit([need], offer)
-    replicas = need.config.replicas
-    record = {
-        **offer_record(offer),
-        **price_provenance(offer),
-        "feasible": fitted.feasible,
-        "reason": fitted.reason or "fits",
-        "instance_hourly_usd": offer.hourly_usd,
-        **_money(offer.hourly_usd * replicas),
-    }
-    if need.config.kind == "llm" and fitted.services:
-        throughput = estimate(need.info, need.config.dtype, offer, fitted.services[0].tensor_parallel_size, replicas)
-        record["tokens_per_second"] = throughput.tokens_per_second
-        record["usd_per_million_tokens"] = throughput.usd_per_million_tokens
-        record["throughput_is_estimate"] = True
-    return record
+def _throughput_json(throughput: ThroughputEstimate | None) -> dict[str, float]:
+    if throughput is None:
+        return {}
+    return {"tokens_per_second": throughput.tokens_per_second, "usd_per_million_tokens": throughput.usd_per_million_tokens}
 
 
-def _options(evaluation: Evaluation, need: ServiceNeed) -> list[dict[str, Any]]:
-    options = [_option(need, o) for result in evaluation.by_cloud.values() for o in result.offers]
-    return sorted(options, key=lambda o: (not o["feasible"], o["hourly_usd"], o["cloud"], o["instance_type"]))
+@dataclass(frozen=True)
+class Option:
+    """One offer for one service on its own: feasible or why not, what its replicas cost, and for an
+    LLM that fits, the throughput estimate."""
+
+    offer: Offer
+    feasible: bool
+    reason: str
+    replicas_hourly_usd: float  # the service's replicas on this offer
+    throughput: ThroughputEstimate | None
+
+    @property
+    def hourly_usd(self) -> float:
+        return _money(self.replicas_hourly_usd)["hourly_usd"]
+
+    @property
+    def monthly_usd(self) -> float:
+        return _money(self.replicas_hourly_usd)["monthly_usd"]
+
+    def as_json(self) -> dict[str, Any]:
+        record = {**offer_record(self.offer), **price_provenance(self.offer), "feasible": self.feasible, "reason": self.reason,
+                  "instance_hourly_usd": self.offer.hourly_usd, **_money(self.replicas_hourly_usd), **_throughput_json(self.throughput)}
+        return record | ({"throughput_is_estimate": True} if self.throughput else {})
 
 
-def _chosen(plan: DeploymentPlan | None, need: ServiceNeed) -> dict[str, Any]:
-    """Where placement put the service: its offer, node group, neighbours, and for an LLM the estimate."""
-    if plan is None:
-        return {"chosen": None}
-    name = need.config.name
-    group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
-    service = next(s for s in group.services if s.name == name)
-    chosen: dict[str, Any] = {
-        "chosen": {**offer_record(group.offer), **price_provenance(group.offer)},
-        "node_group": group.name,
-        "colocated_with": [s.name for s in group.services if s.name != name],
-        "tensor_parallel_size": service.tensor_parallel_size,
-    }
-    if need.config.kind == "llm":
-        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size, need.config.replicas)
-        chosen["tokens_per_second"] = throughput.tokens_per_second
-        chosen["usd_per_million_tokens"] = throughput.usd_per_million_tokens
-    return chosen
+@dataclass(frozen=True)
+class Placed:
+    """Where placement put a service: its node group, its neighbours there, and for an LLM the estimate."""
+
+    group: NodeGroup
+    colocated_with: tuple[str, ...]
+    tensor_parallel_size: int
+    throughput: ThroughputEstimate | None
+
+
+@dataclass(frozen=True)
+class ServiceCost:
+    need: ServiceNeed
+    placed: Placed | None  # None: no feasible placement for the stack
+    options: tuple[Option, ...]  # feasible first, cheapest first
+
+    @property
+    def chosen(self) -> Offer | None:
+        return self.placed.group.offer if self.placed else None
+
+    def as_json(self) -> dict[str, Any]:
+        service = self.need.config
+        record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": service.dtype,
+                                  "replicas": service.replicas, "accelerator": service.accelerator,
+                                  "required_gpu_memory_gb": self.need.required_gb}
+        if self.placed is None:
+            record["chosen"] = None
+        else:
+            offer = self.placed.group.offer
+            record |= {"chosen": {**offer_record(offer), **price_provenance(offer)}, "node_group": self.placed.group.name,
+                       "colocated_with": list(self.placed.colocated_with), "tensor_parallel_size": self.placed.tensor_parallel_size,
+                       **_throughput_json(self.placed.throughput)}
+        return record | {"options": [o.as_json() for o in self.options]}
+
+
+@dataclass(frozen=True)
+class CloudTotal:
+    """The cheapest placement on one cloud, or that there is none."""
+
+    cloud: str
+    region: str | None
+    hourly_usd: float | None  # None: not feasible there
+    instance_types: tuple[str, ...]
+
+    @property
+    def feasible(self) -> bool:
+        return self.hourly_usd is not None
+
+    @property
+    def monthly_usd(self) -> float | None:
+        return monthly(self.hourly_usd)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cloud": self.cloud, "feasible": self.feasible, "region": self.region, "total_hourly_usd": self.hourly_usd,
+                "total_monthly_usd": self.monthly_usd, "instance_types": list(self.instance_types)}
 
 
 def node_group_record(group: NodeGroup) -> dict[str, Any]:
@@ -106,42 +158,82 @@ def node_group_record(group: NodeGroup) -> dict[str, Any]:
     }
 
 
-def cost_preview(evaluation: Evaluation) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CostPreview:
+    """What a stack costs where placement puts it, what each service could run on instead, and each cloud's total."""
+
+    stack: str
+    plan: DeploymentPlan | None
+    services: tuple[ServiceCost, ...]
+    budget_usd_per_hour: float | None
+    by_cloud: tuple[CloudTotal, ...]
+    problems: tuple[Problem, ...]
+    throughput_note: str = ASSUMPTIONS
+
+    @property
+    def node_groups(self) -> tuple[NodeGroup, ...]:
+        return self.plan.node_groups if self.plan else ()
+
+    @property
+    def total_hourly_usd(self) -> float | None:
+        return self.plan.hourly_usd if self.plan else None
+
+    @property
+    def total_monthly_usd(self) -> float | None:
+        return monthly(self.total_hourly_usd)
+
+    def with_problem(self, problem: Problem) -> CostPreview:
+        return dataclasses.replace(self, problems=(*self.problems, problem))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "cloud": self.plan.cloud if self.plan else None,
+            "region": self.plan.region if self.plan else None,
+            "services": [s.as_json() for s in self.services],
+            "node_groups": [node_group_record(g) for g in self.node_groups],
+            "total_hourly_usd": self.total_hourly_usd,
+            "total_monthly_usd": self.total_monthly_usd,
+            "budget_usd_per_hour": self.budget_usd_per_hour,
+            "by_cloud": [c.as_json() for c in self.by_cloud],
+            "throughput_note": self.throughput_note,
+            "problems": [str(p) for p in self.problems],
+        }
+
+
+def _option(need: ServiceNeed, offer: Offer) -> Option:
+    fitted = fit([need], offer)
+    replicas = need.config.replicas
+    throughput = None
+    if need.config.kind == "llm" and fitted.services:
+        throughput = estimate(need.info, need.config.dtype, offer, fitted.services[0].tensor_parallel_size, replicas)
+    return Option(offer, fitted.feasible, fitted.reason or "fits", offer.hourly_usd * replicas, throughput)
+
+
+def _options(evaluation: Evaluation, need: ServiceNeed) -> tuple[Option, ...]:
+    options = [_option(need, o) for result in evaluation.by_cloud.values() for o in result.offers]
+    return tuple(sorted(options, key=lambda o: (not o.feasible, o.hourly_usd, o.offer.cloud, o.offer.instance_type)))
+
+
+def _placed(plan: DeploymentPlan | None, need: ServiceNeed) -> Placed | None:
+    if plan is None:
+        return None
+    name = need.config.name
+    group = next(g for g in plan.node_groups if any(s.name == name for s in g.services))
+    service = next(s for s in group.services if s.name == name)
+    throughput = None
+    if need.config.kind == "llm":
+        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size, need.config.replicas)
+    return Placed(group, tuple(s.name for s in group.services if s.name != name), service.tensor_parallel_size, throughput)
+
+
+def cost_preview(evaluation: Evaluation) -> CostPreview:
     config, plan = evaluation.config, evaluation.plan
-    services = []
-    for need in evaluation.needs:
-        services.append({
-            "name": need.config.name,
-            "kind": need.config.kind,
-            "model": need.config.model,
-            "dtype": need.config.dtype,
-            "replicas": need.config.replicas,
-            "accelerator": need.config.accelerator,
-            "required_gpu_memory_gb": need.required_gb,
-            **_chosen(plan, need),
-            "options": _options(evaluation, need),
-        })
-    total = plan.hourly_usd if plan else None
-    return {
-        "stack": config.stack,
-        "cloud": plan.cloud if plan else None,
-        "region": plan.region if plan else None,
-        "services": services,
-        "node_groups": [node_group_record(g) for g in (plan.node_groups if plan else ())],
-        "total_hourly_usd": total,
-        "total_monthly_usd": round(total * HOURS_PER_MONTH, 2) if total is not None else None,
-        "budget_usd_per_hour": config.budget_usd_per_hour,
-        "by_cloud": [
-            {
-                "cloud": cloud,
-                "feasible": result.plan is not None,
-                "region": result.region,
-                "total_hourly_usd": result.plan.hourly_usd if result.plan else None,
-                "total_monthly_usd": round(result.plan.hourly_usd * HOURS_PER_MONTH, 2) if result.plan else None,
-                "instance_types": [f.offer.instance_type for f, _ in result.plan.groups] if result.plan else [],
-            }
-            for cloud, result in ((c, evaluation.by_cloud[c]) for c in CLOUDS)
-        ],
-        "throughput_note": ASSUMPTIONS,
-        "problems": list(evaluation.problems),
-    }
+    by_cloud = []
+    for cloud in CLOUDS:
+        result = evaluation.by_cloud[cloud]
+        chosen = result.plan
+        by_cloud.append(CloudTotal(cloud, result.region, chosen.hourly_usd if chosen else None,
+                                   tuple(f.offer.instance_type for f, _ in chosen.groups) if chosen else ()))
+    services = tuple(ServiceCost(need, _placed(plan, need), _options(evaluation, need)) for need in evaluation.needs)
+    return CostPreview(config.stack, plan, services, config.budget_usd_per_hour, tuple(by_cloud), evaluation.problems)

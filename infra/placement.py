@@ -9,12 +9,14 @@ the per-cloud results the cost preview shows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from infra.catalog import CLOUDS, CatalogError, load_offers
-from infra.config import ConfigError, ServiceConfig, StackConfig, problem
+from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
+from infra.config import RawConfig, ServiceConfig, StackConfig, check_config, problem
+from infra.errors import ConfigError, Problem
 from infra.models import (
     CPU_RAM_RESERVE_GB,
     TENSOR_PARALLEL_SIZES,
@@ -245,7 +247,7 @@ class Evaluation:
     needs: tuple[ServiceNeed, ...]
     by_cloud: dict[str, CloudResult]
     plan: DeploymentPlan | None
-    problems: tuple[str, ...]
+    problems: tuple[Problem, ...]
 
 
 def _regions(offers: Sequence[Offer], cloud: str) -> list[str]:
@@ -303,12 +305,14 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
     )
 
 
-def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str]) -> list[str]:
-    """Name the field that makes the stack impossible to place."""
+def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str],
+              together: bool = True) -> list[Problem]:
+    """Name the fields that make the stack impossible to place; `together`: `needs` are all the stack's
+    services, so when each fits somewhere alone, the problem is placing them together."""
     src = config.source
     if config.domain and not set(clouds) & set(CLOUDS_WITH_MANAGED_TLS):
-        return [problem(src, "domain", f"TLS for {config.domain} needs a certificate that {'/'.join(clouds)} cannot issue by "
-                        f"itself; remove domain (plain HTTP endpoint) or deploy on {' or '.join(CLOUDS_WITH_MANAGED_TLS)}")]
+        return [problem(src, "domain", f"TLS for {config.domain} needs a certificate that {'/'.join(clouds)} cannot issue by itself",
+                        f"remove domain (plain HTTP endpoint) or deploy on {' or '.join(CLOUDS_WITH_MANAGED_TLS)}")]
     scoped = [o for o in offers if o.cloud in clouds]
     if config.region and not any(o.region == config.region for o in scoped):
         known = ", ".join(sorted({o.region for o in scoped}))
@@ -324,7 +328,7 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
             )
         elif not anywhere:
             problems.append(_unplaceable(src, need, scoped, clouds))
-    if not problems:
+    if not problems and together:
         problems.append(
             problem(src, "region" if config.region else "cloud",
                     "no single region offers instances for all services together; pin fewer GPUs or choose another cloud")
@@ -332,7 +336,14 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
-def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> str:
+def _counts_that_fit(need: ServiceNeed, offers: Sequence[Offer]) -> list[int]:
+    """The GPU counts the service fits on (each offer's smallest), were its gpuCount not pinned."""
+    free = dataclasses.replace(need, config=need.config.model_copy(update={"gpu_count": None}))
+    fits = [f for f in (fit([free], o) for o in offers) if f.services]
+    return sorted({f.services[0].tensor_parallel_size for f in fits if f.services and f.services[0].tensor_parallel_size})
+
+
+def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> Problem:
     """The real cause: no instance type of the kind asked for at all, or none big enough."""
     service = need.config
     where = "/".join(clouds)
@@ -340,6 +351,10 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
         pinned = [o for o in offers if o.gpu == service.gpu]
         if not pinned:
             return problem(source, f"{need.field}.gpu", f"no {service.gpu} instance type for {where} in the catalog")
+        counts = _counts_that_fit(need, pinned) if service.gpu_count else []
+        if counts:  # the GPU would do: the count pinned is what is too small
+            return problem(source, f"{need.field}.gpuCount", f"{service.gpu_count}x {service.gpu} cannot hold {service.model}: "
+                           f"it needs {need.required_gb} GB ({service.dtype})", f"valid: {', '.join(map(str, counts))}")
         largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
                        f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
@@ -358,19 +373,62 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 
 
-def stack_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[Offer, ...]:
-    """The stack's offers (its catalogFile, or `catalog_file`, with its priceOverrides); ConfigError naming the field."""
+def priced_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[tuple[Offer, ...], list[Problem]]:
+    """The stack's offers (its catalogFile, or `catalog_file`) with every priceOverride that names one
+    of them, and a `priceOverrides` problem for those that do not.
+
+    Raises ConfigError (field `catalogFile`) when the catalog cannot be read.
+    """
+    catalog = catalog_file or config.catalog_file
     try:
-        return load_offers(catalog_file or config.catalog_file, config.price_overrides)
-    except CatalogError as exc:
-        field = "priceOverrides" if str(exc).startswith("priceOverrides") else "catalogFile"
-        raise ConfigError([problem(config.source, field, str(exc).removeprefix("priceOverrides: "))]) from None
+        offers = load_offers(catalog)
+        unknown = unknown_overrides(offers, config.price_overrides)
+        known = {key: price for key, price in config.price_overrides.items() if key not in unknown}
+        offers = load_offers(catalog, known) if known else offers
+    except CatalogError as exc:  # the catalog's own problem (file, line, column) is what is wrong with catalogFile
+        where = dataclasses.replace(exc.problem, hint=None)
+        raise ConfigError([problem(config.source, "catalogFile", str(where), exc.problem.hint)]) from None
+    return offers, [problem(config.source, "priceOverrides", f"{', '.join(unknown)} not in the catalog")] if unknown else []
 
 
-def evaluate(config: StackConfig) -> Evaluation:
-    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`."""
-    offers = stack_offers(config)
-    needs = tuple(service_need(i, s) for i, s in enumerate(config.services))
+def stack_offers(config: StackConfig, catalog_file: str | None = None) -> tuple[Offer, ...]:
+    """The stack's offers with its priceOverrides. Raises ConfigError naming `catalogFile` or `priceOverrides`."""
+    offers, problems = priced_offers(config, catalog_file)
+    if problems:
+        raise ConfigError(problems)
+    return offers
+
+
+def _pin_problems(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> list[Problem]:
+    """A gpuCount pin that no tensor-parallel size or no instance type of the catalog can honour, named
+    as the pin with the values that would be valid."""
+    service = need.config
+    count = service.gpu_count
+    if count is None or service.accelerator == "cpu":
+        return []
+    if service.kind == "llm":
+        valid = [n for n in TENSOR_PARALLEL_SIZES if valid_tensor_parallel(need.info, n)]
+        if count not in valid:
+            return [problem(source, f"{need.field}.gpuCount", f"no {count}-GPU tensor-parallel size for {service.model}",
+                            f"valid: {', '.join(map(str, valid))}")]
+    kind = [o for o in offers if o.cuda and (service.gpu is None or o.gpu == service.gpu)]
+    if kind and not any(o.gpu_count >= count for o in kind):
+        counts = ", ".join(map(str, sorted({o.gpu_count for o in kind})))
+        return [problem(source, f"{need.field}.gpuCount", f"no instance type with {count} {service.gpu or 'CUDA'} GPUs in the catalog",
+                        f"offered: {counts}")]
+    return []
+
+
+def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`.
+
+    `positions` are the services' indices in the stack file when `config` holds only some of them
+    (load_config's partial stack), so problems name the right `services[i]`. Problems come back in
+    `Evaluation.problems`, every one found; raises ConfigError only when the catalog cannot be read.
+    """
+    offers, problems = priced_offers(config)
+    indices = range(len(config.services)) if positions is None else positions
+    needs = tuple(service_need(i, s) for i, s in zip(indices, config.services, strict=True))
     by_cloud = {}
     for cloud in CLOUDS:
         region = config.region if config.region in _regions(offers, cloud) else None
@@ -380,12 +438,16 @@ def evaluate(config: StackConfig) -> Evaluation:
     targets = list(CLOUDS) if config.cloud == "auto" else [config.cloud]
     if config.cloud == "auto" and config.region:
         targets = [c for c in targets if config.region in _regions(offers, c)] or targets
+    scoped = [o for o in offers if o.cloud in targets]
+    pins = {need.index: found for need in needs if (found := _pin_problems(config.source, need, scoped))}
+    problems += [p for found in pins.values() for p in found]
     feasible = [by_cloud[c].plan for c in targets if by_cloud[c].plan is not None]
     chosen = min(feasible, key=lambda p: (p.hourly_usd, targets.index(p.cloud)), default=None)
-    if chosen is None:
-        return Evaluation(config, needs, by_cloud, None, tuple(_diagnose(config, needs, offers, targets)))
+    if chosen is None or pins:
+        others = [n for n in needs if n.index not in pins]
+        problems += _diagnose(config, others, offers, targets, together=not pins)
+        return Evaluation(config, needs, by_cloud, None, tuple(problems))
     plan = to_deployment_plan(config, needs, chosen)
-    problems: list[str] = []
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "
@@ -395,9 +457,30 @@ def evaluate(config: StackConfig) -> Evaluation:
 
 
 def place(config: StackConfig) -> DeploymentPlan:
-    """The stack's DeploymentPlan, or ConfigError naming the field that prevents one."""
+    """The stack's DeploymentPlan.
+
+    Raises ConfigError with every problem that prevents one (each naming its field), or that the
+    cheapest one breaks (budgetUsdPerHour, priceOverrides).
+    """
     result = evaluate(config)
     if result.problems:
-        raise ConfigError(list(result.problems))
+        raise ConfigError(result.problems)
     assert result.plan is not None
     return result.plan
+
+
+def load_config(raw: RawConfig) -> StackConfig:
+    """The validated stack. Raises ConfigError with every problem of the file in one go: the config's
+    own and, for whatever part of it is valid, the services and keys placement would refuse (a pin, a
+    price override, a model too large), so a file with six mistakes takes one run, not five.
+    """
+    checked = check_config(raw)
+    if not checked.problems:
+        assert checked.partial is not None
+        return checked.partial
+    problems = list(checked.problems)
+    if checked.partial is not None:
+        placement = evaluate(checked.partial, checked.positions).problems
+        # the budget is judged on the whole stack only: on part of it, the price would be another stack's
+        problems += [p for p in placement if checked.complete or p.field != "budgetUsdPerHour"]
+    raise ConfigError(problems)

@@ -248,9 +248,9 @@ def budget_violations(raw: RawConfig, max_hourly_usd: float | None = None) -> li
         try:
             evaluation = evaluate(parse_config(raw))
         except ConfigError as error:
-            return error.problems
+            return error.lines()
     # Without a plan the problems say why; with one, the only problem evaluate reports is the budget.
-    out = list(evaluation.problems)
+    out = [str(p) for p in evaluation.problems]
     plan = evaluation.plan
     if plan is not None and max_hourly_usd is not None and plan.hourly_usd > max_hourly_usd:
         out.append(f"stack {raw.stack}: the placement costs {plan.hourly_usd:.2f} $/h, over the policy's maxHourlyUsd of "

@@ -24,7 +24,8 @@ from bootstrap.gateway import FILES
 from components.stack import GENERATED_API_KEY_LENGTH
 from infra.cli.offline import OfflineResult, run_offline
 from infra.config import RawConfig, StackConfig, default_services, load_raw, load_stack, parse_config
-from infra.placement import place
+from infra.errors import ConfigError, Problem
+from infra.placement import evaluate, load_config, place
 from infra.plan import SERVICE_PORTS, DeploymentPlan, NodeGroup, Offer, PlacedService
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +67,18 @@ class CliResult:
 
 WORLD = {"0.0.0.0/0", "::/0"}
 GUARDED_PORTS = {22, *SERVICE_PORTS.values()}  # SSH and the model servers: never open to WORLD
+
+
+def stack_problems(path: Path) -> list[Problem]:
+    """Every problem `validate` and `cost` report for a stack file, typed: the config's, or placement's."""
+    try:
+        return list(evaluate(load_config(load_raw(config_file=str(path)))).problems)
+    except ConfigError as error:
+        return error.problems
+
+
+def fields(problems: list[Problem]) -> list[tuple[str, str]]:
+    return [(p.source, p.field) for p in problems]
 
 
 def stack_config(stack_file: Callable[[dict], Path], values: dict) -> StackConfig:

@@ -122,7 +122,7 @@ def test_prod_root_holds_the_ami_toolkits_the_vllm_image_and_65_gb_of_weights():
 @pytest.mark.parametrize("stack", STACKS)
 def test_plan_and_cost_json_show_each_node_groups_estimated_boot_minutes(stack):
     plan, result = planned(stack)
-    cost = cost_preview(evaluate(parse_config(load_raw(stack, stacks_dir=STACKS_DIR))))
+    cost = cost_preview(evaluate(parse_config(load_raw(stack, stacks_dir=STACKS_DIR)))).as_json()
     for records in (result.as_json()["node_groups"], cost["node_groups"]):
         assert [r["name"] for r in records] == [g.name for g in plan.node_groups]
         for record, group in zip(records, plan.node_groups):

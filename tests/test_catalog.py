@@ -13,7 +13,7 @@ import pytest
 from infra.catalog import DATA_DIR, REQUIRED_COLUMNS, load_offers, read_catalog
 from infra.catalog_build import build_rows, catalog_text, specified_prices
 from infra.cli.refresh import alicloud, aws, digitalocean
-from infra.config import ConfigError
+from infra.errors import ConfigError, Problem
 from infra.placement import place
 from tests.helpers import ROOT, stack_config
 
@@ -123,14 +123,16 @@ def test_no_cpu_type_for_the_cloud_is_named_as_the_cause(stack_file, tmp_path):
                                 if not line.startswith("alicloud,ecs.g7.") and not line.startswith("alicloud,ecs.c7.")))
     with pytest.raises(ConfigError) as error:
         place(stack_config(stack_file, {"cloud": "alicloud", "catalogFile": str(gpu_only), "services": [CPU_RERANKER]}))
-    assert error.value.problems == [f"{tmp_path}/Pulumi.test.yaml: services[0].accelerator: no CPU instance type for alicloud in the catalog"]
+    assert error.value.problems == [Problem(f"{tmp_path}/Pulumi.test.yaml", "services[0].accelerator", "no CPU instance type for alicloud in the catalog")]
 
 
 def test_a_cpu_service_too_big_for_every_cpu_type_is_told_the_largest(stack_file):
     big = {"name": "emb", "kind": "embedding", "model": "Qwen/Qwen3-Embedding-8B", "accelerator": "cpu", "paramsB": 8}
     with pytest.raises(ConfigError) as error:
         place(stack_config(stack_file, {"cloud": "digitalocean", "services": [big]}))
-    assert "the largest CPU instance type for digitalocean in the catalog has 16 GB" in error.value.problems[0]
+    (problem,) = error.value.problems
+    assert problem.field == "services[0].model"
+    assert problem.message.endswith("; the largest CPU instance type for digitalocean in the catalog has 16 GB"), problem.message
 
 
 def test_catalog_build_command_writes_the_file_and_refuses_missing_data(cli, tmp_path):
@@ -155,4 +157,4 @@ def test_a_price_override_may_name_one_region(stack_file):
     assert offers["eu-central-1"].list_hourly_usd == 1.0064 and offers["eu-central-1"].price_basis == "override"
     with pytest.raises(ConfigError) as error:
         place(stack_config(stack_file, {"cloud": "aws", "services": services, "priceOverrides": {"aws/g6.xlarge/eu-west-1": 0.3}}))
-    assert error.value.problems[0].endswith("priceOverrides: aws/g6.xlarge/eu-west-1 not in the catalog")
+    assert [(p.field, p.message) for p in error.value.problems] == [("priceOverrides", "aws/g6.xlarge/eu-west-1 not in the catalog")]

@@ -12,9 +12,13 @@ import sys
 
 import pytest
 
-from infra.cli.tables import _shown_options, usd
+from infra.config import load_raw
+from infra.cost import cost_preview
+from infra.cost_report import shown_options
 from infra.models import registry
-from tests.helpers import ROOT, STACKS
+from infra.placement import evaluate, load_config
+from infra.report import usd
+from tests.helpers import ROOT, STACKS, STACKS_DIR
 
 ELLIPSIS = "…"
 API_KEY_LENGTH = 40  # components/stack.py's RandomPassword; the mock engine answers "x" * length
@@ -36,18 +40,19 @@ def widest(text: str) -> int:
 @pytest.mark.parametrize("stack", STACKS)
 def test_cost_table_fits_the_terminal_and_cuts_no_name_or_price(cli, stack, columns):
     text = run("cost", "--stack", stack, columns=columns)
-    preview = cli("cost", "--stack", stack, "--format", "json").json()
+    preview = cost_preview(evaluate(load_config(load_raw(stack, stacks_dir=STACKS_DIR))))
     assert widest(text) <= columns and ELLIPSIS not in text
     rows = text.splitlines()
-    for service in preview["services"]:
-        for option in _shown_options(service):
-            row = next((r for r in rows if f" {option['instance_type']} " in r and f" {option['cloud']} " in f" {r}"), None)
-            assert row is not None, f"{service['name']}: {option['instance_type']} missing or cut"
-            assert f" {usd(option['hourly_usd'])}" in row
+    for service in preview.services:
+        for option in shown_options(service):
+            offer = option.offer
+            row = next((r for r in rows if f" {offer.instance_type} " in r and f" {offer.cloud} " in f" {r}"), None)
+            assert row is not None, f"{service.need.config.name}: {offer.instance_type} missing or cut"
+            assert f" {usd(option.hourly_usd)}" in row
             if columns == 100:
-                assert f" {usd(option['monthly_usd'])}" in row
-            if service["kind"] == "llm" and "usd_per_million_tokens" in option:
-                assert f" {option['usd_per_million_tokens']:.3f}" in row
+                assert f" {usd(option.monthly_usd)}" in row
+            if option.throughput is not None:
+                assert f" {option.throughput.usd_per_million_tokens:.3f}" in row
 
 
 def test_cost_table_marks_the_choice_explains_itself_and_says_how_offers_fit(cli):

@@ -5,73 +5,107 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from infra.config import USER_KEYS
+from infra.errors import Problem
+from tests.helpers import fields, stack_problems
+
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}
 
+KNOWN_GPUS = "A10, A100, A100-80GB, A10G, B200, B300, H100, H200, L20, L4, L40S, MI300X, MI325X, RTX4000ADA, RTX6000ADA, RTXPRO6000, T4, V100"
+
+# name → (the stack's keys, the field named, the message (or how it starts), the hint)
 BAD_INPUTS = {
-    "unknown cloud": ({"cloud": "gcp"}, "cloud: must be one of 'aws', 'digitalocean', 'alicloud' or 'auto'"),
-    "unknown kind": ({"services": [{**LLM, "kind": "chat"}]}, "services[0].kind: must be one of 'llm', 'embedding' or 'rerank'"),
-    "unknown key (typo)": ({"allowedCidr": ["10.0.0.0/8"]}, "allowedCidr: unknown key (did you mean llm-deploy:allowedCidrs?)"),
-    "unknown service key": ({"services": [{**LLM, "replica": 2}]}, "services[0].replica: unknown key (did you mean replicas?)"),
-    "replicas < 1": ({"services": [{**LLM, "replicas": 0}]}, "services[0].replicas: must be >= 1"),
-    "invalid CIDR": ({"allowedCidrs": ["10.0.0.300/8"]}, "allowedCidrs[0]: '10.0.0.300/8' is not a valid CIDR"),
-    "CIDR with host bits": ({"sshCidrs": ["10.0.0.1/8"]}, "sshCidrs[0]: '10.0.0.1/8' is not a valid CIDR"),
+    "unknown cloud": ({"cloud": "gcp"}, "cloud", "must be one of 'aws', 'digitalocean', 'alicloud' or 'auto'", None),
+    "unknown kind": ({"services": [{**LLM, "kind": "chat"}]}, "services[0].kind", "must be one of 'llm', 'embedding' or 'rerank'", None),
+    "unknown key (typo)": ({"allowedCidr": ["10.0.0.0/8"]}, "allowedCidr", "unknown key (did you mean llm-deploy:allowedCidrs?)",
+                           "known: " + ", ".join(USER_KEYS)),
+    "unknown service key": ({"services": [{**LLM, "replica": 2}]}, "services[0].replica", "unknown key (did you mean replicas?)", None),
+    "replicas < 1": ({"services": [{**LLM, "replicas": 0}]}, "services[0].replicas", "must be >= 1", None),
+    "invalid CIDR": ({"allowedCidrs": ["10.0.0.300/8"]}, "allowedCidrs[0]", "'10.0.0.300/8' is not a valid CIDR (", None),
+    "CIDR with host bits": ({"sshCidrs": ["10.0.0.1/8"]}, "sshCidrs[0]", "'10.0.0.1/8' is not a valid CIDR (10.0.0.1/8 has host bits set)",
+                            None),
     "duplicate service names": (
         {"services": [LLM, {"name": "llm", "kind": "embedding", "model": "BAAI/bge-m3"}]},
-        "services: duplicate service name(s) llm",
+        "services", "duplicate service name(s) llm", None,
     ),
-    "cpu for an llm": ({"services": [{**LLM, "accelerator": "cpu"}]}, "services[0]: accelerator: 'cpu' is not supported for kind 'llm'"),
+    "cpu for an llm": ({"services": [{**LLM, "accelerator": "cpu"}]}, "services[0].accelerator",
+                       "'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)", None),
     "unknown model without paramsB": (
         {"services": [{**LLM, "model": "acme/secret-model"}]},
-        "services[0]: paramsB: model 'acme/secret-model' is not in the built-in registry",
+        "services[0].paramsB", "model 'acme/secret-model' is not in the built-in registry", "set paramsB (size in billions)",
     ),
     "pinned GPU too small": (
-        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L4", "gpuCount": 1}]},
-        "services[0].gpu: L4 cannot hold meta-llama/Llama-3.1-70B-Instruct",
+        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "RTX4000ADA"}]},
+        "services[0].gpu", "RTX4000ADA cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", None,
+    ),
+    "pinned GPU count too small": (
+        {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L40S", "gpuCount": 1}]},
+        "services[0].gpuCount", "1x L40S cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", "valid: 4",
     ),
     "region without the needed GPU": (
         {"cloud": "digitalocean", "region": "tor1", "services": [{**LLM, "gpu": "H200"}]},
-        "region: tor1 has no offer that can serve services[0]",
+        "region", "tor1 has no offer that can serve services[0] (Qwen/Qwen2.5-7B-Instruct, ", None,
     ),
-    "unknown region": ({"cloud": "aws", "region": "mars-1", "services": [LLM]}, "region: 'mars-1' is not a region of aws"),
-    "budget exceeded": ({"services": [LLM], "budgetUsdPerHour": 0.1}, "budgetUsdPerHour: the cheapest placement costs"),
+    "unknown region": ({"cloud": "aws", "region": "mars-1", "services": [LLM]}, "region", "'mars-1' is not a region of aws in the catalog (known: ",
+                       None),
+    "budget exceeded": ({"services": [LLM], "budgetUsdPerHour": 0.1}, "budgetUsdPerHour", "the cheapest placement costs ", None),
     "model too large for any instance": (
         {"services": [{**LLM, "model": "example/giant-3t", "paramsB": 3000}]},
-        "services[0].model: example/giant-3t needs",
+        "services[0].model", "example/giant-3t needs ", None,
     ),
     "domain on a cloud without managed TLS": (
         {"cloud": "alicloud", "domain": "llm.example.com", "services": [LLM]},
-        "domain: TLS for llm.example.com needs a certificate that alicloud cannot issue",
+        "domain", "TLS for llm.example.com needs a certificate that alicloud cannot issue by itself",
+        "remove domain (plain HTTP endpoint) or deploy on aws or digitalocean",
     ),
-    "ssh open without a key": ({"sshCidrs": ["203.0.113.0/24"]}, "sshCidrs: opens SSH, but nodes take keys only: set sshPublicKeys too"),
+    "ssh open without a key": ({"sshCidrs": ["203.0.113.0/24"]}, "sshCidrs", "opens SSH, but nodes take keys only: set sshPublicKeys too",
+                               None),
     "private key as ssh key": (
         {"sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]},
-        "sshPublicKeys[0]: must be an OpenSSH public key line",
+        "sshPublicKeys[0]", "must be an OpenSSH public key line ('ssh-ed25519 AAAA... comment'), not a private key or a file name", None,
     ),
-    "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey: must be a secret"),
-    "unknown GPU pin": ({"services": [{**LLM, "gpu": "TPU-V5E"}]}, "services[0].gpu: unknown GPU 'TPU-V5E'"),
-    "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides: aws/p9.huge not in the catalog"),
-    "bad service name": ({"services": [{**LLM, "name": "LLM_1"}]}, "services[0].name: must be lowercase letters"),
+    "plain-text api key": ({"apiKey": "sk-plain"}, "apiKey", "must be a secret: pulumi config set --secret llm-deploy:apiKey <value>", None),
+    "unknown GPU pin": ({"services": [{**LLM, "gpu": "TPU-V5E"}]}, "services[0].gpu", "unknown GPU 'TPU-V5E'", f"known: {KNOWN_GPUS}"),
+    "price override of unknown type": ({"priceOverrides": {"aws/p9.huge": 1.0}}, "priceOverrides", "aws/p9.huge not in the catalog", None),
+    "bad service name": ({"services": [{**LLM, "name": "LLM_1"}]}, "services[0].name",
+                         "must be lowercase letters, digits and '-', starting with a letter, at most 32 characters", None),
 }
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
+def test_bad_input_is_one_problem_naming_the_field(stack_file, case):
+    values, field, message, hint = BAD_INPUTS[case]
+    path = stack_file(values)
+    (problem,) = stack_problems(path)
+    assert (problem.source, problem.field, problem.hint) == (str(path), field, hint)
+    assert problem.message.startswith(message), problem.message
+    assert problem.message == message or message.endswith((" ", "(")), "a prefix, or the whole message"
 
 
 @pytest.mark.parametrize("command", ["validate", "cost"])
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=list(BAD_INPUTS))
-def test_bad_input_exits_2_naming_the_field(cli, stack_file, case, command):
-    values, expected = BAD_INPUTS[case]
-    path = stack_file(values)
+def test_bad_input_exits_2_one_line_per_problem(cli, stack_file, case, command):
+    path = stack_file(BAD_INPUTS[case][0])
     result = cli(command, "--config", str(path))
     assert result.code == 2, result.stderr
-    assert f"{path}: {expected}" in result.stderr
+    assert result.stderr.splitlines() == [str(p) for p in stack_problems(path)]
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_every_problem_is_reported_not_just_the_first(cli, stack_file):
     path = stack_file({"cloud": "gcp", "sshCidrs": ["nope"], "services": [{**LLM, "replicas": 0}]})
+    problems = stack_problems(path)
+    assert fields(problems) == [(str(path), "cloud"), (str(path), "services[0].replicas"), (str(path), "sshCidrs[0]")]
     result = cli("validate", "--config", str(path))
     assert result.code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 3, lines
-    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert result.stderr.splitlines() == [str(p) for p in problems]
+
+
+def test_a_problem_is_one_line_source_field_message_and_hint():
+    problem = Problem("stacks/Pulumi.dev.yaml", "services[0].gpuCount", "no 3-GPU tensor-parallel size", "valid: 1, 2, 4, 8")
+    assert str(problem) == "stacks/Pulumi.dev.yaml: services[0].gpuCount: no 3-GPU tensor-parallel size; valid: 1, 2, 4, 8"
+    assert str(Problem("a.yaml", "'clo\nud'", "unknown key\n")) == "a.yaml: 'clo\\nud': unknown key\\n"
+    assert str(Problem("", "--max-hourly-usd", "over the limit")) == "--max-hourly-usd: over the limit"
 
 
 def test_missing_stack_file_is_bad_input(cli):
@@ -110,7 +144,7 @@ def test_runtime_config_goes_through_the_same_parser(monkeypatch):
 
     with pytest.raises(ConfigError) as error:
         parse_config(raw)
-    assert error.value.problems == ["stacks/Pulumi.dev.yaml: services[0].replicas: must be >= 1"]
+    assert error.value.problems == [Problem("stacks/Pulumi.dev.yaml", "services[0].replicas", "must be >= 1")]
     pulumi.runtime.set_all_config({}, [])
 
 

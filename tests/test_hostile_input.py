@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR
-from tests.helpers import SSH_KEY
+from infra.errors import Problem
+from tests.helpers import SSH_KEY, stack_problems
 
 BUILTIN_ROWS = (DATA_DIR / "catalog.csv").read_text().splitlines()
 HEADER = BUILTIN_ROWS[0]
@@ -32,7 +33,7 @@ def alias_bomb(levels: int = 10, width: int = 10) -> str:
 OVERSIZED = "config:\n  llm-deploy:cloud: aws\n" + "#" * (256 * 1024) + "\n"
 
 
-# name → (stack file text or bytes, the expected problem after "<file>: ")
+# name → (stack file text or bytes, the expected problem: "<field>: <message, or how it starts>")
 STACK_FILES: dict[str, tuple[str | bytes, str]] = {
     "non-UTF-8 file": (b"config:\n  llm-deploy:cloud: \xff\xfe\n", "file: not UTF-8 text (byte 28 is 0xff)"),
     "nesting 500 levels deep": ("config:\n  llm-deploy:services: " + "[" * 500 + "]" * 500 + "\n", "file: nested deeper than 16 levels"),
@@ -88,12 +89,14 @@ def test_hostile_stack_file_is_refused_naming_the_field(cli, tmp_path, case):
     content, expected = STACK_FILES[case]
     path = tmp_path / "Pulumi.hostile.yaml"
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    field, _, message = expected.partition(": ")
+    problems = stack_problems(path)
+    assert all(p.source == str(path) for p in problems), problems
+    assert any(p.field == field and p.message.startswith(message) for p in problems), problems
     for command, result in _run_each(cli, path).items():
         assert result.code == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr + result.stdout
-        lines = result.stderr.splitlines()
-        assert lines and all(line.startswith(f"{path}: ") for line in lines), (command, lines)
-        assert any(line.startswith(f"{path}: {expected}") for line in lines), (command, lines)
+        assert result.stderr.splitlines() == [str(p) for p in problems], command
 
 
 def test_the_alias_bomb_is_refused_before_it_is_built(tmp_path):
@@ -159,7 +162,8 @@ def test_runtime_config_gets_the_same_limits(monkeypatch):
                 parse_config(read_pulumi_config())
         finally:
             pulumi.runtime.set_all_config({}, [])
-        assert error.value.problems == [f"stacks/Pulumi.dev.yaml: {expected}"], key
+        field, _, message = expected.partition(": ")
+        assert error.value.problems == [Problem("stacks/Pulumi.dev.yaml", field, message)], key
 
 
 # --- catalog files ------------------------------------------------------------------------------------------
@@ -188,9 +192,12 @@ def test_broken_catalog_file_is_refused_naming_line_and_column(cli, tmp_path, st
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(f"{HEADER}\n{row}\n")
     path = stack_file({"catalogFile": str(catalog)})
+    (problem,) = stack_problems(path)
+    assert (problem.source, problem.field) == (str(path), "catalogFile")
+    assert problem.message.startswith(f"{catalog}: {expected}"), problem.message
     for command, result in _run_each(cli, path).items():
         assert result.code == 2, (command, result.stderr)
-        assert result.stderr.splitlines() == [f"{path}: catalogFile: {catalog}: {expected}" + result.stderr.split(expected, 1)[1].rstrip("\n")]
+        assert result.stderr.splitlines() == [str(problem)], command
 
 
 def test_catalog_file_that_is_not_utf8(cli, tmp_path, stack_file):

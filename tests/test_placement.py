@@ -6,8 +6,9 @@ import itertools
 
 import pytest
 
-from infra.catalog import gpu_specs, load_offers
-from infra.config import ConfigError, load_raw, parse_config
+from infra.catalog import CATALOG_COLUMNS, gpu_specs, load_offers
+from infra.config import load_raw, parse_config
+from infra.errors import ConfigError
 from infra.models import VLLM_GPU_MEMORY_UTILIZATION, find_model, kv_cache_gb, llm_memory_gb, weights_gb
 from infra.placement import ServiceNeed, evaluate, fit, partitions, place, service_need
 from tests.helpers import STACKS, STACKS_DIR
@@ -174,7 +175,9 @@ def test_broken_catalog_file_names_the_field(stack_file, tmp_path):
     catalog.write_text("cloud,instance_type\naws,x\n")
     with pytest.raises(ConfigError) as error:
         place(_config(stack_file, {"catalogFile": str(catalog)}))
-    assert "catalogFile: " in error.value.problems[0] and "missing column(s) gpu" in error.value.problems[0]
+    (problem,) = error.value.problems
+    assert (problem.field, problem.hint) == ("catalogFile", f"expected {', '.join(CATALOG_COLUMNS)}")
+    assert problem.message.startswith(f"{catalog}: missing column(s) gpu, "), problem.message
 
 
 def test_disk_is_sized_for_the_model_cache():

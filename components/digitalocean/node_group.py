@@ -18,7 +18,7 @@ import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, SecretDelivery
 from infra.catalog import nvidia_images
-from infra.config import ConfigError
+from infra.errors import ConfigError, Problem
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import volume_device
@@ -42,7 +42,7 @@ def droplet_image(group: NodeGroup) -> str:
         if not offer.cuda
         else f"DigitalOcean has NVIDIA base images for {sorted(NVIDIA_IMAGES)} GPUs, not {offer.gpu_count}"
     )
-    raise ConfigError([f"node group {group.name!r}: instance type {offer.instance_type}: {reason}; pin another gpu"])
+    raise ConfigError([Problem("", f"node group {group.name!r}", f"instance type {offer.instance_type}: {reason}", "pin another gpu")])
 
 
 def render(

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import DATA_DIR
-from infra.config import ConfigError, load_raw, parse_config
+from infra.config import load_raw
 from infra.cost import cost_preview
-from infra.placement import evaluate
+from infra.errors import BadInput, ConfigError
+from infra.placement import evaluate, load_config
 
 CATALOG = Path("infra") / "data" / "catalog.csv"
 
 
-class DiffSourceError(ValueError):
+class DiffSourceError(BadInput):
     """--diff-against names neither a readable preview file nor a git ref with stacks."""
 
 
@@ -31,14 +32,14 @@ def stack_names(stacks_dir: Path) -> list[str]:
 def _preview(stack: str, stacks_dir: Path, root: Path | None) -> dict[str, Any]:
     """A stack's preview; under `root` (a ref's tree) its catalog and relative catalogFile come from there too."""
     try:
-        config = parse_config(load_raw(stack, None, stacks_dir))
+        config = load_config(load_raw(stack, None, stacks_dir))
         if root is not None:
             own = config.catalog_file
             catalog = root / CATALOG if own is None else (Path(own) if Path(own).is_absolute() else root / own)
             config = config.model_copy(update={"catalog_file": str(catalog)})
-        return cost_preview(evaluate(config))
+        return cost_preview(evaluate(config)).as_json()
     except ConfigError as error:
-        return {"stack": stack, "node_groups": [], "problems": list(error.problems)}
+        return {"stack": stack, "node_groups": [], "problems": error.lines()}
 
 
 def tree_previews(stacks_dir: Path, only: list[str] | None = None, root: Path | None = None) -> dict[str, dict[str, Any]]:
@@ -54,7 +55,8 @@ def _git(args: list[str], cwd: Path) -> bytes:
 
 
 def ref_previews(ref: str, stacks_dir: Path, only: list[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Every stack's preview with the stacks and the built-in catalog of git ref `ref` (this code, their data)."""
+    """Every stack's preview with the stacks and the built-in catalog of git ref `ref` (this code, their data).
+    Raises DiffSourceError when `ref` is no git ref or the stacks are outside the repository."""
     here = stacks_dir.resolve().parent if stacks_dir.exists() else Path.cwd()
     try:
         top = Path(_git(["rev-parse", "--show-toplevel"], here).decode().strip())
@@ -76,7 +78,7 @@ def ref_previews(ref: str, stacks_dir: Path, only: list[str] | None = None) -> d
 
 
 def file_previews(path: Path) -> dict[str, dict[str, Any]]:
-    """Previews saved by `cost --format json`: one object, or a list of them."""
+    """Previews saved by `cost --format json`: one object, or a list of them. Raises DiffSourceError."""
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:

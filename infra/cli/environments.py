@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from infra.config import CONFIG_NAMESPACE, ConfigError, RawConfig, load_raw, parse_config, read_stack_file
+from infra.config import CONFIG_NAMESPACE, RawConfig, load_raw, read_stack_file
+from infra.errors import ConfigError, LlmDeployError
 from infra.plan import DeploymentPlan
 
 # Environment variables a copied (e.g. ephemeral) stack takes its secrets from.
@@ -36,7 +37,7 @@ INSTALL_HINT = "install it from https://www.pulumi.com/docs/install/ and put `pu
 Output = Callable[[str], Any]
 
 
-class EnvCommandError(Exception):
+class EnvCommandError(LlmDeployError):
     """An `env` command failed for a reason that is not bad input: exit 1, one line."""
 
 
@@ -99,9 +100,9 @@ def dropped_secrets(target: Target, secrets: Mapping[str, str]) -> list[str]:
 
 def validate(raw: RawConfig) -> DeploymentPlan:
     """The plan, or ConfigError (exit 2) before any stack or resource is touched."""
-    from infra.placement import evaluate
+    from infra.placement import evaluate, load_config
 
-    evaluation = evaluate(parse_config(raw))
+    evaluation = evaluate(load_config(raw))
     if evaluation.problems or evaluation.plan is None:
         raise ConfigError(list(evaluation.problems))
     return evaluation.plan
@@ -205,7 +206,10 @@ def _update(operation: str, stack: str, config_file: str | None, project_dir: Pa
 
 def up(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
        environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, Any]:
-    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint."""
+    """`pulumi up` the stack; returns its outputs (secret ones masked) and prints the endpoint.
+
+    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    """
     result = _update("up", stack, config_file, project_dir, policy_packs, environ, out, err)
     outputs = {k: "[secret]" if v.secret else v.value for k, v in result.outputs.items()}
     if "endpoint" in outputs:
@@ -215,7 +219,10 @@ def up(stack: str, config_file: str | None = None, project_dir: Path = Path(".")
 
 def preview(stack: str, config_file: str | None = None, project_dir: Path = Path("."), policy_packs: Sequence[str] = (),
             environ: Mapping[str, str] = os.environ, out: Output = print, err: Output = print) -> dict[str, int]:
-    """`pulumi preview` (with the policy packs); returns the change summary (operation → count)."""
+    """`pulumi preview` (with the policy packs); returns the change summary (operation → count).
+
+    Raises ConfigError before anything is touched, EnvCommandError when the Pulumi CLI fails.
+    """
     result = _update("preview", stack, config_file, project_dir, policy_packs, environ, out, err)
     summary = dict(result.change_summary)
     out("changes: " + (", ".join(f"{op} {n}" for op, n in sorted(summary.items())) or "none"))
@@ -223,7 +230,8 @@ def preview(stack: str, config_file: str | None = None, project_dir: Path = Path
 
 
 def destroy(stack: str, project_dir: Path = Path("."), remove: bool = False, out: Output = print) -> None:
-    """`pulumi destroy` the stack (it must exist), and with `remove` also delete it and its config file."""
+    """`pulumi destroy` the stack (it must exist), and with `remove` also delete it and its config file.
+    Raises EnvCommandError."""
     from pulumi import automation as auto
 
     ws = workspace(project_dir)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -19,20 +20,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.catalog import CLOUDS, DATA_DIR, CatalogError, load_offers, offer_record, parse_catalog
+from infra.catalog import CLOUDS, DATA_DIR, load_offers, offer_record, parse_catalog
 from infra.cli import tables
-from infra.cli.tables import usd as _usd
-from infra.config import ConfigError, load_raw, parse_config
+from infra.config import load_raw
 from infra.cost import cost_preview
+from infra.cost_report import cost_markdown, cost_table
+from infra.errors import EXIT_BAD_INPUT, ConfigError, LlmDeployError, Problem
 from infra.models import model_record, registry
-from infra.placement import evaluate, stack_offers
+from infra.placement import evaluate, load_config, stack_offers
+from infra.plan_summary import plan_report
 
 app = typer.Typer(add_completion=False, help="Cost previews and offline plans for llm-deploy stacks.")
 # Piped output (CI logs, files) gets room for the whole table instead of the 80-column fallback.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True, soft_wrap=True)
-
-EXIT_BAD_INPUT = 2
 
 
 class Format(str, Enum):
@@ -58,12 +59,12 @@ class Session:
     debug = False
 
 
-def print_problems(problems: list[str]) -> None:
+def print_problems(problems: Iterable[Problem | str]) -> None:
     for line in problems:
-        err.print(line, markup=False, highlight=False)
+        err.print(str(line), markup=False, highlight=False)
 
 
-def fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> NoReturn:
+def fail(problems: Iterable[Problem | str], code: int = EXIT_BAD_INPUT) -> NoReturn:
     print_problems(problems)
     raise typer.Exit(code)
 
@@ -88,7 +89,7 @@ def root(ctx: typer.Context, debug: Annotated[bool, typer.Option(
 
 
 def _evaluation(stack: str | None, config: str | None, stacks_dir: Path):
-    return evaluate(parse_config(load_raw(stack, config, stacks_dir)))
+    return evaluate(load_config(load_raw(stack, config, stacks_dir)))
 
 
 catalog_app = typer.Typer(no_args_is_help=False, help="The offers placement chooses from; `build` and `refresh` write catalog files.")
@@ -113,7 +114,7 @@ def catalog(
     if cloud is not None and cloud not in CLOUDS:
         fail([f"--cloud: must be one of {', '.join(CLOUDS)}"])
     if stack or config:
-        listed = stack_offers(parse_config(load_raw(stack, config, stacks_dir)), catalog_file)
+        listed = stack_offers(load_config(load_raw(stack, config, stacks_dir)), catalog_file)
     else:
         listed = load_offers(catalog_file)
     offers = [o for o in listed if (cloud is None or o.cloud == cloud)
@@ -132,12 +133,9 @@ def catalog_build(
     output: Annotated[Path, typer.Option("--output", help="The catalog file to write.")] = DATA_DIR / "catalog.csv",
 ) -> None:
     """Build the catalog (one row per cloud, instance type and region) from the sourced data."""
-    from infra.catalog_build import BuildError, build_rows, catalog_text
+    from infra.catalog_build import build_rows, catalog_text
 
-    try:
-        rows = build_rows(data_dir)
-    except BuildError as error:
-        fail([str(error)])
+    rows = build_rows(data_dir)
     output.write_text(catalog_text(rows))
     counts = ", ".join(f"{c} {sum(r['cloud'] == c for r in rows)}" for c in CLOUDS)
     err.print(f"wrote {output}: {len(rows)} rows ({counts})", markup=False)
@@ -217,7 +215,7 @@ def validate(
         emit_json({
             "stack": evaluation.config.stack if evaluation else stack,
             "valid": not problems,
-            "problems": problems,
+            "problems": [str(p) for p in problems],
             "cloud": plan.cloud if plan else None,
             "region": plan.region if plan else None,
             "total_hourly_usd": plan.hourly_usd if plan else None,
@@ -232,52 +230,19 @@ def validate(
     out.print(f"{evaluation.config.source}: ok: {plan.cloud} {plan.region}: {groups}: {plan.hourly_usd:.2f} $/h", markup=False)
 
 
-def cost_markdown(preview: dict[str, Any]) -> str:
-    """The PR-comment form of the preview."""
-    lines = [f"### llm-deploy cost preview: `{preview['stack']}`", ""]
-    if preview["cloud"]:
-        lines.append(f"**{preview['cloud']} {preview['region']}**: **{_usd(preview['total_hourly_usd'])} $/h**, "
-                     f"{_usd(preview['total_monthly_usd'])} $/month")
-    else:
-        lines.append("**No feasible placement.**")
-    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month |", "|---|---|---|---:|---|---:|---:|"]
-    for group in preview["node_groups"]:
-        chosen = next(s["chosen"] for s in preview["services"] if s.get("node_group") == group["name"])
-        gpu = f"{chosen['gpu_count']}x {chosen['gpu']}" if chosen["gpu"] else "CPU"
-        lines.append(f"| {group['name']} | {group['instance_type']} | {gpu} | {group['count']} | {', '.join(group['services'])} | "
-                     f"{_usd(group['hourly_usd'])} | {_usd(group['monthly_usd'])} |")
-    lines += [""] + [f"- price of `{g['instance_type']}` ({g['name']}): {g['price_note']}" for g in preview["node_groups"]]
-    lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
-    for service in preview["services"]:
-        tps, per_million = service.get("tokens_per_second"), service.get("usd_per_million_tokens")
-        lines.append(f"| {service['name']} | {service['kind']} | `{service['model']}` ({service['dtype']}) | "
-                     f"{service['required_gpu_memory_gb']} | {f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |")
-    lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
-    for c in preview["by_cloud"]:
-        lines.append(f"| {c['cloud']} | {', '.join(c['instance_types']) or 'not feasible'} ({c['region'] or '-'}) | "
-                     f"{_usd(c['total_hourly_usd'])} | {_usd(c['total_monthly_usd'])} |")
-    lines += ["", f"Throughput and $/1M tokens are estimates: {preview['throughput_note']}."]
-    for problem in preview["problems"]:
-        lines.append(f"\n> :warning: {problem}")
-    return "\n".join(lines) + "\n"
-
-
 def _cost_diff(against: str, stack: str | None, config: str | None, stacks_dir: Path, format: CostFormat) -> None:
     """`cost --diff-against`: what every stack's placement costs now against a git ref or a saved preview."""
     from infra import cost_diff
-    from infra.cli.cost_sources import DiffSourceError, file_previews, ref_previews, tree_previews
+    from infra.cli.cost_sources import file_previews, ref_previews, tree_previews
 
     if config:
         fail(["--diff-against: compares stack files by name; use --stack (or no option for every stack), not --config"])
     only = [stack] if stack else None
-    try:
-        if Path(against).is_file():
-            before = file_previews(Path(against))
-            only = only or list(before)
-        else:
-            before = ref_previews(against, stacks_dir, only)
-    except DiffSourceError as error:
-        fail([str(error)])
+    if Path(against).is_file():
+        before = file_previews(Path(against))
+        only = only or list(before)
+    else:
+        before = ref_previews(against, stacks_dir, only)
     result = cost_diff.diff(before, tree_previews(stacks_dir, only), against, "working tree")
     if format is CostFormat.json:
         emit_json(result.as_json())
@@ -312,21 +277,19 @@ def cost(
     if diff_against is not None:
         _cost_diff(diff_against, stack, config, stacks_dir, format)
         return
-    evaluation = _evaluation(stack, config, stacks_dir)
-    preview = cost_preview(evaluation)
-    problems = list(evaluation.problems)
-    total = preview["total_hourly_usd"]
+    preview = cost_preview(_evaluation(stack, config, stacks_dir))
+    total = preview.total_hourly_usd
     if max_hourly_usd is not None and total is not None and total > max_hourly_usd:
-        problems.append(f"--max-hourly-usd: the stack costs {total:.2f} $/h, over the limit of {max_hourly_usd:.2f} $/h")
-        preview["problems"] = problems
+        preview = preview.with_problem(
+            Problem("", "--max-hourly-usd", f"the stack costs {total:.2f} $/h, over the limit of {max_hourly_usd:.2f} $/h"))
     if format is CostFormat.json:
-        emit_json(preview)
+        emit_json(preview.as_json())
     elif format is CostFormat.markdown:
         sys.stdout.write(cost_markdown(preview))
     else:
-        tables.print_cost(out, preview, wide)
-    if problems:
-        fail(problems)
+        tables.print_blocks(out, cost_table(preview, wide), wide)
+    if preview.problems:
+        fail(preview.problems)
 
 
 @app.command()
@@ -343,9 +306,9 @@ def plan(
     result = run_offline(load_raw(stack, config, stacks_dir))
     written = result.render(render_dir) if render_dir else []
     if format is Format.json:
-        emit_json(result.as_json())
+        emit_json(result.summary.as_json())
     else:
-        tables.print_plan(out, result.as_json())
+        tables.print_blocks(out, plan_report(result.summary))
     for path in written:
         err.print(f"wrote {path}", markup=False)
 
@@ -365,13 +328,10 @@ PolicyPackOption = Annotated[list[str] | None, typer.Option("--policy-pack", hel
 
 
 def _env(operation: str, *args: Any, **kwargs: Any) -> Any:
-    """Run an infra.cli.environments operation; its failures are one line and exit 1."""
+    """Run an infra.cli.environments operation (its EnvCommandError is one line and exit 1)."""
     from infra.cli import environments
 
-    try:
-        return getattr(environments, operation)(*args, **kwargs)
-    except environments.EnvCommandError as error:
-        fail([f"error: {error}"], code=1)
+    return getattr(environments, operation)(*args, **kwargs)
 
 
 def _err_line(line: str) -> None:
@@ -430,12 +390,9 @@ def main() -> None:
     Session.debug = False
     try:
         sys.exit(app(standalone_mode=False) or 0)
-    except ConfigError as error:
-        print_problems(error.problems)
-        sys.exit(EXIT_BAD_INPUT)
-    except CatalogError as error:
-        print_problems([str(error)])
-        sys.exit(EXIT_BAD_INPUT)
+    except LlmDeployError as error:  # each carries its exit status
+        print_problems(error.lines())
+        sys.exit(error.exit_code)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -23,6 +23,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 from infra.plan import DeploymentPlan
+from infra.plan_summary import PlanSummary
 
 SECRET_MARK = "[secret]"
 SECRET_FILE_MODE = 0o600  # user-data that carries a secret inline (DigitalOcean's has the API key)
@@ -121,20 +122,27 @@ class UniqueUrnMonitor(MockMonitor):
         return super().RegisterResource(request)
 
 
-@dataclass
+@dataclass(frozen=True)
 class OfflineResult:
-    stack: str
-    resources: list[dict[str, Any]]
-    outputs: dict[str, Any]
+    """The plan summary (what `plan` prints) and each node group's user-data, decoded (what --render-dir writes)."""
+
+    summary: PlanSummary
     user_data: dict[str, str]
-    node_groups: list[dict[str, Any]] = field(default_factory=list)  # the plan's node groups (cost's records)
     secret_user_data: frozenset[str] = frozenset()  # node groups whose user-data is a secret output
     # what the engine answered for each resource (type, name): its id and computed outputs; not in the plan's JSON
     answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     providers: dict[tuple[str, str], str | None] = field(default_factory=dict)  # likewise: each resource's provider
 
+    @property
+    def resources(self) -> tuple[dict[str, Any], ...]:
+        return self.summary.resources
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.summary.outputs
+
     def as_json(self) -> dict[str, Any]:
-        return {"stack": self.stack, "resources": self.resources, "outputs": self.outputs, "node_groups": self.node_groups}
+        return self.summary.as_json()
 
     def render(self, directory: Path) -> list[Path]:
         directory.mkdir(parents=True, exist_ok=True)
@@ -173,16 +181,18 @@ def decode_user_data(text: str) -> str:
 
 def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineResult:
     """Run `components.stack.program` for one stack's config under the mock engine (with PLAN instead of
-    the config's placement when given)."""
+    the config's placement when given).
+
+    Raises ConfigError with every problem of the stack (config and placement) before any resource.
+    """
     from components.stack import program
-    from infra.config import parse_config
-    from infra.cost import node_group_record
+    from infra.placement import load_config
 
     mocks = RecordingMocks(CloudFakes.load())
     pulumi.runtime.set_mocks(mocks, project="llm-deploy", stack=raw.stack, preview=False, monitor=UniqueUrnMonitor(mocks))
     config_values = {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
     pulumi.runtime.set_all_config(config_values, [f"{CONFIG_NAMESPACE}:{k}" for k in raw.secret_keys])
-    config = parse_config(raw)
+    config = load_config(raw)
     result: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
@@ -203,8 +213,5 @@ def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineRe
     assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
     # the engine registers resources concurrently: sorted, identical runs give identical plans
     resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
-    node_groups = [node_group_record(g) for g in result["plan"].node_groups]
-    return OfflineResult(
-        raw.stack, resources, result["outputs"], result["user_data"], node_groups, result["secret_user_data"],
-        mocks.answers, mocks.providers,
-    )
+    summary = PlanSummary(raw.stack, tuple(resources), result["outputs"], result["plan"].node_groups)
+    return OfflineResult(summary, result["user_data"], result["secret_user_data"], mocks.answers, mocks.providers)

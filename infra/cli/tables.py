@@ -1,50 +1,32 @@
-"""The terminal tables of `cost`, `catalog`, `models` and `plan`: narrow enough for 100 columns by
-default, every column with `--wide`. Names and numbers are never cut: a terminal too narrow for a
-table loses its optional columns first, then wraps text columns.
+"""Printing reports on the terminal: narrow enough for 100 columns by default, every column with
+`--wide`. Names and numbers are never cut: a terminal too narrow for a table loses its optional
+columns first, then wraps text columns.
 
-Renderers read the JSON documents the commands emit, by key, and ignore keys they do not know.
+`cost` and `plan` results render themselves into `infra.report` blocks (`infra.cost_report`,
+`infra.plan_summary`); the catalog and model tables read their JSON records by key.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
 
-from infra.catalog import CLOUDS
+from infra.report import Block, Column, Prose, Table
 
-CHOSEN_MARK = "*"
-NO_FIT_MARK = "x"
-ALTERNATIVES_PER_CLOUD = 3
 UNLIMITED = 10_000
-
-
-@dataclass(frozen=True)
-class Column:
-    header: str
-    cell: Callable[[dict[str, Any]], str]
-    numeric: bool = False
-    text: bool = False  # may wrap; names and numbers never do
-    wide: bool = False  # only with --wide
-    optional: bool = False  # the first to go when the terminal is too narrow
-
-
-def usd(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.2f}"
 
 
 def gpu_text(record: dict[str, Any]) -> str:
     return f"{record['gpu_count']}x {record['gpu']}" if record.get("gpu") else "CPU"
 
 
-def _build(columns: list[Column], rows: list[dict[str, Any]]) -> Table:
+def _build(columns: Sequence[Column], rows: Sequence[Any]) -> RichTable:
     """A header rule, no frame, two spaces between columns (a box takes three or four)."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    table = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for column in columns:
         table.add_column(column.header, justify="right" if column.numeric else "left",
                          no_wrap=not column.text, overflow="fold" if column.text else "ellipsis")
@@ -53,11 +35,11 @@ def _build(columns: list[Column], rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _natural_width(console: Console, table: Table) -> int:
+def _natural_width(console: Console, table: RichTable) -> int:
     return console.measure(table, options=console.options.update_width(UNLIMITED)).maximum
 
 
-def print_table(console: Console, columns: list[Column], rows: list[dict[str, Any]], wide: bool) -> None:
+def print_table(console: Console, columns: Sequence[Column], rows: Sequence[Any], wide: bool) -> None:
     """`--wide`: every column at its natural width (the terminal may wrap the lines). Otherwise the
     default columns, dropping optional ones from the right while the table is wider than the console."""
     if wide:
@@ -83,100 +65,18 @@ def say(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=False)
 
 
-# --- cost --------------------------------------------------------------------------------------
-
-def _is_chosen(service: dict[str, Any], option: dict[str, Any]) -> bool:
-    chosen = service.get("chosen")
-    return bool(chosen) and all(option[k] == chosen[k] for k in ("cloud", "instance_type", "region"))
-
-
-def _capacity_gb(service: dict[str, Any], option: dict[str, Any]) -> float:
-    """The memory the service would sit in: the instance's RAM on CPU, its GPUs' memory otherwise."""
-    if service["accelerator"] == "cpu":
-        return option["memory_gb"]
-    return option["gpu_count"] * option["gpu_memory_gb"] if option.get("gpu") else 0
+def print_blocks(console: Console, blocks: Iterable[Block], wide: bool = False) -> None:
+    """A report a result rendered (`infra.report` blocks): prose wrapped, tables fitted, lines as they are."""
+    for block in blocks:
+        if isinstance(block, Table):
+            print_table(console, block.columns, block.rows, wide)
+        elif isinstance(block, Prose):
+            say(console, block.text)
+        else:
+            console.print(block.text, markup=False, highlight=False)
 
 
-def _shown_options(service: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per cloud its cheapest feasible offers (and the chosen one, which shares a node with other
-    services and may not be among them), or the offer that comes closest (the most memory) to say
-    why nothing there fits."""
-    shown = []
-    for cloud in CLOUDS:
-        ranked = [o for o in service["options"] if o["cloud"] == cloud]
-        feasible = [o for o in ranked if o["feasible"]]
-        cheapest = feasible[:ALTERNATIVES_PER_CLOUD]
-        closest = [max(ranked, key=lambda o: (_capacity_gb(service, o), -o["hourly_usd"]))] if ranked else []
-        shown += [o for o in feasible if o in cheapest or _is_chosen(service, o)] or closest
-    return shown
-
-
-def _fit_text(service: dict[str, Any], option: dict[str, Any]) -> str:
-    """Why an offer does not fit, or how much of its memory the service takes."""
-    if not option["feasible"]:
-        return option["reason"]
-    memory = "RAM" if service["accelerator"] == "cpu" else "GPU memory"
-    return f"uses {service['required_gpu_memory_gb']:g} of {_capacity_gb(service, option):g} GB {memory}"
-
-
-def _cost_columns(service: dict[str, Any]) -> list[Column]:
-    def mark(o: dict[str, Any]) -> str:
-        return CHOSEN_MARK if _is_chosen(service, o) else ("" if o["feasible"] else NO_FIT_MARK)
-
-    columns = [
-        Column("", mark),
-        Column("cloud", lambda o: o["cloud"]),
-        Column("instance", lambda o: o["instance_type"]),
-        Column("region", lambda o: o["region"], wide=True),
-        Column("GPU", gpu_text, text=True),
-        Column("GPU GB", lambda o: f"{o['gpu_count'] * o['gpu_memory_gb']:g}", numeric=True, wide=True),
-        Column("vCPU", lambda o: str(o["vcpus"]), numeric=True, wide=True),
-        Column("RAM GB", lambda o: f"{o['memory_gb']:g}", numeric=True, wide=True),
-        Column("$/h", lambda o: usd(o["hourly_usd"]), numeric=True),
-        Column("$/month", lambda o: usd(o["monthly_usd"]), numeric=True, optional=True),
-    ]
-    if service["kind"] == "llm":
-        columns += [
-            Column("tok/s", lambda o: f"{o['tokens_per_second']:,.0f}" if "tokens_per_second" in o else "-", numeric=True),
-            Column("$/1M tok", lambda o: f"{o['usd_per_million_tokens']:.3f}" if "usd_per_million_tokens" in o else "-",
-                   numeric=True),
-        ]
-    return columns + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
-
-
-def print_cost(console: Console, preview: dict[str, Any], wide: bool = False) -> None:
-    """Per service a table of its offers, then the legend and the totals."""
-    for service in preview["services"]:
-        memory = "RAM" if service["accelerator"] == "cpu" else "GPU memory"
-        say(console, f"{service['name']} ({service['kind']}: {service['model']}, {service['dtype']}, x{service['replicas']}) "
-                     f"needs {service['required_gpu_memory_gb']} GB {memory}")
-        shown = _shown_options(service)
-        print_table(console, _cost_columns(service), shown, wide)
-        if not wide:
-            for option in shown:
-                if not option["feasible"]:
-                    say(console, f"  {NO_FIT_MARK} {option['cloud']} {option['instance_type']}: {option['reason']}")
-    say(console, f"{CHOSEN_MARK} placement's choice   {NO_FIT_MARK} nothing on that cloud fits   $: this service's replicas alone")
-    if not wide:
-        say(console, "--wide adds region, GPU memory, vCPU, RAM and how each offer fits; the regions are in 'By cloud'")
-    where = f"{preview['cloud']} {preview['region']}" if preview["cloud"] else "no feasible placement"
-    groups = "; ".join(f"{g['count']}x {g['instance_type']} ({'+'.join(g['services'])})" for g in preview["node_groups"])
-    say(console, f"Stack {preview['stack']}: {where}: {groups}")
-    say(console, f"Total: {usd(preview['total_hourly_usd'])} $/h, {usd(preview['total_monthly_usd'])} $/month "
-                 "(each node billed once, whatever it serves)")
-    for group in preview["node_groups"]:
-        if group.get("price_note"):
-            say(console, f"Price of {group['instance_type']} ({group['name']}): {group['price_note']}")
-    comparison = ", ".join(
-        " ".join(filter(None, (c["cloud"], c.get("region"), usd(c["total_hourly_usd"]), "$/h"))) if c["feasible"]
-        else f"{c['cloud']} not feasible"
-        for c in preview["by_cloud"]
-    )
-    say(console, f"By cloud (cheapest placement on each): {comparison}")
-    say(console, f"tok/s and $/1M tok are estimates: {preview['throughput_note']}")
-
-
-# --- catalog, models, plan ---------------------------------------------------------------------
+# --- catalog, models ---------------------------------------------------------------------
 
 CATALOG_COLUMNS = [
     Column("cloud", lambda r: r["cloud"]),
@@ -221,16 +121,3 @@ def print_models(console: Console, records: list[dict[str, Any]], wide: bool = F
     print_table(console, MODEL_COLUMNS, records, wide)
     say(console, "GB: the weights alone; placement adds the KV cache for maxModelLen and the runtime's overhead. "
                  "--wide adds active parameters, KV cache per token and the source.")
-
-
-def structured(value: Any) -> str:
-    """An output as a user reads it: text as is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def print_plan(console: Console, document: dict[str, Any]) -> None:
-    say(console, f"Offline plan of stack {document['stack']}: {len(document['resources'])} resources")
-    columns = [Column("type", lambda r: r["type"], text=True), Column("name", lambda r: r["name"], text=True)]
-    print_table(console, columns, document["resources"], wide=False)
-    for key, value in document["outputs"].items():
-        console.print(f"{key}: {structured(value)}", markup=False, highlight=False)

@@ -14,16 +14,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from infra.catalog_build import catalog_row, number_text, specified_prices
+from infra.errors import LlmDeployError
 from infra.plan import Offer
 
 Progress = Callable[[str], None]
 
 
-class MissingCredentials(Exception):
+class MissingCredentials(LlmDeployError):
     """The cloud's credentials are not set; the message says which variables to set."""
 
 
-class RefreshError(Exception):
+class RefreshError(LlmDeployError):
     """The provider's API refused or answered something unusable; the message says which call."""
 
 

@@ -1,0 +1,137 @@
+"""The cost preview for people: the terminal table (as `infra.report` blocks) and the markdown of a
+pull-request comment. Both read the typed `CostPreview`, never its JSON."""
+
+from __future__ import annotations
+
+from infra.catalog import CLOUDS
+from infra.cost import CostPreview, Option, ServiceCost, monthly, price_note
+from infra.plan import Offer
+from infra.report import Block, Column, Prose, Table, usd
+
+CHOSEN_MARK = "*"
+NO_FIT_MARK = "x"
+ALTERNATIVES_PER_CLOUD = 3
+
+
+def gpu_text(offer: Offer) -> str:
+    return f"{offer.gpu_count}x {offer.gpu}" if offer.gpu else "CPU"
+
+
+def _same_offer(a: Offer, b: Offer | None) -> bool:
+    return b is not None and (a.cloud, a.instance_type, a.region) == (b.cloud, b.instance_type, b.region)
+
+
+def _capacity_gb(service: ServiceCost, offer: Offer) -> float:
+    """The memory the service would sit in: the instance's RAM on CPU, its GPUs' memory otherwise."""
+    if service.need.config.accelerator == "cpu":
+        return offer.memory_gb
+    return offer.gpu_count * offer.gpu_memory_gb if offer.gpu else 0
+
+
+def shown_options(service: ServiceCost) -> list[Option]:
+    """Per cloud its cheapest feasible offers (and the chosen one, which shares a node with other
+    services and may not be among them), or the offer that comes closest (the most memory) to say
+    why nothing there fits."""
+    shown = []
+    for cloud in CLOUDS:
+        ranked = [o for o in service.options if o.offer.cloud == cloud]
+        feasible = [o for o in ranked if o.feasible]
+        cheapest = feasible[:ALTERNATIVES_PER_CLOUD]
+        closest = [max(ranked, key=lambda o: (_capacity_gb(service, o.offer), -o.hourly_usd))] if ranked else []
+        shown += [o for o in feasible if o in cheapest or _same_offer(o.offer, service.chosen)] or closest
+    return shown
+
+
+def _memory(service: ServiceCost) -> str:
+    return "RAM" if service.need.config.accelerator == "cpu" else "GPU memory"
+
+
+def _fit_text(service: ServiceCost, option: Option) -> str:
+    """Why an offer does not fit, or how much of its memory the service takes."""
+    if not option.feasible:
+        return option.reason
+    return f"uses {service.need.required_gb:g} of {_capacity_gb(service, option.offer):g} GB {_memory(service)}"
+
+
+def _cost_columns(service: ServiceCost) -> list[Column]:
+    def mark(o: Option) -> str:
+        return CHOSEN_MARK if _same_offer(o.offer, service.chosen) else ("" if o.feasible else NO_FIT_MARK)
+
+    columns = [
+        Column("", mark),
+        Column("cloud", lambda o: o.offer.cloud),
+        Column("instance", lambda o: o.offer.instance_type),
+        Column("region", lambda o: o.offer.region, wide=True),
+        Column("GPU", lambda o: gpu_text(o.offer), text=True),
+        Column("GPU GB", lambda o: f"{o.offer.gpu_count * o.offer.gpu_memory_gb:g}", numeric=True, wide=True),
+        Column("vCPU", lambda o: str(o.offer.vcpus), numeric=True, wide=True),
+        Column("RAM GB", lambda o: f"{o.offer.memory_gb:g}", numeric=True, wide=True),
+        Column("$/h", lambda o: usd(o.hourly_usd), numeric=True),
+        Column("$/month", lambda o: usd(o.monthly_usd), numeric=True, optional=True),
+    ]
+    if service.need.config.kind == "llm":
+        columns += [
+            Column("tok/s", lambda o: f"{o.throughput.tokens_per_second:,.0f}" if o.throughput else "-", numeric=True),
+            Column("$/1M tok", lambda o: f"{o.throughput.usd_per_million_tokens:.3f}" if o.throughput else "-", numeric=True),
+        ]
+    return columns + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
+
+
+def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
+    """Per service a table of its offers, then the legend and the totals."""
+    blocks: list[Block] = []
+    for service in preview.services:
+        config = service.need.config
+        blocks.append(Prose(f"{config.name} ({config.kind}: {config.model}, {config.dtype}, x{config.replicas}) "
+                            f"needs {service.need.required_gb} GB {_memory(service)}"))
+        shown = shown_options(service)
+        blocks.append(Table(_cost_columns(service), shown))
+        if not wide:
+            blocks += [Prose(f"  {NO_FIT_MARK} {o.offer.cloud} {o.offer.instance_type}: {o.reason}") for o in shown if not o.feasible]
+    blocks.append(Prose(f"{CHOSEN_MARK} placement's choice   {NO_FIT_MARK} nothing on that cloud fits   $: this service's replicas alone"))
+    if not wide:
+        blocks.append(Prose("--wide adds region, GPU memory, vCPU, RAM and how each offer fits; the regions are in 'By cloud'"))
+    plan = preview.plan
+    where = f"{plan.cloud} {plan.region}" if plan else "no feasible placement"
+    groups = "; ".join(f"{g.count}x {g.offer.instance_type} ({'+'.join(s.name for s in g.services)})" for g in preview.node_groups)
+    blocks += [Prose(f"Stack {preview.stack}: {where}: {groups}"),
+               Prose(f"Total: {usd(preview.total_hourly_usd)} $/h, {usd(preview.total_monthly_usd)} $/month "
+                     "(each node billed once, whatever it serves)")]
+    blocks += [Prose(f"Price of {g.offer.instance_type} ({g.name}): {price_note(g.offer)}") for g in preview.node_groups]
+    comparison = ", ".join(
+        " ".join(filter(None, (c.cloud, c.region, usd(c.hourly_usd), "$/h"))) if c.feasible else f"{c.cloud} not feasible"
+        for c in preview.by_cloud
+    )
+    blocks += [Prose(f"By cloud (cheapest placement on each): {comparison}"),
+               Prose(f"tok/s and $/1M tok are estimates: {preview.throughput_note}")]
+    return blocks
+
+
+def cost_markdown(preview: CostPreview) -> str:
+    """The PR-comment form of the preview."""
+    lines = [f"### llm-deploy cost preview: `{preview.stack}`", ""]
+    plan = preview.plan
+    if plan:
+        lines.append(f"**{plan.cloud} {plan.region}**: **{usd(preview.total_hourly_usd)} $/h**, {usd(preview.total_monthly_usd)} $/month")
+    else:
+        lines.append("**No feasible placement.**")
+    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month |", "|---|---|---|---:|---|---:|---:|"]
+    for group in preview.node_groups:
+        lines.append(f"| {group.name} | {group.offer.instance_type} | {gpu_text(group.offer)} | {group.count} | "
+                     f"{', '.join(s.name for s in group.services)} | {usd(group.hourly_usd)} | {usd(monthly(group.hourly_usd))} |")
+    lines += [""] + [f"- price of `{g.offer.instance_type}` ({g.name}): {price_note(g.offer)}" for g in preview.node_groups]
+    lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
+    for service in preview.services:
+        config, throughput = service.need.config, service.placed.throughput if service.placed else None
+        tps = throughput.tokens_per_second if throughput else None
+        per_million = throughput.usd_per_million_tokens if throughput else None
+        lines.append(f"| {config.name} | {config.kind} | `{config.model}` ({config.dtype}) | {service.need.required_gb} | "
+                     f"{f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |")
+    lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
+    for c in preview.by_cloud:
+        lines.append(f"| {c.cloud} | {', '.join(c.instance_types) or 'not feasible'} ({c.region or '-'}) | "
+                     f"{usd(c.hourly_usd)} | {usd(c.monthly_usd)} |")
+    lines += ["", f"Throughput and $/1M tokens are estimates: {preview.throughput_note}."]
+    for problem in preview.problems:
+        lines.append(f"\n> :warning: {problem}")
+    return "\n".join(lines) + "\n"
