@@ -38,8 +38,23 @@ class _Template(string.Template):
 class Route:
     kind: str
     path: str
-    backend: str  # proxy_pass target: http://127.0.0.1:PORT or another node group's base URL
+    backend: str  # proxy_pass target: http://127.0.0.1:PORT, http://<local upstream> or another node group's base URL
     local: bool
+
+
+def local_upstream(kind: str) -> str:
+    """The nginx upstream that balances a kind over its servers on this node (several LLM replicas)."""
+    return f"llm_deploy_{kind}"
+
+
+def upstream_blocks(group: NodeGroup) -> str:
+    """One `upstream` per service with several servers on the node: least_conn, since LLM requests stream for long."""
+    blocks = []
+    for service in group.services:
+        if len(service.instances) > 1:
+            servers = "".join(f"    server 127.0.0.1:{port};  # {name}\n" for name, port in service.instances)
+            blocks.append(f"upstream {local_upstream(service.kind)} {{\n    least_conn;\n{servers}    keepalive 32;\n}}\n")
+    return "".join(blocks)
 
 
 def check_upstreams(group: NodeGroup, upstreams: Mapping[str, str] | None) -> dict[str, str]:
@@ -64,7 +79,9 @@ def routes(group: NodeGroup, upstreams: Mapping[str, str] | None = None) -> list
     by_kind = {s.kind: s for s in group.services}
     result = []
     for kind, paths in SERVICE_PATHS.items():
-        if kind in by_kind:
+        if kind in by_kind and len(by_kind[kind].instances) > 1:
+            backend, local = f"http://{local_upstream(kind)}", True
+        elif kind in by_kind:
             backend, local = f"http://127.0.0.1:{by_kind[kind].port}", True
         elif kind in remote:
             backend, local = remote[kind], False
@@ -103,6 +120,7 @@ def render_gateway(
         service_health_dir=service_health_dir,
         listen="\n".join(f"    listen {address};" for address in listen),
         max_body=f"{MAX_BODY_BYTES // 2**20}m",
+        upstreams=upstream_blocks(group),
         timeout=TIMEOUT,
         routes="\n".join(lines) + "\n",
     )

@@ -3,8 +3,8 @@
 The cloud-config is a typed structure dumped with `yaml.safe_dump`-compatible output: no YAML is
 built from strings. It carries, as readable text, the static scripts and units of `files/` and the
 few generated files that hold this node's values: `node.env`, one `services/<name>.conf` per
-service, the gateway config, and, only on clouds without a secret store, `secrets.env`. AWS and
-Alibaba Cloud get the whole document gzipped (`encode_user_data`) to stay under their limits. The scripts read those files, so they stay the same on every
+service, the gateway config, and, only on clouds without a secret store, `secrets.env`. Clouds whose
+record says `gzip_user_data` (AWS, Alibaba Cloud) get the whole document gzipped (`encode_user_data`) to stay under their limits. The scripts read those files, so they stay the same on every
 node and shellcheck checks exactly what runs.
 """
 
@@ -23,16 +23,14 @@ import yaml
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, SERVICE_HEALTH_DIR, render_gateway
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, DRIVER_BRANCH, ServiceLaunch, service_launches
+from infra import clouds
 from infra.errors import BadInput
 from infra.plan import GATEWAY_PORT, NodeGroup
 
 ETC = "/etc/llm-deploy"
-# Most user-data each cloud accepts (bytes, before base64): EC2 16 KiB, ECS 32 KiB, Droplets 64 KiB.
-USER_DATA_LIMITS = {"aws": 16384, "alicloud": 32768, "digitalocean": 65536}
-# Clouds that take user-data as base64 get it gzipped inside (cloud-init unzips it at boot); DigitalOcean takes plain text.
-GZIPPED_CLOUDS = ("aws", "alicloud")
+# Most user-data each cloud accepts (bytes, before base64), from its record.
+USER_DATA_LIMITS = {c.name: c.user_data_limit for c in clouds.CLOUDS}
 OS_RELEASES = ("ubuntu-22.04", "ubuntu-24.04")
-STORE_CLOUD = {"aws-ssm": "aws", "alicloud-oos": "alicloud"}
 API_KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # must match llm-deploy-secrets' check
 HF_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 PARAMETER_NAME = re.compile(r"^[A-Za-z0-9_./-]{1,1011}$")
@@ -117,7 +115,7 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         "LLM_DEPLOY_CLOUD": group.cloud,
         "LLM_DEPLOY_OS_RELEASE": target.os_release,
         "LLM_DEPLOY_ACCELERATOR": group.accelerator,
-        "LLM_DEPLOY_SERVICES": [s.name for s in group.services],
+        "LLM_DEPLOY_SERVICES": [name for s in group.services for name, _ in s.instances],
         "LLM_DEPLOY_CACHE_DIR": CACHE_DIR,
         "LLM_DEPLOY_DATA_DEVICE": target.data_device or "",
         "LLM_DEPLOY_LOCAL_CACHE": (group.storage and group.storage.local_cache_mount) or "",
@@ -178,21 +176,23 @@ def check_inputs(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) 
         raise ValueError(f"target.os_release: {target.os_release!r} is not one of {', '.join(OS_RELEASES)}")
     if target.data_device is not None and not re.match(r"^/dev/[A-Za-z0-9/_.-]+$", target.data_device):
         raise ValueError(f"target.data_device: {target.data_device!r} is not a /dev path")
-    ports = [s.port for s in group.services]
+    ports = [port for s in group.services for _, port in s.instances]
     for service in group.services:
-        if ports.count(service.port) > 1 or service.port == GATEWAY_PORT or not 1 <= service.port <= 65535:
-            raise ValueError(f"service {service.name!r}: port {service.port} is taken or invalid")
+        for name, port in service.instances:
+            if ports.count(port) > 1 or port == GATEWAY_PORT or not 1 <= port <= 65535:
+                raise ValueError(f"service {name!r}: port {port} is taken or invalid")
     kinds = [s.kind for s in group.services]
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"node group {group.name!r}: at most one service per kind (the gateway routes by kind)")
+    store = clouds.get(group.cloud).secret_store
     if isinstance(secrets, SecretStore):
-        if STORE_CLOUD.get(secrets.kind) != group.cloud:
+        if secrets.kind != store:
             raise ValueError(f"secrets.kind: {secrets.kind!r} is not a secret store of {group.cloud!r}")
         for field, name in (("api_key_name", secrets.api_key_name), ("hf_token_name", secrets.hf_token_name)):
             if name is not None and not PARAMETER_NAME.match(name):
                 raise ValueError(f"secrets.{field}: {name!r} is not a parameter name")
     elif isinstance(secrets, InlineSecrets):
-        if group.cloud in STORE_CLOUD.values():
+        if store is not None:
             raise ValueError(f"secrets: {group.cloud} has a secret store; inline secrets would put the key in user-data")
         if not API_KEY_CHARS.match(secrets.api_key):
             raise UnreadableSecret("api_key", "must be non-empty and use only A-Z a-z 0-9 . _ ~ + / = -")
@@ -262,10 +262,10 @@ def render_user_data(
     if ssh_public_keys:
         config["ssh_authorized_keys"] = list(ssh_public_keys)
     text = dump(config)
-    limit = USER_DATA_LIMITS.get(group.cloud, min(USER_DATA_LIMITS.values()))
-    size = len(_gzip(text)) if group.cloud in GZIPPED_CLOUDS else len(text.encode())
-    if size > limit:
-        raise UserDataTooLarge(group.name, group.cloud, size, limit)
+    cloud = clouds.get(group.cloud)
+    size = len(_gzip(text)) if cloud.gzip_user_data else len(text.encode())
+    if size > cloud.user_data_limit:
+        raise UserDataTooLarge(group.name, group.cloud, size, cloud.user_data_limit)
     return text
 
 

@@ -7,7 +7,7 @@ testable and the scripts static.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bootstrap.gateway import MAX_BODY_BYTES
 from infra.plan import NodeGroup, PlacedService
@@ -29,14 +29,16 @@ DRIVER_BRANCH = 580
 # Where the node keeps the HuggingFace cache (the data disk is mounted here when there is one).
 CACHE_DIR = "/opt/llm-deploy/cache"
 
-# vLLM's flags for the plan's dtype. int8/int4 expect a pre-quantized checkpoint (AWQ, GPTQ,
-# compressed-tensors): vLLM reads the method from the model's config, so only the dtype is left to it.
+# vLLM's flags for the plan's dtype (the format placement serves the weights in). int8/int4 expect a
+# pre-quantized checkpoint (AWQ, GPTQ, compressed-tensors) and mxfp4 is gpt-oss's own format: vLLM reads
+# the method from the model's config, so only the dtype is left to it.
 VLLM_DTYPE_ARGS: dict[str, tuple[str, ...]] = {
     "bf16": ("--dtype", "bfloat16"),
     "fp16": ("--dtype", "float16"),
     "fp8": ("--dtype", "auto", "--quantization", "fp8"),
     "int8": ("--dtype", "auto"),
     "int4": ("--dtype", "auto"),
+    "mxfp4": ("--dtype", "auto"),
 }
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
@@ -70,25 +72,35 @@ def runs_on_gpu(group: NodeGroup, service: PlacedService) -> bool:
     return group.accelerator == "gpu" and service.accelerator == "gpu"
 
 
+def replica_services(group: NodeGroup) -> list[PlacedService]:
+    """The servers a node runs, in the plan's order: an LLM with several replicas per node is one vLLM per
+    replica, each with its own name and port (PlacedService.instances)."""
+    return [replace(service, name=name, port=port) for service in group.services for name, port in service.instances]
+
+
 def assign_gpus(group: NodeGroup) -> dict[str, tuple[int, ...]]:
-    """GPU indices per service: disjoint ranges when the services fit side by side, else shared from GPU 0.
+    """GPU indices per server: disjoint ranges when the servers fit side by side, else the encoders share GPU 0.
 
     Sharing is what placement means when the GPUs needed add up to more than the node has (for example
-    TEI next to a vLLM that spans every GPU, with vLLM's memory share lowered to leave room).
+    TEI next to vLLM replicas that span every GPU, with vLLM's memory share lowered to leave room).
     """
-    on_gpu = [s for s in group.services if runs_on_gpu(group, s)]
+    on_gpu = [s for s in replica_services(group) if runs_on_gpu(group, s)]
     available = group.offer.gpu_count
     for service in on_gpu:
-        if max(service.tensor_parallel_size, 1) > available:
+        if max(service.tensor_parallel_size, 1) * service.replicas_per_node > available:
             raise ValueError(
-                f"node group {group.name!r}: service {service.name!r} needs {service.tensor_parallel_size} GPUs, "
-                f"{group.offer.instance_type} has {available}"
+                f"node group {group.name!r}: service {service.name!r} needs {service.tensor_parallel_size} GPUs "
+                f"x {service.replicas_per_node} replicas, {group.offer.instance_type} has {available}"
             )
     widths = [max(s.tensor_parallel_size, 1) for s in on_gpu]
-    if sum(widths) <= available:
-        starts = [sum(widths[:i]) for i in range(len(widths))]
-    else:
-        starts = [0] * len(widths)
+    side_by_side = sum(widths) <= available
+    starts, next_free = [], 0
+    for service, width in zip(on_gpu, widths, strict=True):
+        if side_by_side or service.kind == "llm":  # an LLM's replicas each keep GPUs of their own
+            starts.append(next_free)
+            next_free += width
+        else:  # the encoders go onto GPU 0
+            starts.append(0)
     return {s.name: tuple(range(start, start + width)) for s, start, width in zip(on_gpu, starts, widths, strict=True)}
 
 
@@ -117,9 +129,10 @@ def tei_args(service: PlacedService) -> tuple[str, ...]:
 def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
     """The containers of a node group, in the plan's order."""
     gpus = assign_gpus(group)
-    llm_gpus = {s.name: set(gpus.get(s.name, ())) for s in group.services if s.kind == "llm"}
+    servers = replica_services(group)
+    llm_gpus = {s.name: set(gpus.get(s.name, ())) for s in servers if s.kind == "llm"}
     launches = []
-    for service in group.services:
+    for service in servers:
         devices = gpus.get(service.name, ())
         docker_args = ["-p", f"127.0.0.1:{service.port}:{service.port}"]
         if devices:

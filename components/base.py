@@ -1,8 +1,10 @@
-"""The small interface every cloud implements: network, secrets, node groups, load balancer.
+"""The small interface every cloud implements: look-up, network, secrets, node groups, load balancer.
 
-`CloudDeployment` is a template: its constructor calls the four steps in order and registers the
+`CloudDeployment` is a template: its constructor creates the provider, runs the look-up step (every
+read from the cloud and every refusal), then the four building steps in order, and registers the
 outputs; a cloud subclass supplies the steps (see components/aws for the reference). Differences
-between clouds are data on the subclass (`cloud`, `boot_target`) or one of these methods.
+between clouds are fields of their record (infra/clouds.py), data on the subclass (`cloud`,
+`boot_target`) or one of these methods.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class StackSecrets:
 
 NetworkT = TypeVar("NetworkT", bound=pulumi.ComponentResource)  # the cloud's Network component
 MembersT = TypeVar("MembersT", bound=pulumi.ComponentResource)  # the cloud's NodeGroup component
+LookupT = TypeVar("LookupT")  # what the cloud's look-up step read (zones, images, ...)
 
 
 @dataclass
@@ -38,8 +41,9 @@ class BuiltNodeGroup(Generic[MembersT]):
     members: MembersT  # the cloud's NodeGroup component: autoscaling group, droplets, scaling group
 
 
-class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, MembersT]):
-    """One stack on one cloud: `llm-deploy:<cloud>:Deployment`, generic over its Network and NodeGroup components."""
+class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, MembersT, LookupT]):
+    """One stack on one cloud: `llm-deploy:<cloud>:Deployment`, generic over its Network and NodeGroup components
+    and what its look-up step reads."""
 
     cloud: ClassVar[str]
 
@@ -55,7 +59,11 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, Membe
         self.plan = plan
         # Cloud-specific stack outputs the steps may add (e.g. DNS records the user must create).
         self.extra_outputs: dict[str, object] = {}
-        self.child_opts = pulumi.ResourceOptions(parent=self, provider=self.create_provider())
+        provider = self.create_provider()
+        self.child_opts = pulumi.ResourceOptions(parent=self, provider=provider)
+        # Every read from the cloud and every refusal happen here, before any resource: the steps after it
+        # raise for no input of the user's, and nothing raises inside an `apply`.
+        self.lookup: LookupT = self.look_up(pulumi.InvokeOptions(parent=self, provider=provider))
         network = self.create_network()
         delivery = self.store_secrets(secrets)
         self.node_groups: list[BuiltNodeGroup[MembersT]] = [self.create_node_group(g, network, delivery) for g in plan.node_groups]
@@ -74,11 +82,21 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, Membe
         """
 
     @abc.abstractmethod
+    def look_up(self, invoke: pulumi.InvokeOptions) -> LookupT:
+        """Read what the steps need from the cloud (the zones offering the plan's instance types, images, ...)
+        through `invoke` (synchronous invokes, on the explicit provider), and refuse a plan the region or
+        the cloud cannot host. Placement already refused whatever the cloud's record rules out; what is left
+        here is known only to the cloud.
+
+        Raises: ConfigError naming the stack file and the field (`region`, `catalogFile`), before any resource
+        exists but the provider, which creates nothing in the cloud (every invoke goes through a provider).
+        """
+
+    @abc.abstractmethod
     def create_network(self) -> NetworkT:
         """VPC/subnets/security groups: the cloud's Network component, which the later steps are placed in.
 
-        Raises: ConfigError (naming the stack file and field) when a look-up finds the region cannot host
-        the plan, before any resource is created.
+        Raises: nothing for bad input: the look-up step refused a region that cannot host the plan.
         """
 
     @abc.abstractmethod

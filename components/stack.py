@@ -14,6 +14,7 @@ import pulumi
 
 from bootstrap import InlineSecrets, UnreadableSecret, UserDataTooLarge
 from components.base import CloudDeployment, StackSecrets
+from infra import clouds
 from infra.config import StackConfig, problem
 from infra.errors import ConfigError, Problem
 from infra.placement import place
@@ -21,12 +22,6 @@ from infra.plan import SERVICE_PATHS, DeploymentPlan
 
 GENERATED_API_KEY_LENGTH = 40
 
-# Imported lazily: a stack on one cloud loads only that cloud's SDK.
-DEPLOYMENTS = {
-    "aws": "components.aws:AwsDeployment",
-    "digitalocean": "components.digitalocean:DigitalOceanDeployment",
-    "alicloud": "components.alicloud:AlicloudDeployment",
-}
 
 
 @dataclass
@@ -37,7 +32,8 @@ class StackProgram:
 
 
 def deployment_class(cloud: str) -> type[CloudDeployment]:
-    module, _, cls = DEPLOYMENTS[cloud].partition(":")
+    """The cloud's deployment template, imported lazily: a stack on one cloud loads only that cloud's SDK."""
+    module, _, cls = clouds.get(cloud).deployment.partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -85,7 +81,7 @@ SECRET_FIELDS = {"api_key": "apiKey", "hf_token": "hfToken"}  # InlineSecrets fi
 
 def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[Problem]:
     """Render every node group's user-data as its cloud will, before any resource exists, and name the
-    field that makes one larger than the cloud accepts. `validate` and the program both call this."""
+    field that makes one larger than the cloud accepts. `validate`, `env up`/`preview` and the program call this."""
     api_key = config.api_key.get_secret_value() if config.api_key else "x" * GENERATED_API_KEY_LENGTH
     inline = InlineSecrets(api_key=api_key, hf_token=config.hf_token.get_secret_value() if config.hf_token else None)
     deployment = deployment_class(plan.cloud)

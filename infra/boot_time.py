@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.catalog import data_rows
+from infra.data_files import data_rows
 from infra.plan import BootEstimate, BootStep
 
 

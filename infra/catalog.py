@@ -16,10 +16,11 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from infra import clouds
+from infra.data_files import DATA_DIR
 from infra.errors import BadInput, Problem
 from infra.plan import Offer
 
-DATA_DIR = Path(__file__).parent / "data"
 # The columns the built-in catalog (and `catalog refresh`) write, in order.
 CATALOG_COLUMNS = (
     "cloud",
@@ -43,7 +44,7 @@ REQUIRED_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in REGION_COLUMNS +
 # What a row's hourly_usd is: the provider's list price in that region, the project's specified cost
 # table (list_hourly_usd then holds the list price), or the lowest list price across the cloud's regions.
 PRICE_BASES = ("list", "specified", "lowest-across-regions")  # a stack's priceOverrides make a fourth: "override"
-CLOUDS = ("aws", "digitalocean", "alicloud")
+CLOUDS = clouds.NAMES  # the clouds a row may name
 
 
 class CatalogError(BadInput):
@@ -64,23 +65,6 @@ class GpuSpec:
     memory_gb: float
     memory_bandwidth_gbps: float
     bf16_tflops: float
-
-
-def data_rows(name: str) -> list[dict[str, str]]:
-    """The rows of a data file (data/<name>), each with its source and date."""
-    with open(DATA_DIR / name, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-@functools.cache
-def nvidia_images() -> dict[str, dict[int, str]]:
-    """Clouds whose NVIDIA base image depends on the GPU count (data/gpu_base_images.csv): cloud → GPU count → image.
-
-    On these clouds only the listed GPU counts can boot a CUDA image; a cloud not listed has one image for every count."""
-    images: dict[str, dict[int, str]] = {}
-    for row in data_rows("gpu_base_images.csv"):
-        images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
-    return images
 
 
 @functools.cache
@@ -177,11 +161,9 @@ def _offers_from_row(path: Path, line: int, raw_row: dict[str | None, str | None
     if gpu_name and (gpu_count < 1 or number("gpu_memory_gb") <= 0):
         column = "gpu_count" if gpu_count < 1 else "gpu_memory_gb"
         raise CatalogError(Problem(str(path), f"line {line}: {column}", f"must be > 0 on a GPU instance (gpu {gpu_name})"))
-    images = nvidia_images().get(row["cloud"])
-    if spec and spec.cuda and images and gpu_count not in images:
-        counts = " or ".join(str(n) for n in sorted(images))
-        raise CatalogError(Problem(str(path), f"line {line}: gpu_count", f"{row['cloud']} has NVIDIA base images for {counts} GPUs "
-                                   f"only, not {gpu_count} ({DATA_DIR.name}/gpu_base_images.csv)"))
+    unbootable = clouds.get(row["cloud"]).gpu_count_problem(gpu_count) if spec and spec.cuda else None
+    if unbootable:
+        raise CatalogError(Problem(str(path), f"line {line}: gpu_count", unbootable))
     if not gpu_name and (gpu_count or number("gpu_memory_gb")):
         column = "gpu_count" if gpu_count else "gpu_memory_gb"
         raise CatalogError(Problem(str(path), f"line {line}: {column}", "must be 0 without a gpu"))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra import clouds
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR, gpu_specs
 from infra.errors import BadInput
 
@@ -143,7 +144,8 @@ def specified_prices(path: Path = DATA_DIR / "specified_prices.csv") -> dict[tup
 
 
 def build_rows(data_dir: Path) -> list[dict[str, str]]:
-    """Every catalog row the sourced data supports, in a stable order (cloud, type, region). Raises BuildError."""
+    """Every catalog row the sourced data supports, in a stable order (cloud as infra/clouds.py lists them, type, region).
+    Raises BuildError."""
     specified = specified_prices()
     extra = _read(DATA_DIR / "regions.csv")
     rows = [
@@ -157,8 +159,7 @@ def build_rows(data_dir: Path) -> list[dict[str, str]]:
     missing = set(specified) - {(r["cloud"], r["instance_type"]) for r in rows}
     if missing:
         raise BuildError(f"specified_prices.csv: {', '.join(sorted('/'.join(m) for m in missing))} not in the sourced data")
-    order = {"aws": 0, "digitalocean": 1, "alicloud": 2}
-    return sorted(rows, key=lambda r: (order[r["cloud"]], r["instance_type"], r["region"]))
+    return sorted(rows, key=lambda r: (clouds.NAMES.index(r["cloud"]), r["instance_type"], r["region"]))
 
 
 def catalog_text(rows: Iterable[dict[str, str]]) -> str:

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra import clouds
 from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
 
 CONFIG_NAMESPACE = "llm-deploy"
@@ -46,7 +47,10 @@ MAX_TEXT_LENGTH = 16 * 1024  # characters in any one string (an RSA 16384 public
 MAX_ITEMS = 1_000  # entries in any one list or mapping
 MAX_INTEGER = 2**53  # the largest integer every JSON reader keeps exactly
 MAX_REPLICAS = 100
+MAX_CONCURRENCY = 1024  # vLLM's max_num_seqs rarely goes past this
+MAX_REQUESTS_PER_SECOND = 1e6
 MAX_HOURLY_USD = 100_000.0  # per instance, for prices and the budget
+PRICE_OVERRIDE_KEY = re.compile(rf"({'|'.join(clouds.NAMES)})/[A-Za-z0-9._-]{{1,128}}(/[a-z0-9-]{{1,64}})?")
 FIELDS_ONLY = "fields_only"  # validation context: skip the checks across fields (check_config runs them on valid fields)
 
 
@@ -73,6 +77,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
 
 
+class LoadConfig(_Model):
+    """The traffic a service must carry: an LLM's requests with their prompt and output lengths, an
+    encoder's requests with the tokens each embeds or scores."""
+
+    requests_per_second: float = Field(gt=0, le=MAX_REQUESTS_PER_SECOND, allow_inf_nan=False)
+    prompt_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    output_tokens: int | None = Field(None, ge=1, le=10_000_000)
+    tokens_per_request: int | None = Field(None, ge=1, le=10_000_000)
+
+
+class LatencyConfig(_Model):
+    """What each LLM user should see: it caps the batch one replica may run."""
+
+    time_to_first_token_ms: float | None = Field(None, gt=0, le=600_000, allow_inf_nan=False)
+    time_per_output_token_ms: float | None = Field(None, gt=0, le=60_000, allow_inf_nan=False)
+
+
 class ServiceConfig(_Model):
     name: str
     kind: Literal["llm", "embedding", "rerank"]
@@ -84,6 +105,9 @@ class ServiceConfig(_Model):
     accelerator: Literal["gpu", "cpu"] = "gpu"
     max_model_len: int | None = Field(None, ge=128, le=10_000_000)
     params_b: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False)
+    min_concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
+    load: LoadConfig | None = None
+    latency: LatencyConfig | None = None
 
     @field_validator("name")
     @classmethod
@@ -106,12 +130,27 @@ class ServiceConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceConfig:
-        from infra.models import find_model
+        from infra.models import dtype_problem, find_model
 
         if self.kind == "llm" and self.accelerator == "cpu":
             raise Invalid("'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)", "accelerator")
         if self.kind != "llm" and self.max_model_len is not None:
             raise Invalid("only for kind 'llm'", "maxModelLen")
+        if self.kind != "llm" and "min_concurrency" in self.model_fields_set:
+            raise Invalid("only for kind 'llm'", "minConcurrency")
+        if self.kind != "llm" and self.latency is not None:
+            raise Invalid("only for kind 'llm'", "latency")
+        if self.load is not None:
+            given = {key for key in ("prompt_tokens", "output_tokens", "tokens_per_request") if getattr(self.load, key)}
+            wanted = {"prompt_tokens", "output_tokens"} if self.kind == "llm" else {"tokens_per_request"}
+            if given != wanted:
+                names = " and ".join(sorted(to_camel(key) for key in wanted))
+                raise Invalid(f"a {self.kind} service's load is requestsPerSecond with {names}", "load")
+            if self.kind == "llm" and self.max_model_len and self.load.prompt_tokens + self.load.output_tokens > self.max_model_len:
+                raise Invalid("promptTokens + outputTokens exceed maxModelLen", "load")
+        known = find_model(self.model)
+        if self.kind == "llm" and known is not None and (wrong := dtype_problem(known, self.dtype)):
+            raise Invalid(wrong, "dtype")
         if self.accelerator == "cpu" and (self.gpu or self.gpu_count):
             raise Invalid("not with accelerator 'cpu'", "gpu" if self.gpu else "gpuCount")
         if self.params_b is None and find_model(self.model) is None:
@@ -158,7 +197,7 @@ class StackConfig(_Model):
 
     stack: str
     source: str
-    cloud: Literal["aws", "digitalocean", "alicloud", "auto"] = "auto"
+    cloud: Literal[(*clouds.NAMES, "auto")] = "auto"  # type: ignore[valid-type]
     region: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,63}$")
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=50)
@@ -182,9 +221,9 @@ class StackConfig(_Model):
     @classmethod
     def _overrides(cls, prices: dict[str, float]) -> dict[str, float]:
         for key in prices:
-            if not re.fullmatch(r"(aws|digitalocean|alicloud)/[A-Za-z0-9._-]{1,128}(/[a-z0-9-]{1,64})?", key):
+            if not PRICE_OVERRIDE_KEY.fullmatch(key):
                 raise ValueError(f"key {key!r} must be '<cloud>/<instance_type>' or '<cloud>/<instance_type>/<region>' "
-                                 "with cloud aws, digitalocean or alicloud")
+                                 f"with cloud {', '.join(clouds.NAMES[:-1])} or {clouds.NAMES[-1]}")
         return prices
 
     @field_validator("catalog_file")

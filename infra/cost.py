@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
+from infra.cheaper import SPOT_NOTE, Suggestion, suggestions
 from infra.errors import Problem
+from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
 from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
 from infra.throughput import ASSUMPTIONS, ThroughputEstimate, estimate
@@ -58,8 +60,10 @@ class Option:
     offer: Offer
     feasible: bool
     reason: str
-    replicas_hourly_usd: float  # the service's replicas on this offer
+    replicas_hourly_usd: float  # the nodes the service's replicas (or its load) need on this offer
     throughput: ThroughputEstimate | None
+    nodes: int = 1
+    at_load: dict[str, Any] = dataclasses.field(default_factory=dict)  # infra.load: replicas, tok/s per replica, $/1M at the load
 
     @property
     def hourly_usd(self) -> float:
@@ -71,7 +75,8 @@ class Option:
 
     def as_json(self) -> dict[str, Any]:
         record = {**offer_record(self.offer), **price_provenance(self.offer), "feasible": self.feasible, "reason": self.reason,
-                  "instance_hourly_usd": self.offer.hourly_usd, **_money(self.replicas_hourly_usd), **_throughput_json(self.throughput)}
+                  "instance_hourly_usd": self.offer.hourly_usd, "nodes": self.nodes, **_money(self.replicas_hourly_usd),
+                  **self.at_load, **_throughput_json(self.throughput)}
         return record | ({"throughput_is_estimate": True} if self.throughput else {})
 
 
@@ -83,6 +88,7 @@ class Placed:
     colocated_with: tuple[str, ...]
     tensor_parallel_size: int
     throughput: ThroughputEstimate | None
+    at_load: dict[str, Any] = dataclasses.field(default_factory=dict)  # infra.load, at the node group's price
 
 
 @dataclass(frozen=True)
@@ -99,14 +105,17 @@ class ServiceCost:
         service = self.need.config
         record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": service.dtype,
                                   "replicas": service.replicas, "accelerator": service.accelerator,
-                                  "required_gpu_memory_gb": self.need.required_gb}
+                                  "required_gpu_memory_gb": self.need.required_gb,
+                                  "min_concurrency": service.min_concurrency if service.kind == "llm" else None,
+                                  "load": service.load.model_dump(by_alias=True, exclude_none=True) if service.load else None,
+                                  "latency": service.latency.model_dump(by_alias=True, exclude_none=True) if service.latency else None}
         if self.placed is None:
             record["chosen"] = None
         else:
             offer = self.placed.group.offer
             record |= {"chosen": {**offer_record(offer), **price_provenance(offer)}, "node_group": self.placed.group.name,
                        "colocated_with": list(self.placed.colocated_with), "tensor_parallel_size": self.placed.tensor_parallel_size,
-                       **_throughput_json(self.placed.throughput)}
+                       **self.placed.at_load, **_throughput_json(self.placed.throughput)}
         return record | {"options": [o.as_json() for o in self.options]}
 
 
@@ -169,6 +178,8 @@ class CostPreview:
     by_cloud: tuple[CloudTotal, ...]
     problems: tuple[Problem, ...]
     throughput_note: str = ASSUMPTIONS
+    cheaper: tuple[Suggestion, ...] = ()  # infra.cheaper: the few single changes that cut the bill most
+    spot_note: str = SPOT_NOTE
 
     @property
     def node_groups(self) -> tuple[NodeGroup, ...]:
@@ -197,17 +208,23 @@ class CostPreview:
             "budget_usd_per_hour": self.budget_usd_per_hour,
             "by_cloud": [c.as_json() for c in self.by_cloud],
             "throughput_note": self.throughput_note,
+            "cheaper": [c.as_json(self.total_hourly_usd) for c in self.cheaper] if self.total_hourly_usd is not None else [],
+            "spot_note": self.spot_note,
             "problems": [str(p) for p in self.problems],
         }
 
 
 def _option(need: ServiceNeed, offer: Offer) -> Option:
     fitted = fit([need], offer)
-    replicas = need.config.replicas
-    throughput = None
-    if need.config.kind == "llm" and fitted.services:
-        throughput = estimate(need.info, need.config.dtype, offer, fitted.services[0].tensor_parallel_size, replicas)
-    return Option(offer, fitted.feasible, fitted.reason or "fits", offer.hourly_usd * replicas, throughput)
+    nodes = fitted.count if fitted.feasible else need.config.replicas
+    throughput, at_load = None, {}
+    if fitted.services:
+        placed = fitted.services[0]
+        at_load = load_estimate(need, placed, offer, nodes, offer.hourly_usd * nodes)
+        if need.config.kind == "llm":
+            throughput = estimate(need.info, need.config.dtype, offer, placed.tensor_parallel_size,
+                                  nodes * placed.replicas_per_node, placed.replicas_per_node)
+    return Option(offer, fitted.feasible, fitted.reason or "fits", offer.hourly_usd * nodes, throughput, nodes, at_load)
 
 
 def _options(evaluation: Evaluation, need: ServiceNeed) -> tuple[Option, ...]:
@@ -223,8 +240,10 @@ def _placed(plan: DeploymentPlan | None, need: ServiceNeed) -> Placed | None:
     service = next(s for s in group.services if s.name == name)
     throughput = None
     if need.config.kind == "llm":
-        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size, need.config.replicas)
-    return Placed(group, tuple(s.name for s in group.services if s.name != name), service.tensor_parallel_size, throughput)
+        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size,
+                              group.count * service.replicas_per_node, service.replicas_per_node)
+    return Placed(group, tuple(s.name for s in group.services if s.name != name), service.tensor_parallel_size, throughput,
+                  load_estimate(need, service, group.offer, group.count, group.hourly_usd))
 
 
 def cost_preview(evaluation: Evaluation) -> CostPreview:
@@ -236,4 +255,5 @@ def cost_preview(evaluation: Evaluation) -> CostPreview:
         by_cloud.append(CloudTotal(cloud, result.region, chosen.hourly_usd if chosen else None,
                                    tuple(f.offer.instance_type for f, _ in chosen.groups) if chosen else ()))
     services = tuple(ServiceCost(need, _placed(plan, need), _options(evaluation, need)) for need in evaluation.needs)
-    return CostPreview(config.stack, plan, services, config.budget_usd_per_hour, tuple(by_cloud), evaluation.problems)
+    return CostPreview(config.stack, plan, services, config.budget_usd_per_hour, tuple(by_cloud), evaluation.problems,
+                       cheaper=tuple(suggestions(evaluation)))

@@ -3,6 +3,8 @@ pull-request comment. Both read the typed `CostPreview`, never its JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from infra.catalog import CLOUDS
 from infra.cost import CostPreview, Option, ServiceCost, monthly, price_note
 from infra.plan import Offer
@@ -74,7 +76,28 @@ def _cost_columns(service: ServiceCost) -> list[Column]:
             Column("tok/s", lambda o: f"{o.throughput.tokens_per_second:,.0f}" if o.throughput else "-", numeric=True),
             Column("$/1M tok", lambda o: f"{o.throughput.usd_per_million_tokens:.3f}" if o.throughput else "-", numeric=True),
         ]
-    return columns + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
+    return columns + _load_columns(service) + [Column("fit", lambda o: _fit_text(service, o), text=True, wide=True)]
+
+
+def _number(key: str, spec: str) -> Callable[[Option], str]:
+    return lambda o: "-" if o.at_load.get(key) is None else format(o.at_load[key], spec)
+
+
+def _load_columns(service: ServiceCost) -> list[Column]:
+    """At the service's load (or the reference point without one): replicas, per-replica tokens/s, latency, $/1M tokens."""
+    columns = [Column("repl", _number("replicas_needed", "d"), numeric=True, optional=True),
+               Column("tok/s/repl", _number("tokens_per_second_per_replica", ",.0f"), numeric=True, wide=True)]
+    if service.need.config.kind == "llm":
+        return columns + [Column("ms/tok", _number("time_per_output_token_ms", ".1f"), numeric=True, optional=True),
+                          Column("$/1M out", _number("usd_per_million_output_tokens", ".3f"), numeric=True, wide=True)]
+    return columns + [Column("$/1M emb", _number("usd_per_million_embedded_tokens", ".4f"), numeric=True, optional=True)]
+
+
+def _cheaper_lines(preview: CostPreview) -> list[str]:
+    """The changes that would cut the bill, each with its new $/h, and that spot is not placed on yet."""
+    total = preview.total_hourly_usd or 0.0
+    return [f"Cheaper: {c.field}: {c.value}: {usd(c.hourly_usd)} $/h (-{usd(total - c.hourly_usd)}) on {c.placement}"
+            for c in preview.cheaper] + [preview.spot_note]
 
 
 def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
@@ -102,8 +125,10 @@ def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
         " ".join(filter(None, (c.cloud, c.region, usd(c.hourly_usd), "$/h"))) if c.feasible else f"{c.cloud} not feasible"
         for c in preview.by_cloud
     )
-    blocks += [Prose(f"By cloud (cheapest placement on each): {comparison}"),
-               Prose(f"tok/s and $/1M tok are estimates: {preview.throughput_note}")]
+    blocks += [Prose(f"By cloud (cheapest placement on each): {comparison}"), *map(Prose, _cheaper_lines(preview)),
+               Prose(f"tok/s and $/1M tok are estimates: {preview.throughput_note}"),
+               Prose("repl, ms/tok and $/1M out/emb: replicas, time per output token and $ per 1M tokens at each service's "
+                     "load (estimates; without a load: the reference point)")]
     return blocks
 
 
@@ -131,6 +156,7 @@ def cost_markdown(preview: CostPreview) -> str:
     for c in preview.by_cloud:
         lines.append(f"| {c.cloud} | {', '.join(c.instance_types) or 'not feasible'} ({c.region or '-'}) | "
                      f"{usd(c.hourly_usd)} | {usd(c.monthly_usd)} |")
+    lines += [""] + [f"- {line}" for line in _cheaper_lines(preview)]
     lines += ["", f"Throughput and $/1M tokens are estimates: {preview.throughput_note}."]
     for problem in preview.problems:
         lines.append(f"\n> :warning: {problem}")

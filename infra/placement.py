@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from infra import clouds
 from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
 from infra.config import RawConfig, ServiceConfig, StackConfig, check_config, problem
 from infra.errors import ConfigError, Problem
@@ -27,16 +28,21 @@ from infra.models import (
     encoder_memory_gb,
     llm_memory_gb,
     model_info,
+    served_dtype,
     valid_tensor_parallel,
 )
 from infra.node_storage import node_group
 from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
+from infra.sizing import best_layout, divides, idle_reason, layouts
+from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
+IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pin problem, not a size problem)
+LATENCY_MISSED = "cannot meet the latency target"
 MIN_VLLM_SHARE = 0.5  # below this, colocating beside vLLM starves it
 MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
-# Clouds that can issue a certificate for `domain` by themselves (ACM, Let's Encrypt on DigitalOcean).
-# Alibaba Cloud's DV certificates are bought and validated by hand, so a stack with a domain cannot go there.
-CLOUDS_WITH_MANAGED_TLS = ("aws", "digitalocean")
+# Clouds that can issue a certificate for `domain` by themselves (their record's managed_tls): a stack with a
+# domain cannot go elsewhere.
+CLOUDS_WITH_MANAGED_TLS = tuple(c.name for c in clouds.CLOUDS if c.managed_tls)
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,10 @@ class ServiceNeed:
 
 
 def service_need(index: int, service: ServiceConfig) -> ServiceNeed:
-    info = model_info(service.model, service.kind, service.params_b)
+    info = model_info(service.model, service.kind, service.params_b, service.dtype)
     if service.kind == "llm":
         max_len = effective_max_model_len(info, service.max_model_len)
-        required = llm_memory_gb(info, service.dtype, max_len, 1)
+        required = llm_memory_gb(info, service.dtype, max_len, 1, service.min_concurrency)
     else:
         max_len = None
         required = encoder_memory_gb(info, service.accelerator)
@@ -72,6 +78,7 @@ class Fit:
     offer: Offer
     services: tuple[PlacedService, ...] | None
     reason: str
+    count: int = 0  # nodes of this offer the services need (their replicas, or their load)
 
     @property
     def feasible(self) -> bool:
@@ -96,33 +103,68 @@ def _gpu_reason(need: ServiceNeed, offer: Offer) -> str | None:
     return None
 
 
-def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, str]:
-    """Smallest tensor-parallel size that holds the model beside the encoders on GPU 0."""
+def replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int, share: float = VLLM_GPU_MEMORY_UTILIZATION) -> tuple[int, float]:
+    """Replicas the service needs on this hardware (at least `replicas`) and requests/s per replica (0: no load;
+    replicas 0: this hardware cannot meet the service's latency target)."""
+    load, minimum = need.config.load, need.config.replicas
+    if load is None:
+        return minimum, 0.0
+    if need.config.kind != "llm":
+        capacity = encoder_tokens_per_second(need.info, offer, need.config.accelerator) / load.tokens_per_request
+    else:
+        assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
+        latency = need.config.latency
+        kv_tokens = kv_cache_tokens(need.info, need.config.dtype, offer, tensor_parallel, share)
+        capacity = replica_capacity(need.info, need.config.dtype, offer, tensor_parallel, kv_tokens, load.prompt_tokens,
+                                    load.output_tokens, latency and latency.time_to_first_token_ms,
+                                    latency and latency.time_per_output_token_ms).requests_per_second
+    if capacity <= 0:
+        return 0, 0.0
+    return max(minimum, math.ceil(load.requests_per_second / capacity - 1e-9)), capacity
+
+
+def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, int, str]:
+    """The layout (tensor-parallel size × replicas per node, every GPU used) that needs the fewest nodes,
+    beside the encoders on GPU 0; the nodes it needs, or the reason nothing fits."""
     share = math.floor((VLLM_GPU_MEMORY_UTILIZATION - encoder_gb / offer.gpu_memory_gb) * 100) / 100
     if share < MIN_VLLM_SHARE:
-        return None, "no room for the LLM beside the other services"
+        return None, 0, "no room for the LLM beside the other services"
     pinned = need.config.gpu_count
-    sizes = [pinned] if pinned else [n for n in TENSOR_PARALLEL_SIZES if n <= offer.gpu_count]
-    for tp in sizes:
-        need_gb = llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp)
-        if valid_tensor_parallel(need.info, tp) and need_gb <= tp * offer.gpu_memory_gb * share:
-            return (
-                PlacedService(
-                    name=need.config.name,
-                    kind="llm",
-                    model=need.config.model,
-                    dtype=need.config.dtype,
-                    accelerator="gpu",
-                    port=SERVICE_PORTS["llm"],
-                    required_gpu_memory_gb=round(need_gb, 1),
-                    tensor_parallel_size=tp,
-                    max_model_len=need.max_model_len,
-                    gpu_memory_utilization=share,
-                ),
-                "",
-            )
-    usable = offer.gpu_count * offer.gpu_memory_gb * share
-    return None, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+    sizes = [pinned] if pinned else list(TENSOR_PARALLEL_SIZES)
+    if pinned and not divides(offer.gpu_count, pinned):
+        return None, 0, f"{offer.gpu_count}x {offer.gpu}: {pinned} per replica leave {IDLE_GPUS}"
+
+    def memory(tp: int) -> float:
+        return llm_memory_gb(need.info, need.config.dtype, need.max_model_len, tp, need.config.min_concurrency)
+
+    def fits(tp: int) -> bool:
+        return valid_tensor_parallel(need.info, tp) and memory(tp) <= tp * offer.gpu_memory_gb * share
+
+    in_memory = layouts(offer.gpu_count, sizes, fits, lambda tp: replicas_for(need, offer, tp, share))
+    if not in_memory:
+        usable = offer.gpu_count * offer.gpu_memory_gb * share
+        return None, 0, f"needs {need.required_gb} GB GPU memory, {usable:.0f} GB usable on {offer.gpu_count}x {offer.gpu}"
+    candidates = [layout for layout in in_memory if layout.replicas > 0]
+    if not candidates:
+        return None, 0, f"{LATENCY_MISSED} on {offer.gpu}, even one sequence at a time"
+    chosen = best_layout(candidates, pinned=bool(need.config.gpu or need.config.gpu_count))
+    if chosen is None:
+        return None, 0, idle_reason(candidates, offer.gpu_count, offer.gpu or "")
+    tp = chosen.tensor_parallel
+    placed = PlacedService(
+        name=need.config.name,
+        kind="llm",
+        model=need.config.model,
+        dtype=served_dtype(need.info, need.config.dtype) or need.config.dtype,
+        accelerator="gpu",
+        port=SERVICE_PORTS["llm"],
+        required_gpu_memory_gb=round(memory(tp), 1),
+        tensor_parallel_size=tp,
+        max_model_len=need.max_model_len,
+        gpu_memory_utilization=share,
+        replicas_per_node=chosen.per_node,
+    )
+    return placed, chosen.nodes, ""
 
 
 def _encoder(need: ServiceNeed) -> PlacedService:
@@ -140,16 +182,19 @@ def _encoder(need: ServiceNeed) -> PlacedService:
 
 
 def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
-    """Can these services share one instance of this offer?"""
+    """Can these services share instances of this offer, and how many nodes do they need?"""
     encoders = [n for n in needs if n.config.kind != "llm"]
     encoder_gb = sum(n.required_gb for n in encoders)
+    encoder_nodes = max((replicas_for(n, offer, 1)[0] for n in encoders), default=0)
+    if any(replicas_for(n, offer, 1)[0] == 0 for n in encoders):
+        return Fit(offer, None, "no throughput estimate for this hardware")
     if needs[0].config.accelerator == "cpu":
         if offer.gpu_count:
             return Fit(offer, None, "GPU instance (service runs on CPU)")
         usable = offer.memory_gb - CPU_RAM_RESERVE_GB
         if encoder_gb > usable:
             return Fit(offer, None, f"needs {encoder_gb:.1f} GB RAM, {usable:.0f} GB usable")
-        return Fit(offer, tuple(_encoder(n) for n in needs), "")
+        return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
     for need in needs:
         reason = _gpu_reason(need, offer)
         if reason:
@@ -157,13 +202,15 @@ def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
     llm = next((n for n in needs if n.config.kind == "llm"), None)
     if llm is None:
         usable = offer.gpu_memory_gb * VLLM_GPU_MEMORY_UTILIZATION
+        if offer.gpu_count > 1:
+            return Fit(offer, None, f"{offer.gpu_count}x {offer.gpu}: the encoders use one, {offer.gpu_count - 1} {IDLE_GPUS}")
         if encoder_gb > usable:
             return Fit(offer, None, f"needs {encoder_gb:.1f} GB GPU memory, {usable:.0f} GB usable on one {offer.gpu}")
-        return Fit(offer, tuple(_encoder(n) for n in needs), "")
-    placed, reason = _place_llm(llm, offer, encoder_gb)
+        return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
+    placed, nodes, reason = _place_llm(llm, offer, encoder_gb)
     if placed is None:
         return Fit(offer, None, reason)
-    return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "")
+    return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "", max(nodes, encoder_nodes))
 
 
 def partitions(items: Sequence[ServiceNeed]) -> Iterator[list[list[ServiceNeed]]]:
@@ -179,8 +226,9 @@ def partitions(items: Sequence[ServiceNeed]) -> Iterator[list[list[ServiceNeed]]
 
 
 def _compatible(block: list[ServiceNeed]) -> bool:
-    """Services share nodes only when they scale together and run on the same kind of hardware."""
-    return len({(n.config.replicas, n.config.accelerator) for n in block}) == 1
+    """Services share nodes only when they run on the same kind of hardware (the group has as many nodes as
+    its neediest service; the others run one replica on each)."""
+    return len({n.config.accelerator for n in block}) == 1
 
 
 @dataclass(frozen=True)
@@ -194,23 +242,27 @@ class RegionPlan:
         return round(sum(f.offer.hourly_usd * replicas for f, replicas in self.groups), 6)
 
 
-FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str]]
+FitMemo = dict[tuple, tuple[tuple[PlacedService, ...] | None, str, int]]
 
 
-def _fit_once(block: Sequence[ServiceNeed], offer: Offer, memo: FitMemo) -> Fit:
+def _fitted(block: Sequence[ServiceNeed], ids: tuple[int, ...], offer: Offer,
+            memo: FitMemo) -> tuple[tuple[PlacedService, ...] | None, str, int]:
     """`fit` depends on an offer's hardware, not on its region or price: worked out once per instance type."""
-    key = (tuple(n.index for n in block), offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb,
-           offer.memory_gb)
+    key = (ids, offer.cloud, offer.instance_type, offer.gpu, offer.gpu_count, offer.gpu_memory_gb, offer.memory_gb)
     if key not in memo:
         fitted = fit(block, offer)
-        memo[key] = (fitted.services, fitted.reason)
-    return Fit(offer, *memo[key])
+        memo[key] = (fitted.services, fitted.reason, fitted.count)
+    return memo[key]
 
 
 def cheapest_fit(block: Sequence[ServiceNeed], offers: Sequence[Offer], memo: FitMemo | None = None) -> Fit | None:
     memo = {} if memo is None else memo
-    fits = [f for f in (_fit_once(block, o, memo) for o in offers) if f.feasible]
-    return min(fits, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type), default=None)
+    ids = tuple(n.index for n in block)
+    fits = [(offer, fitted) for offer in offers if (fitted := _fitted(block, ids, offer, memo))[0] is not None]
+    if not fits:
+        return None
+    offer, fitted = min(fits, key=lambda f: (f[0].hourly_usd * f[1][2], f[0].instance_type))
+    return Fit(offer, *fitted)
 
 
 def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: Sequence[Offer],
@@ -225,7 +277,7 @@ def plan_region(needs: Sequence[ServiceNeed], cloud: str, region: str, offers: S
             chosen = cheapest_fit(block, offers, memo)
             if chosen is None:
                 break
-            groups.append((chosen, block[0].config.replicas))
+            groups.append((chosen, chosen.count))
         else:
             candidate = RegionPlan(cloud, region, tuple(groups))
             if best is None or (candidate.hourly_usd, len(candidate.groups)) < (best.hourly_usd, len(best.groups)):
@@ -336,6 +388,35 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     return problems
 
 
+def _cheapest_with(need: ServiceNeed, offers: Sequence[Offer], **pins: object) -> Fit | None:
+    """The cheapest fit of the service with its pins changed (None: no pin)."""
+    changed = service_need(need.index, need.config.model_copy(update=pins))
+    return cheapest_fit([changed], offers)
+
+
+def _idle_pin(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> Problem | None:
+    """A pin refused because every instance it allows would pay for idle GPUs: the pin named, and what to do instead."""
+    service = need.config
+    refused = [f for f in (fit([need], o) for o in offers) if f.reason.endswith(IDLE_GPUS)]
+    if not (service.gpu or service.gpu_count) or not refused or any(fit([need], o).feasible for o in offers):
+        return None
+    field = f"{need.field}.gpuCount" if service.gpu_count else f"{need.field}.gpu"
+    pin = f"{service.gpu_count or 'any number of'} {service.gpu or 'GPU'}s per replica"
+    example = min(refused, key=lambda f: (f.offer.hourly_usd, f.offer.instance_type))
+    options = []
+    for count in TENSOR_PARALLEL_SIZES if service.gpu_count else ():
+        if count != service.gpu_count and (other := _cheapest_with(need, offers, gpu_count=count)):
+            options.append(f"gpuCount: {count} ({other.count}x {other.offer.instance_type}, {other.offer.hourly_usd * other.count:.2f} $/h)")
+    if service.gpu_count and example.offer.gpu_count % service.gpu_count == 0:
+        fill = example.offer.gpu_count // service.gpu_count
+        options.append(f"replicas: {fill} (1x {example.offer.instance_type}, {example.offer.hourly_usd:.2f} $/h)")
+    if (unpinned := _cheapest_with(need, offers, gpu=None, gpu_count=None)) is not None:
+        options.append(f"no gpu/gpuCount ({unpinned.count}x {unpinned.offer.instance_type}, "
+                       f"{unpinned.offer.hourly_usd * unpinned.count:.2f} $/h)")
+    return problem(source, field, f"{pin} leave GPUs paid for and idle: {example.offer.instance_type} {example.reason}",
+                   f"instead: {', '.join(options) or 'raise replicas to fill the instance'}")
+
+
 def _counts_that_fit(need: ServiceNeed, offers: Sequence[Offer]) -> list[int]:
     """The GPU counts the service fits on (each offer's smallest), were its gpuCount not pinned."""
     free = dataclasses.replace(need, config=need.config.model_copy(update={"gpu_count": None}))
@@ -344,9 +425,16 @@ def _counts_that_fit(need: ServiceNeed, offers: Sequence[Offer]) -> list[int]:
 
 
 def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds: Sequence[str]) -> Problem:
-    """The real cause: no instance type of the kind asked for at all, or none big enough."""
+    """The real cause: a pin that would leave GPUs idle, a latency no instance meets, no instance type of the kind asked
+    for at all, or none big enough."""
     service = need.config
     where = "/".join(clouds)
+    if idle := _idle_pin(source, need, offers):
+        return idle
+    if service.latency and any(fit([need], o).reason.startswith(LATENCY_MISSED) for o in offers):
+        target = ", ".join(f"{k} {v:g}" for k, v in service.latency.model_dump(by_alias=True, exclude_none=True).items())
+        return problem(source, f"{need.field}.latency", f"no {where} instance type in the catalog meets {target} for "
+                       f"{service.model} even one sequence at a time; relax the target or use a smaller model")
     if service.gpu:
         pinned = [o for o in offers if o.gpu == service.gpu]
         if not pinned:

@@ -70,10 +70,17 @@ class PlacedService:
     tensor_parallel_size: int = 1  # GPUs the service spans on its node (0 on CPU)
     max_model_len: int | None = None  # llm only
     gpu_memory_utilization: float | None = None  # llm only: vLLM's share of each GPU
+    replicas_per_node: int = 1  # llm: vLLM servers on each node, each on its own tensor_parallel_size GPUs
 
     @property
     def paths(self) -> tuple[str, ...]:
         return SERVICE_PATHS[self.kind]
+
+    @property
+    def instances(self) -> tuple[tuple[str, int], ...]:
+        """(name, local port) of each server of this service on a node: its own name and port first, then
+        `<name>-replica-2` on the next port, ... (the gateway balances a kind over them)."""
+        return tuple((self.name if i == 0 else f"{self.name}-replica-{i + 1}", self.port + i) for i in range(self.replicas_per_node))
 
 
 @dataclass(frozen=True)

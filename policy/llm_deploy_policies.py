@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra import clouds
 from infra.catalog import load_offers
 from infra.config import SECRET_KEYS, ConfigError, RawConfig, parse_config
 from infra.plan import SERVICE_PORTS
@@ -159,13 +160,9 @@ def load_balancer_health_check(resource_type: str, props: Props) -> list[str]:
     return []
 
 
-# Where each compute resource names its instance type: (cloud, [prop names]).
+# Where each compute resource names its instance type: (cloud, [prop names]), from the clouds' records.
 INSTANCE_TYPE_PROPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "aws:ec2/launchTemplate:LaunchTemplate": ("aws", ("instanceType",)),
-    "aws:ec2/instance:Instance": ("aws", ("instanceType",)),
-    "digitalocean:index/droplet:Droplet": ("digitalocean", ("size",)),
-    "alicloud:ecs/instance:Instance": ("alicloud", ("instanceType",)),
-    "alicloud:ess/scalingConfiguration:ScalingConfiguration": ("alicloud", ("instanceType", "instanceTypes")),
+    token: (cloud.name, props) for cloud in clouds.CLOUDS for token, props in cloud.instance_type_inputs
 }
 
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 
 from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_user_data
-from bootstrap.render import GZIPPED_CLOUDS
 from bootstrap.services import CACHE_DIR, DRIVER_BRANCH
+from infra import clouds
 from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import node_group
 from infra.plan import NodeGroup
@@ -79,7 +79,7 @@ class NodeSpec:
     def user_data(self) -> bytes:
         """The bytes the instance's metadata service hands cloud-init, from what the cloud API is given."""
         text = render_user_data(self.group, self.target, self.secrets, self.upstreams)
-        if self.group.cloud in GZIPPED_CLOUDS:
+        if clouds.get(self.group.cloud).gzip_user_data:
             sent = encode_user_data(text)  # the launch template / scaling configuration field
             delivered = base64.b64decode(sent)  # the API takes base64; the metadata service serves the bytes
             assert gzip.decompress(delivered).decode() == text

@@ -68,7 +68,7 @@ def test_cost_table_marks_the_choice_explains_itself_and_says_how_offers_fit(cli
     assert "--wide adds region" in narrow and " region " not in narrow.splitlines()[1]
     header = wide.splitlines()[1]
     assert all(f" {column} " in f" {header} " for column in ("region", "vCPU", "RAM GB", "fit"))
-    assert "uses 52 of 80 GB GPU memory" in wide  # p5.4xlarge: 1x H100 80 GB for 52 GB
+    assert "uses 39.1 of 80 GB GPU memory" in wide  # p5.4xlarge: 1x H100 80 GB for 39.1 GB
 
 
 def test_cost_table_says_why_nothing_on_a_cloud_fits(cli, stack_file):
@@ -105,7 +105,8 @@ def test_models_lists_the_registry_as_a_table_and_as_json(cli):
     qwen = next(r for r in records if r["model"] == "Qwen/Qwen2.5-7B-Instruct")
     assert qwen["params_b"] == 7.62 and qwen["max_context"] == 32768 and qwen["kind"] == "llm"
     assert qwen["kv_bytes_per_token"] == 2 * 28 * 4 * 128 * 2  # layers x KV heads x head dim x K+V x 2 bytes
-    assert qwen["weights_gb"] == {"bf16": 15.24, "fp16": 15.24, "fp8": 7.62, "int8": 7.62, "int4": 3.81}
+    # int8/int4 need a checkpoint quantized beforehand: not a way to serve this one
+    assert qwen["weights_gb"] == {"bf16": 15.24, "fp16": 15.24, "fp8": 7.62}
     assert qwen["source"] and qwen["as_of"]
     e5 = next(r for r in records if r["kind"] == "embedding")
     assert e5["kv_bytes_per_token"] is None and set(e5["weights_gb"]) == {"fp16"}

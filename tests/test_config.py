@@ -40,7 +40,8 @@ BAD_INPUTS = {
     ),
     "pinned GPU count too small": (
         {"services": [{**LLM, "model": "meta-llama/Llama-3.1-70B-Instruct", "gpu": "L40S", "gpuCount": 1}]},
-        "services[0].gpuCount", "1x L40S cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", "valid: 4",
+        # 4 (g6e.12xlarge) or 8 (g6e.48xlarge, one replica across all its GPUs: none idle)
+        "services[0].gpuCount", "1x L40S cannot hold meta-llama/Llama-3.1-70B-Instruct: it needs ", "valid: 4, 8",
     ),
     "region without the needed GPU": (
         {"cloud": "digitalocean", "region": "tor1", "services": [{**LLM, "gpu": "H200"}]},

@@ -1,9 +1,8 @@
 """Alibaba Cloud: GPU ECS instances in ESS scaling groups behind one Application Load Balancer.
 
-The steps of `components.base.CloudDeployment`, with one addition: before the first cloud resource,
-everything is looked up (zones, images, account) and every node group's user-data is rendered, so a
-region without the GPU type, a missing image or an oversized user-data fails with nothing built.
-Then: VPC + vSwitches + security group → OOS encrypted parameters + the node RAM role → one ESS
+The steps of `components.base.CloudDeployment`. Its look-up step reads everything from the cloud
+(zones, images, account) and renders every node group's user-data, so a region without the GPU type,
+a missing image or an oversized user-data fails with nothing built. Then: VPC + vSwitches + security group → OOS encrypted parameters + the node RAM role → one ESS
 scaling group per node group → the ALB with path rules.
 """
 
@@ -30,14 +29,15 @@ from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
-from infra.config import ConfigError, problem
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 __all__ = ["AlicloudDeployment"]
 
 
 @dataclass(frozen=True)
-class Lookup:
+class AlicloudLookup:
     """Everything read from the cloud or rendered before the first resource is created."""
 
     zones: ZonePlan
@@ -47,25 +47,17 @@ class Lookup:
     user_data: Mapping[str, str]  # node group name → cloud-config text
 
 
-class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup]):
+class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, AlicloudLookup]):
     """`llm-deploy:alicloud:Deployment`."""
 
     cloud: ClassVar[str] = "alicloud"
 
     def create_provider(self) -> pulumi.ProviderResource:
-        self.provider = alicloud.Provider(
-            f"{self.name}-alicloud", region=self.plan.region, opts=pulumi.ResourceOptions(parent=self)
-        )
-        return self.provider
+        return alicloud.Provider(f"{self.name}-alicloud", region=self.plan.region, opts=pulumi.ResourceOptions(parent=self))
 
-    def create_network(self) -> AlicloudNetwork:
-        self.lookup = self.look_up()
-        return AlicloudNetwork(f"{self.name}-network", self.plan, self.lookup.zones, opts=self.child_opts)
-
-    def look_up(self) -> Lookup:
+    def look_up(self, invoke: pulumi.InvokeOptions) -> AlicloudLookup:
         """Zones, images and the account id from the cloud, and every node group's user-data."""
         plan = self.plan
-        invoke = pulumi.InvokeOptions(parent=self, provider=self.provider)
         instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
         offered = {t: self.zones_offering(t, invoke) for t in instance_types}
         alb_zones = [zone.zone_id for zone in alicloud.alb.get_zones(opts=invoke).zones]
@@ -73,7 +65,7 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup]):
             zones = choose_zones(alb_zones, {g.name: offered[g.offer.instance_type] for g in plan.node_groups})
         except ValueError as error:
             raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
-        return Lookup(
+        return AlicloudLookup(
             zones=zones,
             image_ids={t: self.ubuntu_image(t, invoke) for t in instance_types},
             account_id=alicloud.get_caller_identity(opts=invoke).account_id,
@@ -81,6 +73,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup]):
             # bootstrap refuses user-data over ECS's limit here, before any resource
             user_data=self.node_user_data(plan, None),
         )
+
+    def create_network(self) -> AlicloudNetwork:
+        return AlicloudNetwork(f"{self.name}-network", self.plan, self.lookup.zones, opts=self.child_opts)
 
     def zones_offering(self, instance_type: str, invoke: pulumi.InvokeOptions) -> list[str]:
         """Zones of the region where the instance type can be launched pay-as-you-go with ESSD disks."""

@@ -5,7 +5,7 @@ health-checked on the node gateway's `/healthz/<service>`, so a restarting vLLM 
 paths off a node, not its embedding and rerank; one forwarding rule per service sends the service's
 paths to its server group. ESS checks instance health only (components/alicloud/node_group.py), so these
 checks route and never replace a node: they stay quick. HTTP only: Alibaba Cloud cannot issue a certificate for a domain by itself, so a stack with
-`domain` is refused before anything is built (see `components.alicloud.refuse_unsupported`).
+`domain` is refused by placement (the record in infra/clouds.py: `managed_tls=False`).
 """
 
 from __future__ import annotations

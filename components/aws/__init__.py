@@ -1,28 +1,44 @@
 """AWS: a VPC, SSM-held secrets, one autoscaling group per node group and an ALB routing by path.
 
-The reference implementation of `components.base.CloudDeployment`; each step is a ComponentResource
-of its own module (network, secrets, node_group, load_balancer).
+The reference implementation of `components.base.CloudDeployment`; its look-up step reads the
+region's availability zones, where EC2 offers the plan's instance types and the AMIs, and refuses a
+region with too few zones, before any resource. Each building step is a ComponentResource of its own
+module (network, secrets, node_group, load_balancer).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import stack_tags
 from .load_balancer import AwsLoadBalancer
-from .network import AwsNetwork
-from .node_group import AwsNodeGroup, image_for
+from .network import AwsNetwork, offerings_by_type, pick_zones
+from .node_group import AwsNodeGroup, image_for, look_up_ami
 from .secrets import AwsSecrets, secret_store
 
 __all__ = ["AwsDeployment"]
 
 
-class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup]):
+@dataclass(frozen=True)
+class AwsLookup:
+    """What the steps read from EC2 and SSM, before the first resource is created."""
+
+    zones: tuple[str, ...]  # the subnets' availability zones
+    offered: Mapping[str, set[str]]  # instance type → the zones where EC2 offers it
+    amis: Mapping[str, aws.ec2.GetAmiResult]  # accelerator ("gpu", "cpu") → the AMI its nodes boot
+
+
+class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
     """`llm-deploy:aws:Deployment`."""
 
     cloud = "aws"
@@ -35,8 +51,24 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup]):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def look_up(self, invoke: pulumi.InvokeOptions) -> AwsLookup:
+        plan = self.plan
+        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
+        zones = aws.get_availability_zones(
+            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
+        ).names
+        offered = offerings_by_type(aws.ec2.get_instance_type_offerings(
+            location_type="availability-zone", filters=[{"name": "instance-type", "values": instance_types}], opts=invoke
+        ))
+        try:
+            chosen = pick_zones(zones, offered, instance_types)
+        except ValueError as error:
+            raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
+        amis = {g.accelerator: look_up_ami(image_for(g), invoke) for g in plan.node_groups}
+        return AwsLookup(tuple(chosen), offered, amis)
+
     def create_network(self) -> AwsNetwork:
-        return AwsNetwork("network", self.plan, opts=self.child_opts)
+        return AwsNetwork("network", self.plan, self.lookup.zones, self.lookup.offered, opts=self.child_opts)
 
     def store_secrets(self, secrets: StackSecrets) -> SecretDelivery:
         self.secrets = AwsSecrets("secrets", self.plan, secrets, opts=self.child_opts)
@@ -44,7 +76,9 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup]):
 
     def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup[AwsNodeGroup]:
         user_data = self.render(self.plan, group, delivery)
-        members = AwsNodeGroup(group.name, self.plan, group, network, self.secrets, user_data, opts=self.child_opts)
+        members = AwsNodeGroup(
+            group.name, self.plan, group, network, self.secrets, user_data, self.lookup.amis[group.accelerator], opts=self.child_opts
+        )
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
 
     def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup[AwsNodeGroup]]) -> pulumi.Output[str]:

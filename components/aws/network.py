@@ -42,22 +42,18 @@ def cidr_field(cidr: str) -> dict[str, str]:
 class AwsNetwork(pulumi.ComponentResource):
     """`llm-deploy:aws:Network`: what the node groups and the load balancer are placed in."""
 
-    def __init__(self, name: str, plan: DeploymentPlan, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        zones: Sequence[str],
+        offered: Mapping[str, set[str]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        """zones: the subnets' AZs (`pick_zones`); offered: instance type → AZs where EC2 offers it (the look-up step's)."""
         super().__init__("llm-deploy:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
-
-        zones = aws.get_availability_zones_output(
-            state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
-        )
-        offerings = aws.ec2.get_instance_type_offerings_output(
-            location_type="availability-zone", filters=[{"name": "instance-type", "values": instance_types}], opts=invoke
-        )
-        self.offered: pulumi.Output[dict[str, set[str]]] = offerings.apply(offerings_by_type)
-        self.zones: pulumi.Output[list[str]] = pulumi.Output.all(zones.names, self.offered).apply(
-            lambda args: pick_zones(args[0], args[1], instance_types)
-        )
+        self.zones, self.offered = tuple(zones), offered
 
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -80,7 +76,7 @@ class AwsNetwork(pulumi.ComponentResource):
                 f"{name}-public-{index}",
                 vpc_id=self.vpc.id,
                 cidr_block=cidr,
-                availability_zone=self.zones.apply(lambda z, i=index: z[i]),
+                availability_zone=self.zones[index],
                 map_public_ip_on_launch=True,  # nodes pull images and weights without a NAT gateway
                 tags={"Name": f"llm-deploy-{plan.stack}-public-{index}"},
                 opts=child,
@@ -128,14 +124,8 @@ class AwsNetwork(pulumi.ComponentResource):
 
     def subnet_ids_offering(self, instance_type: str) -> pulumi.Output[list[str]]:
         """The subnets whose AZ offers the instance type (all of them if EC2 lists none: the ASG then says why)."""
-        pairs = [pulumi.Output.all(s.id, s.availability_zone) for s in self.subnets]
-
-        def choose(args: list) -> list[str]:
-            offered, subnets = args[0].get(instance_type, set()), args[1:]
-            chosen = [subnet_id for subnet_id, zone in subnets if zone in offered]
-            if not chosen:
-                pulumi.log.warn(f"{instance_type} is not offered in the chosen zones; the autoscaling group will report it")
-                return [subnet_id for subnet_id, _ in subnets]
-            return chosen
-
-        return pulumi.Output.all(self.offered, *pairs).apply(choose)
+        offered = self.offered.get(instance_type, set())
+        chosen = [subnet.id for subnet, zone in zip(self.subnets, self.zones, strict=True) if zone in offered]
+        if not chosen:
+            pulumi.log.warn(f"{instance_type} is not offered in the chosen zones; the autoscaling group will report it")
+        return pulumi.Output.all(*(chosen or [subnet.id for subnet in self.subnets]))

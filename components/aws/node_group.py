@@ -56,6 +56,12 @@ def image_for(group: NodeGroup) -> MachineImage:
     return GPU_IMAGE if group.accelerator == "gpu" else CPU_IMAGE
 
 
+def look_up_ami(image: MachineImage, invoke: pulumi.InvokeOptions) -> aws.ec2.GetAmiResult:
+    """The AMI the image's SSM parameter names now, read from its owner (the look-up step calls this)."""
+    ami_id = aws.ssm.get_parameter(name=image.parameter, opts=invoke).insecure_value
+    return aws.ec2.get_ami(owners=[image.owner], filters=[{"name": "image-id", "values": [ami_id]}], opts=invoke)
+
+
 def root_volume(ami: aws.ec2.GetAmiResult, disk_gb: int, storage: Storage) -> list[dict]:
     """The AMI's root device, resized to the plan's disk (never below the AMI's own snapshot), gp3 at the
     plan's throughput and IOPS (gp3's default 125 MiB/s would take minutes per 10 GB of images or weights), encrypted."""
@@ -102,14 +108,12 @@ class AwsNodeGroup(pulumi.ComponentResource):
         network: AwsNetwork,
         secrets: AwsSecrets,
         user_data: str,
+        ami: aws.ec2.GetAmiResult,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """ami: the machine image the look-up step found for the group's `image_for`."""
         super().__init__("llm-deploy:aws:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        image = image_for(group)
-        ami_id = aws.ssm.get_parameter_output(name=image.parameter, opts=invoke).insecure_value
-        ami = aws.ec2.get_ami_output(owners=[image.owner], filters=[{"name": "image-id", "values": [ami_id]}], opts=invoke)
         tags = {**stack_tags(plan), "llm-deploy:node-group": group.name, "Name": f"llm-deploy-{plan.stack}-{group.name}"}
 
         assert group.boot is not None and group.storage is not None, "placement sizes and estimates every node group"
@@ -140,7 +144,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
                 "http_tokens": "required",  # IMDSv2 only
                 "http_put_response_hop_limit": 2,  # containers sit one hop behind the host
             },
-            block_device_mappings=ami.apply(lambda a: root_volume(a, group.disk_gb, group.storage)),
+            block_device_mappings=root_volume(ami, group.disk_gb, group.storage),
             user_data=encode_user_data(user_data),
             tag_specifications=[
                 # The secrets' versions make a new template version when a key is rotated, and so roll the nodes.

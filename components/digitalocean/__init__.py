@@ -12,11 +12,16 @@ store: the API key and HF token travel in the droplet's user-data, a Pulumi secr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
+from infra.config import problem
+from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import dns_name, upstream_groups
@@ -34,7 +39,15 @@ IMAGE_OS_RELEASE = "ubuntu-22.04"
 LONGEST_UPSTREAM = "http://255.255.255.255"
 
 
-class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNodeGroup]):
+@dataclass(frozen=True)
+class DigitalOceanLookup:
+    """Per node group, what the look-up step found before the first resource is created."""
+
+    images: Mapping[str, str]  # node group name → droplet image
+    volumes: Mapping[str, bool]  # node group name → the size's own disk is smaller than the group needs (or unknown)
+
+
+class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNodeGroup, DigitalOceanLookup]):
     """`llm-deploy:digitalocean:Deployment`."""
 
     cloud = "digitalocean"
@@ -42,15 +55,26 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
     def __init__(
         self, name: str, plan: DeploymentPlan, secrets: StackSecrets, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        for group in plan.node_groups:  # a plan we cannot build is refused before any resource exists
-            droplet_image(group)
         self.prefix = dns_name(name)
-        self._disk_gb: dict[str, int | None] = {}
         super().__init__(name, plan, secrets, opts)
 
     def create_provider(self) -> pulumi.ProviderResource:
         # The API token comes from DIGITALOCEAN_TOKEN; each DigitalOcean resource names its region.
         return do.Provider("digitalocean", opts=pulumi.ResourceOptions(parent=self))
+
+    def look_up(self, invoke: pulumi.InvokeOptions) -> DigitalOceanLookup:
+        """Each group's droplet image, and from /v2/sizes whether its size's own disk holds the cache."""
+        plan, images = self.plan, {}
+        for group in plan.node_groups:
+            try:
+                images[group.name] = droplet_image(group)
+            except ValueError as error:
+                message = f"{group.offer.instance_type} (node group {group.name!r}): {error}"
+                raise ConfigError([problem(plan.source, "catalogFile", message, "pin another gpu")]) from None
+        sizes = sorted({g.offer.instance_type for g in plan.node_groups})
+        disks = {size: self.droplet_disk_gb(size, invoke) for size in sizes}
+        volumes = {g.name: g.disk_gb > (disks[g.offer.instance_type] or 0) for g in plan.node_groups}
+        return DigitalOceanLookup(images, volumes)
 
     def create_network(self) -> DigitalOceanNetwork:
         return DigitalOceanNetwork(self.prefix, self.plan, opts=self.child_opts)
@@ -69,7 +93,8 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             network,
             self.boot_target(group),
             delivery,
-            with_volume=self.needs_volume(group),
+            self.lookup.images[group.name],
+            with_volume=self.lookup.volumes[group.name],
             opts=self.child_opts,
         )
         return BuiltNodeGroup(group=group, user_data=members.user_data[0], members=members)
@@ -106,16 +131,8 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             for g in plan.node_groups
         }
 
-    def droplet_disk_gb(self, size: str) -> int | None:
+    @staticmethod
+    def droplet_disk_gb(size: str, invoke: pulumi.InvokeOptions) -> int | None:
         """The size's own disk in GB as DigitalOcean lists it (/v2/sizes); None for a size it does not list."""
-        if size not in self._disk_gb:
-            found = do.get_sizes(
-                filters=[do.GetSizesFilterArgs(key="slug", values=[size])],
-                opts=pulumi.InvokeOptions(parent=self, provider=self.child_opts.provider),
-            )
-            self._disk_gb[size] = next((s.disk for s in found.sizes if s.slug == size), None)
-        return self._disk_gb[size]
-
-    def needs_volume(self, group: NodeGroup) -> bool:
-        """A cache volume when the droplet's own disk is smaller than the group needs, or unknown."""
-        return group.disk_gb > (self.droplet_disk_gb(group.offer.instance_type) or 0)
+        found = do.get_sizes(filters=[do.GetSizesFilterArgs(key="slug", values=[size])], opts=invoke)
+        return next((s.disk for s in found.sizes if s.slug == size), None)

@@ -17,32 +17,28 @@ import pulumi
 import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, SecretDelivery
-from infra.catalog import nvidia_images
-from infra.errors import ConfigError, Problem
+from infra import clouds
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import volume_device
 from .network import DigitalOceanNetwork
 
 # NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
-NVIDIA_IMAGES = nvidia_images()["digitalocean"]
+NVIDIA_IMAGES = clouds.DIGITALOCEAN.base_images
 CPU_IMAGE = "ubuntu-22-04-x64"
 VOLUME_NAME_MAX = 64  # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter
 
 
 def droplet_image(group: NodeGroup) -> str:
-    """The image slug for a node group; ConfigError when DigitalOcean has no CUDA image for it."""
+    """The image slug for a node group; ValueError when DigitalOcean has no CUDA image for it (placement
+    refuses such an offer first, by the cloud's record; the look-up step names the field for a plan made otherwise)."""
     offer = group.offer
     if offer.gpu_count == 0:
         return CPU_IMAGE
     if offer.cuda and offer.gpu_count in NVIDIA_IMAGES:
         return NVIDIA_IMAGES[offer.gpu_count]
-    reason = (
-        f"{offer.gpu} is not a CUDA GPU (vLLM and TEI need NVIDIA)"
-        if not offer.cuda
-        else f"DigitalOcean has NVIDIA base images for {sorted(NVIDIA_IMAGES)} GPUs, not {offer.gpu_count}"
-    )
-    raise ConfigError([Problem("", f"node group {group.name!r}", f"instance type {offer.instance_type}: {reason}", "pin another gpu")])
+    raise ValueError(f"{offer.gpu} is not a CUDA GPU (vLLM and TEI need NVIDIA)" if not offer.cuda
+                     else clouds.DIGITALOCEAN.gpu_count_problem(offer.gpu_count))
 
 
 def render(
@@ -80,9 +76,12 @@ class DigitalOceanNodeGroup(pulumi.ComponentResource):
         network: DigitalOceanNetwork,
         target: BootTarget,
         delivery: pulumi.Output[SecretDelivery],
+        image: str,
         with_volume: bool,
         opts: pulumi.ResourceOptions,
     ) -> None:
+        """image and with_volume: the droplet image and whether the size's own disk is too small for the
+        cache, as the look-up step found them."""
         super().__init__("llm-deploy:digitalocean:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         upstreams = network.upstreams(group)
@@ -112,7 +111,7 @@ class DigitalOceanNodeGroup(pulumi.ComponentResource):
                 volume_ids = [volume.id]  # attached at creation, so the device is there when cloud-init runs
             droplet = do.Droplet(
                 droplet_name,
-                image=droplet_image(group),
+                image=image,
                 size=group.offer.instance_type,
                 region=plan.region,
                 vpc_uuid=network.vpc.id,

@@ -20,18 +20,13 @@ from typing import Any
 
 import yaml
 
+from infra import clouds
 from infra.config import CONFIG_NAMESPACE, RawConfig, load_raw, read_stack_file
 from infra.errors import ConfigError, LlmDeployError
 from infra.plan import DeploymentPlan
 
 # Environment variables a copied (e.g. ephemeral) stack takes its secrets from.
 SECRET_ENV = {"apiKey": "LLM_DEPLOY_API_KEY", "hfToken": "HF_TOKEN"}
-# What each cloud's provider reads from the environment (any one alternative, all of its variables).
-CREDENTIALS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "aws": (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
-    "digitalocean": (("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
-    "alicloud": (("ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY"),),
-}
 INSTALL_HINT = "install it from https://www.pulumi.com/docs/install/ and put `pulumi` on PATH"
 
 Output = Callable[[str], Any]
@@ -99,12 +94,18 @@ def dropped_secrets(target: Target, secrets: Mapping[str, str]) -> list[str]:
 
 
 def validate(raw: RawConfig) -> DeploymentPlan:
-    """The plan, or ConfigError (exit 2) before any stack or resource is touched."""
+    """The plan, or ConfigError (exit 2) before any stack or resource is touched: placement's problems, then
+    the program's own checks (each node group's user-data within its cloud's limit), as `llm-deploy validate`."""
+    from components.stack import user_data_problems
     from infra.placement import evaluate, load_config
 
-    evaluation = evaluate(load_config(raw))
+    config = load_config(raw)
+    evaluation = evaluate(config)
     if evaluation.problems or evaluation.plan is None:
         raise ConfigError(list(evaluation.problems))
+    problems = user_data_problems(config, evaluation.plan)
+    if problems:
+        raise ConfigError(problems)
     return evaluation.plan
 
 
@@ -313,7 +314,7 @@ def reap(prefix: str, max_age_hours: float, project_dir: Path = Path("."), dry_r
 
 def missing_credentials(cloud: str, environ: Mapping[str, str]) -> list[str]:
     """The variables still to set for `cloud` (the first alternative's), or [] when one alternative is complete."""
-    options = CREDENTIALS[cloud]
+    options = clouds.get(cloud).credentials
     if any(all(environ.get(name) for name in option) for option in options):
         return []
     return [name for name in options[0] if not environ.get(name)]
@@ -332,7 +333,7 @@ def ci_matrix(directory: Path) -> list[dict[str, str]]:
         except ConfigError as error:
             problems += error.problems
             continue
-        entries.append({"stack": stack, "cloud": plan.cloud, "credentials": " ".join(CREDENTIALS[plan.cloud][0])})
+        entries.append({"stack": stack, "cloud": plan.cloud, "credentials": " ".join(clouds.get(plan.cloud).credentials[0])})
     if problems:
         raise ConfigError(problems)
     return entries

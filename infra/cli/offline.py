@@ -21,6 +21,7 @@ import pulumi
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks, rpc
 from pulumi.runtime.mocks import MockMonitor
 
+from infra import clouds
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
 from infra.plan import DeploymentPlan
 from infra.plan_summary import PlanSummary
@@ -28,7 +29,6 @@ from infra.plan_summary import PlanSummary
 SECRET_MARK = "[secret]"
 SECRET_FILE_MODE = 0o600  # user-data that carries a secret inline (DigitalOcean's has the API key)
 FILE_MODE = 0o644
-CLOUD_OFFLINE_MODULES = ("components.aws.offline", "components.digitalocean.offline", "components.alicloud.offline")
 
 
 def redact(value: Any) -> Any:
@@ -65,7 +65,7 @@ class CloudFakes:
     @classmethod
     def load(cls) -> CloudFakes:
         fakes = cls(outputs={"random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "x" * int(inputs["length"])}})
-        for name in CLOUD_OFFLINE_MODULES:
+        for name in (cloud.offline_module for cloud in clouds.CLOUDS):
             try:
                 module = importlib.import_module(name)
             except ModuleNotFoundError as exc:

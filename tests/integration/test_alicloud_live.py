@@ -13,7 +13,7 @@ import os
 import pytest
 from live import SMALL_SERVICES, run_live, unique_stack_name
 
-ALICLOUD_CREDENTIALS = [("ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY")]
+from infra import clouds
 
 CONFIG = {
     "cloud": "alicloud",
@@ -25,7 +25,7 @@ CONFIG = {
 
 @pytest.mark.integration
 def test_alicloud_stack_serves_chat_embeddings_and_rerank():
-    outputs = run_live(unique_stack_name("live-alicloud"), CONFIG, ALICLOUD_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-alicloud"), CONFIG, clouds.ALICLOUD.credentials)
     assert outputs["cloud"] == "alicloud"
     assert outputs["instance_types"] == {name: "ecs.gn7i-c8g1.2xlarge" for name in outputs["instance_types"]}
     # ALB DNS names: alb-<id>.<region>.alb.aliyuncsslb.com (older instances: ...alb.aliyuncs.com)

@@ -12,7 +12,7 @@ import os
 import pytest
 from live import SMALL_SERVICES, run_live, unique_stack_name
 
-AWS_CREDENTIALS = [("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)]
+from infra import clouds
 
 CONFIG = {
     "cloud": "aws",
@@ -24,6 +24,6 @@ CONFIG = {
 
 @pytest.mark.integration
 def test_aws_stack_serves_chat_embeddings_and_rerank():
-    outputs = run_live(unique_stack_name("live-aws"), CONFIG, AWS_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-aws"), CONFIG, clouds.AWS.credentials)
     assert outputs["cloud"] == "aws"
     assert outputs["endpoint"].startswith("http://") and outputs["endpoint"].endswith(".elb.amazonaws.com")

@@ -17,7 +17,8 @@ import os
 import pytest
 from live import SMALL_SERVICES, run_live, unique_stack_name
 
-DO_CREDENTIALS = [("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)]
+from infra import clouds
+
 CONFIG = {
     "cloud": "digitalocean",
     "region": os.environ.get("LLM_DEPLOY_LIVE_DO_REGION", "tor1"),
@@ -32,12 +33,12 @@ SPLIT_CONFIG = {
 
 @pytest.mark.integration
 def test_digitalocean_stack_serves_chat_embeddings_and_rerank():
-    outputs = run_live(unique_stack_name("live-do"), CONFIG, DO_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-do"), CONFIG, clouds.DIGITALOCEAN.credentials)
     assert outputs["cloud"] == "digitalocean"
     assert outputs["endpoint"].startswith("http://")
 
 
 @pytest.mark.integration
 def test_digitalocean_split_stack_reaches_every_service_through_one_endpoint():
-    outputs = run_live(unique_stack_name("live-do-split"), SPLIT_CONFIG, DO_CREDENTIALS)
+    outputs = run_live(unique_stack_name("live-do-split"), SPLIT_CONFIG, clouds.DIGITALOCEAN.credentials)
     assert len(outputs["instance_types"]) == 2, outputs["instance_types"]

@@ -23,6 +23,7 @@ from live import (
     unique_stack_name,
 )
 
+from infra import clouds
 from infra.cli import environments as env
 from infra.config import load_raw
 
@@ -32,7 +33,7 @@ def test_ephemeral_stack_from_dev_config_serves_and_is_reaped(monkeypatch):
     source = PROJECT_DIR / "stacks" / "Pulumi.dev.yaml"
     raw = load_raw("dev", stacks_dir=PROJECT_DIR / "stacks")
     cloud = env.validate(raw).cloud
-    reason = skip_reason(env.CREDENTIALS[cloud])
+    reason = skip_reason(clouds.get(cloud).credentials)
     if reason:
         pytest.skip(f"dev lands on {cloud}: {reason}")
     for name, value in _workspace_env().items():

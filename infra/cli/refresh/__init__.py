@@ -10,9 +10,11 @@ with the fresh list price beside them, exactly as `catalog build` does.
 from __future__ import annotations
 
 import datetime
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from infra import clouds
 from infra.catalog_build import catalog_row, number_text, specified_prices
 from infra.errors import LlmDeployError
 from infra.plan import Offer
@@ -93,8 +95,6 @@ def changes(current: Sequence[Offer], fresh: Sequence[Offer], clouds: Iterable[s
 
 
 def fetchers() -> dict[str, Callable[[Sequence[Offer], Progress], list[dict[str, str]]]]:
-    """Each cloud's refresh, imported only when asked for (boto3 is an optional extra)."""
-    from infra.cli.refresh import alicloud, aws, digitalocean
-
-    return {"aws": aws.fetch, "digitalocean": digitalocean.fetch, "alicloud": alicloud.fetch}
-
+    """Each cloud's refresh (`infra.cli.refresh.<cloud>.fetch`), in the records' order, imported only when asked
+    for (boto3 is an optional extra)."""
+    return {cloud.name: importlib.import_module(f"{__name__}.{cloud.name}").fetch for cloud in clouds.CLOUDS}

@@ -1,0 +1,137 @@
+"""One frozen record per cloud: what it can do, what it refuses, and where its facts live.
+
+Config, catalog, placement, bootstrap, the components, the offline engine and the Automation API read
+these records, so a difference between clouds is a field here (or one method of the deployment
+template, components/base.py), never a branch on a cloud's name. Facts that are data stay in data
+files with a source per row (NVIDIA base images per GPU count: data/gpu_base_images.csv; machine
+images: data/node_images.csv; disk and bandwidth figures: data/boot_time.csv); a record reads them.
+Adding a cloud: README "Adding a cloud".
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from infra.boot_time import NodeImage, node_image
+from infra.data_files import data_rows
+
+# How a cloud's root disk (and the model cache on it) performs; infra/node_storage.py has one model per kind.
+ROOT_DISKS = ("ebs-gp3", "essd-pl1", "droplet")
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """A cloud's traits. Placement refuses what its components could not build, from these fields."""
+
+    name: str  # as stack files, catalogs and priceOverrides spell it
+    deployment: str  # "package:Class" of its components.base.CloudDeployment, imported only when the stack uses it
+    managed_tls: bool  # its load balancer can get a certificate for `domain` by itself
+    user_data_limit: int  # most user-data bytes an instance accepts, as sent (before base64)
+    gzip_user_data: bool  # user-data goes as base64 with gzip inside (cloud-init unzips it); else plain text
+    secret_store: str | None  # bootstrap.delivery.SecretStore kind; None: no store, secrets travel in user-data
+    spot: bool  # the cloud rents spot (interruptible) capacity
+    autoscaling: bool  # the component runs each node group as a managed group that replaces failed nodes
+    regions: str  # where the catalog's regions of this cloud come from
+    credentials: tuple[tuple[str, ...], ...]  # what its provider reads from the environment: any one alternative, all of it
+    root_disk: str  # one of ROOT_DISKS
+    # The compute resource types that name an instance type, with the inputs that hold it (the policy pack
+    # allows only the catalog's types there).
+    instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
+    bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+
+    @property
+    def package(self) -> str:
+        """The components package: network, secrets, node_group, load_balancer, layout and offline modules."""
+        return self.deployment.partition(":")[0]
+
+    @property
+    def offline_module(self) -> str:
+        """Fakes for the offline plan (no SDK import): INVOKES and OUTPUTS."""
+        return f"{self.package}.offline"
+
+    @property
+    def base_images(self) -> dict[int, str]:
+        """GPU count → its NVIDIA base image, where the image depends on the count (data/gpu_base_images.csv);
+        empty: one image for every count."""
+        return _base_images().get(self.name, {})
+
+    def node_image(self, accelerator: str) -> NodeImage:
+        """What its machine image for "gpu" or "cpu" nodes brings (data/node_images.csv)."""
+        return node_image(self.name, accelerator)
+
+    def gpu_count_problem(self, gpu_count: int) -> str | None:
+        """Why a CUDA instance with this many GPUs cannot boot here (no NVIDIA base image for the count), or None."""
+        images = self.base_images
+        if not images or gpu_count in images:
+            return None
+        counts = " or ".join(str(n) for n in sorted(images))
+        return f"{self.name} has NVIDIA base images for {counts} GPUs only, not {gpu_count} (data/gpu_base_images.csv)"
+
+
+@functools.cache
+def _base_images() -> dict[str, dict[int, str]]:
+    images: dict[str, dict[int, str]] = {}
+    for row in data_rows("gpu_base_images.csv"):
+        images.setdefault(row["cloud"], {})[int(row["gpu_count"])] = row["image"]
+    return images
+
+
+AWS = Cloud(
+    name="aws",
+    deployment="components.aws:AwsDeployment",
+    managed_tls=True,  # ACM certificate, DNS-validated
+    user_data_limit=16384,  # EC2: 16 KiB
+    gzip_user_data=True,
+    secret_store="aws-ssm",
+    spot=True,  # EC2 Spot (autoscaling.Group mixed_instances_policy); the catalog carries spot prices (SkyPilot's catalog)
+    autoscaling=True,  # an EC2 Auto Scaling group per node group
+    regions="one catalog row per region: SkyPilot's catalog (../shared/data/aws.csv), or `catalog refresh` (EC2 offerings)",
+    credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
+    root_disk="ebs-gp3",
+    instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+)
+DIGITALOCEAN = Cloud(
+    name="digitalocean",
+    deployment="components.digitalocean:DigitalOceanDeployment",
+    managed_tls=True,  # Let's Encrypt certificate on the load balancer
+    user_data_limit=65536,  # Droplets: 64 KiB
+    gzip_user_data=False,
+    secret_store=None,
+    spot=True,  # "-spot" GPU sizes (their own slugs) in /v2/sizes (../shared/data/digitalocean.csv)
+    autoscaling=False,  # plain droplets, `count` per node group
+    regions="the size's regions in /v2/sizes (../shared/data/digitalocean.csv) and data/regions.csv",
+    credentials=(("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
+    root_disk="droplet",
+    instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
+)
+ALICLOUD = Cloud(
+    name="alicloud",
+    deployment="components.alicloud:AlicloudDeployment",
+    managed_tls=False,  # DV certificates are bought and validated by hand
+    user_data_limit=32768,  # ECS: 32 KiB
+    gzip_user_data=True,
+    secret_store="alicloud-oos",
+    spot=True,  # ECS preemptible instances (ess.ScalingConfiguration spot_strategy, pulumi_alicloud 4)
+    autoscaling=True,  # an ESS scaling group per node group
+    regions="data/regions.csv (provider docs), or `catalog refresh` (DescribeAvailableResource per region)",
+    credentials=(("ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY"),),
+    root_disk="essd-pl1",
+    instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
+                          ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
+    bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
+)
+
+CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie
+NAMES = tuple(c.name for c in CLOUDS)
+_BY_NAME = {c.name: c for c in CLOUDS}
+
+
+def get(name: str) -> Cloud:
+    """The record of a cloud by name; KeyError for a name that is not one (config and catalog refuse those first)."""
+    return _BY_NAME[name]
+
+
+def with_store(kind: str) -> Cloud | None:
+    """The cloud whose secret store this is."""
+    return next((c for c in CLOUDS if c.secret_store == kind), None)
