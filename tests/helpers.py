@@ -23,7 +23,7 @@ from bootstrap import BootTarget, InlineSecrets, SecretStore, render_user_data
 from bootstrap.gateway import FILES
 from components.stack import GENERATED_API_KEY_LENGTH
 from infra.cli.offline import OfflineResult, run_offline
-from infra.config import RawConfig, StackConfig, default_services, load_raw, load_stack, parse_config
+from infra.config import RawConfig, StackConfig, load_raw, load_stack, parse_config
 from infra.errors import ConfigError, Problem
 from infra.placement import evaluate, load_config, place
 from infra.plan import SERVICE_PORTS, DeploymentPlan, NodeGroup, Offer, PlacedService
@@ -41,8 +41,6 @@ USER_API_KEY = ("sk-user-FAKE-" + "0123456789abcdef" * 8)[:128]
 FAKE_HF_TOKEN = "hf_FAKEtoken9d8c7b6a5f4e3d2c1b0a"
 REGIONS = {"aws": "us-east-1", "digitalocean": "tor1", "alicloud": "ap-southeast-1"}  # one region of each cloud
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
-# A stack file's `services` when it sets none, as a user would write them.
-DEFAULT_SERVICES = [service.model_dump(by_alias=True, exclude_unset=True) for service in default_services()]
 
 
 def missing(message: str) -> NoReturn:
