@@ -105,10 +105,11 @@ def user_data_problems(config: StackConfig, plan: DeploymentPlan) -> list[Proble
     return []
 
 
-def program(config: StackConfig) -> StackProgram:
-    """Place the stack and declare its resources. Raises ConfigError (every placement problem, or a
-    user-data the cloud would refuse) before any resource exists."""
-    plan = place(config)
+def program(config: StackConfig, plan: DeploymentPlan | None = None) -> StackProgram:
+    """Place the stack, or take PLAN when given (tests deploy plans placement would not make), and declare
+    its resources. Raises ConfigError (every placement problem, or a user-data the cloud would refuse)
+    before any resource exists."""
+    plan = place(config) if plan is None else plan
     problems = user_data_problems(config, plan)
     if problems:
         raise ConfigError(problems)

@@ -80,7 +80,8 @@ start=$SECONDS
 echo "the lowest versions installed in $((SECONDS - start)) s"
 PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_hostile_input.py tests/test_fuzz.py tests/test_placement.py \
-  tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py tests/test_preflight.py tests/test_dependencies.py
+  tests/test_throughput.py tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py \
+  tests/test_preflight.py tests/test_dependencies.py
 
 status=0
 wait "$stock_debian" || status=$?

@@ -1,25 +1,17 @@
-"""Shared test helpers: run the CLI in-process, write throw-away stack files."""
+"""Fixtures the tests share: run the CLI in-process, write throw-away stack files, the rendered bootstrap cases.
+
+Constants and builders live in tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-STACKS_DIR = ROOT / "stacks"
-STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
-
-
-class CliResult:
-    def __init__(self, code: int, stdout: str, stderr: str) -> None:
-        self.code, self.stdout, self.stderr = code, stdout, stderr
-
-    def json(self):
-        return json.loads(self.stdout)
+from tests.helpers import CASES, ROOT, CliResult
 
 
 @pytest.fixture
@@ -52,3 +44,9 @@ def stack_file(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    """The user-data of every bootstrap case (tests.helpers.CASES), rendered once per test module."""
+    return {name: case.render() for name, case in CASES.items()}

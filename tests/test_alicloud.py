@@ -18,7 +18,7 @@ from components.alicloud.secrets import secret_store
 from infra.cli.offline import SECRET_MARK, decode_user_data, run_offline
 from infra.config import ConfigError
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, SERVICE_PORTS
-from tests.offline_helpers import WORLD, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import SSH_KEY, WORLD, answer, id_of, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-alicloud-test-7e3b9c1d5f2a"
 HF_TOKEN = "hf_alicloudTestToken4d3c2b1a"
@@ -51,7 +51,7 @@ SECRETS_CONFIG = {
     ],
     "allowedCidrs": ["198.51.100.0/24", "192.0.2.0/24"],
     "sshCidrs": ["203.0.113.0/24"],
-    "sshPublicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"],
+    "sshPublicKeys": [SSH_KEY],
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }
@@ -64,11 +64,6 @@ RAW = {
 }
 CASES = [*stacks_on("alicloud"), *RAW]
 planned = planner(RAW)
-
-
-def fake_id(token: str, name: str) -> str:
-    """The id the offline engine gave a resource (the fakes derive it from the resource name)."""
-    return fakes.OUTPUTS[token](name, {})["id"]
 
 
 def test_an_alicloud_stack_exists():
@@ -84,7 +79,7 @@ def test_network_is_a_vpc_with_vswitches_in_two_zones(stack):
     zones = [s["inputs"]["zoneId"] for s in switches]
     assert len(set(zones)) == len(zones) >= 2
     assert all(z.startswith(plan.region) for z in zones)
-    vpc_id = fake_id(VPC, vpc["name"])
+    vpc_id = id_of(result, VPC, vpc["name"])
     assert all(s["inputs"]["vpcId"] == vpc_id for s in switches)
     (group,) = of_type(result, SG)
     assert group["inputs"]["vpcId"] == vpc_id
@@ -126,7 +121,7 @@ def test_every_node_group_is_a_scaling_group_of_the_placed_type(stack):
         assert scaling["minSize"] == scaling["maxSize"] == group.count
         assert 1 <= len(scaling["vswitchIds"]) <= 2
         launch = one(result, LAUNCH, f"{plan.stack}-{group.name}-launch")["inputs"]
-        assert launch["scalingGroupId"] == fake_id(ASG, f"{plan.stack}-{group.name}-nodes")
+        assert launch["scalingGroupId"] == id_of(result, ASG, f"{plan.stack}-{group.name}-nodes")
         assert launch["instanceType"] == group.offer.instance_type
         assert launch["imageId"] == fakes.UBUNTU_IMAGE
         assert launch["systemDiskCategory"] == "cloud_essd"
@@ -157,12 +152,12 @@ def test_alb_spans_two_zones_and_is_public_pay_as_you_go(stack):
     mappings = inputs["zoneMappings"]
     assert len(mappings) == 2 and len({m["zoneId"] for m in mappings}) == 2
     assert all(m["zoneId"].startswith(plan.region) for m in mappings)
-    switch_of_zone = {s["inputs"]["zoneId"]: fake_id(VSWITCH, s["name"]) for s in of_type(result, VSWITCH)}
+    switch_of_zone = {s["inputs"]["zoneId"]: id_of(result, VSWITCH, s["name"]) for s in of_type(result, VSWITCH)}
     assert all(switch_of_zone[m["zoneId"]] == m["vswitchId"] for m in mappings)
     assert inputs["addressType"] == "Internet"
     assert inputs["loadBalancerBillingConfig"] == {"payType": "PayAsYouGo"}
     assert inputs["loadBalancerEdition"] == "Basic"
-    assert result.outputs["endpoint"] == f"http://{fakes.OUTPUTS[ALB](alb['name'], inputs)['dnsName']}"
+    assert result.outputs["endpoint"] == f"http://{answer(result, ALB, alb['name'])['dnsName']}"
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -180,7 +175,7 @@ def test_each_service_has_a_server_group_checking_its_own_health_and_ess_fills_i
             assert check["healthCheckProtocol"] == "HTTP"
             assert check["healthCheckCodes"] == ["http_2xx"]
             assert "servers" not in server_group, "ESS owns the servers"
-            pair = (fake_id(ASG, f"{plan.stack}-{group.name}-nodes"), fake_id(SERVER_GROUP, f"{plan.stack}-lb-{service.name}"))
+            pair = (id_of(result, ASG, f"{plan.stack}-{group.name}-nodes"), id_of(result, SERVER_GROUP, f"{plan.stack}-lb-{service.name}"))
             linked = [a["inputs"] for a in attachments if (a["inputs"]["scalingGroupId"], a["inputs"]["albServerGroupId"]) == pair]
             assert len(linked) == 1 and linked[0]["port"] == GATEWAY_PORT
 
@@ -191,7 +186,7 @@ def test_path_rules_send_every_service_path_to_its_server_group(stack):
     (listener,) = of_type(result, LISTENER)
     assert listener["inputs"]["listenerPort"] == 80 and listener["inputs"]["listenerProtocol"] == "HTTP"
     assert listener["inputs"]["idleTimeout"] == listener["inputs"]["requestTimeout"] == LISTENER_TIMEOUT_S > 60
-    listener_id = fake_id(LISTENER, listener["name"])
+    listener_id = id_of(result, LISTENER, listener["name"])
     routed: dict[str, str] = {}
     for rule in of_type(result, RULE):
         inputs = rule["inputs"]
@@ -204,7 +199,7 @@ def test_path_rules_send_every_service_path_to_its_server_group(stack):
                 assert path not in routed, f"{path} routed twice"
                 routed[path] = target["serverGroupId"]
     expected = {
-        path: fake_id(SERVER_GROUP, f"{plan.stack}-lb-{service.name}")
+        path: id_of(result, SERVER_GROUP, f"{plan.stack}-lb-{service.name}")
         for group in plan.node_groups
         for service in group.services
         for path in service.paths
@@ -213,7 +208,7 @@ def test_path_rules_send_every_service_path_to_its_server_group(stack):
     # The rest (/healthz among it) goes to the LLM's server group.
     (default,) = listener["inputs"]["defaultActions"]
     llm = next(s for g in plan.node_groups for s in g.services if s.kind == "llm")
-    assert default["forwardGroupConfig"]["serverGroupTuples"] == [{"serverGroupId": fake_id(SERVER_GROUP, f"{plan.stack}-lb-{llm.name}")}]
+    assert default["forwardGroupConfig"]["serverGroupTuples"] == [{"serverGroupId": id_of(result, SERVER_GROUP, f"{plan.stack}-lb-{llm.name}")}]
     priorities = [r["inputs"]["priority"] for r in of_type(result, RULE)]
     assert len(set(priorities)) == len(priorities)
 
@@ -228,9 +223,9 @@ def test_allowed_cidrs_become_a_listener_whitelist(stack):
     (entries,) = of_type(result, ACL_ENTRIES)
     (attachment,) = of_type(result, LISTENER_ACL)
     assert sorted(e["entry"] for e in entries["inputs"]["entries"]) == sorted(plan.access.allowed_cidrs)
-    assert entries["inputs"]["aclId"] == attachment["inputs"]["aclId"] == fake_id(ACL, acl["name"])
+    assert entries["inputs"]["aclId"] == attachment["inputs"]["aclId"] == id_of(result, ACL, acl["name"])
     assert attachment["inputs"]["aclType"] == "White"
-    assert attachment["inputs"]["listenerId"] == fake_id(LISTENER, of_type(result, LISTENER)[0]["name"])
+    assert attachment["inputs"]["listenerId"] == id_of(result, LISTENER, of_type(result, LISTENER)[0]["name"])
 
 
 def test_the_secrets_config_has_an_allow_list():

@@ -5,7 +5,7 @@ or reordering them leaves the other rules' priorities (and so their resources) a
 from __future__ import annotations
 
 from infra.cli.offline import run_offline
-from tests.offline_helpers import of_type, raw_config
+from tests.helpers import of_type, raw_config
 
 RULE = "alicloud:alb/rule:Rule"
 LLM = {"name": "chat", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}

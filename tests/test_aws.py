@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 
 import pytest
 
@@ -22,7 +21,7 @@ from components.aws.secrets import read_secrets_policy
 from infra.boot_time import constant
 from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
-from tests.offline_helpers import GUARDED_PORTS, WORLD, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import GUARDED_PORTS, SSH_KEY, WORLD, answer, id_of, of_type, one, planner, raw_config, stacks_on
 
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
 HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
@@ -45,7 +44,7 @@ SECRETS_CONFIG = {
     ],
     "allowedCidrs": ["198.51.100.0/24", "2001:db8::/32"],
     "sshCidrs": ["203.0.113.0/24"],
-    "sshPublicKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"],
+    "sshPublicKeys": [SSH_KEY],
     "apiKey": API_KEY,
     "hfToken": HF_TOKEN,
 }
@@ -90,11 +89,8 @@ def serving_listener(result: OfflineResult) -> dict:
 
 
 def target_group_arn(result: OfflineResult, service: str) -> str:
-    """The ARN of a service's own target group, as its autoscaling group registers it (the fakes'
-    ARNs carry the logical name, which is the service's)."""
-    arns = {arn for asg in of_type(result, ASG) for arn in asg["inputs"]["targetGroupArns"]}
-    (arn,) = [a for a in arns if re.search(rf":targetgroup/{re.escape(short_name(service))}-[0-9a-f]{{7}}/", a)]
-    return arn
+    """The ARN the engine gave a service's own target group (named after the service)."""
+    return answer(result, TG, short_name(service))["arn"]
 
 
 def test_the_repository_has_an_aws_stack():
@@ -235,7 +231,7 @@ def test_path_rules_send_every_service_path_to_the_group_serving_it(stack):
     rules = of_type(result, RULE)
     routed: dict[str, str] = {}
     for rule in rules:
-        assert f":listener/app/{listener['name']}-" in rule["inputs"]["listenerArn"]  # the fakes' ARN shape
+        assert rule["inputs"]["listenerArn"] == answer(result, LISTENER, listener["name"])["arn"]
         (condition,) = rule["inputs"]["conditions"]
         values = condition["pathPattern"]["values"]
         assert 1 <= len(values) <= MAX_PATHS_PER_RULE
@@ -384,7 +380,7 @@ def test_nodes_only_go_to_zones_offering_their_type():
     _, result = planned("aws-secrets")
     zone_of = {}
     for subnet in of_type(result, "aws:ec2/subnet:Subnet"):
-        subnet_id = fakes.OUTPUTS["aws:ec2/subnet:Subnet"](subnet["name"], subnet["inputs"])["id"]
+        subnet_id = id_of(result, "aws:ec2/subnet:Subnet", subnet["name"])
         zone_of[subnet_id] = subnet["inputs"]["availabilityZone"]
     first_zone = "us-west-2a"  # the fakes offer every type everywhere but the first zone
     assert first_zone not in zone_of.values()

@@ -18,9 +18,8 @@ from infra.config import load_raw, parse_config
 from infra.cost import cost_preview
 from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import gp3_performance
-from infra.placement import evaluate, place
-from tests.conftest import ROOT, STACKS, STACKS_DIR
-from tests.offline_helpers import planner
+from infra.placement import evaluate
+from tests.helpers import ROOT, STACKS, STACKS_DIR, planner, shipped_plan
 
 planned = planner({})
 DATA_FILES = ("boot_time.csv", "images.csv", "instance_disks.csv", "node_images.csv")
@@ -98,13 +97,9 @@ def test_the_image_facts_agree_with_the_components():
     assert constant("restart_delay_minutes") * 60 == int(restart_s)
 
 
-def _shipped(stack: str):
-    return place(parse_config(load_raw(stack, stacks_dir=STACKS_DIR)))
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_disk_holds_the_os_image_the_pulled_images_and_the_weights(stack):
-    for group in _shipped(stack).node_groups:
+    for group in shipped_plan(stack).node_groups:
         images = service_images([s.kind for s in group.services], group.offer.gpu_arch, group.accelerator == "gpu")
         weights = sum(checkpoint_disk_gb(find_model(s.model)) for s in group.services)
         need = node_image(group.cloud, group.accelerator).os_footprint_gb + sum(i.on_disk_gb for i in images) + weights
@@ -114,7 +109,7 @@ def test_every_disk_holds_the_os_image_the_pulled_images_and_the_weights(stack):
 
 
 def test_prod_root_holds_the_ami_toolkits_the_vllm_image_and_65_gb_of_weights():
-    (group,) = _shipped("prod").node_groups
+    (group,) = shipped_plan("prod").node_groups
     assert group.offer.instance_type == "p5.4xlarge"
     assert group.disk_gb >= 75 + 28 + 65 and group.disk_gb > 150  # it was 150 GB with a 10 GB image assumed
     assert (group.storage.throughput_mibps, group.storage.iops) == (1000, 4000)

@@ -13,10 +13,9 @@ import pytest
 from infra.catalog import DATA_DIR, REQUIRED_COLUMNS, load_offers, read_catalog
 from infra.catalog_build import build_rows, catalog_text, specified_prices
 from infra.cli.refresh import alicloud, aws, digitalocean
-from infra.config import load_raw, parse_config
 from infra.errors import ConfigError, Problem
 from infra.placement import place
-from tests.conftest import ROOT
+from tests.helpers import ROOT, stack_config
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 REFRESH_SOURCES = (aws.SOURCE, digitalocean.SOURCE, alicloud.SOURCE)
@@ -109,15 +108,11 @@ def test_every_row_has_a_source_and_a_date():
         assert len(row["as_of"]) == 10 and row["as_of"].startswith("20"), row
 
 
-def _config(stack_file, values):
-    return parse_config(load_raw(config_file=str(stack_file(values))))
-
-
 CPU_RERANKER = {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "accelerator": "cpu"}
 
 
 def test_a_cpu_reranker_on_alibaba_cloud_is_placed(stack_file):
-    plan = place(_config(stack_file, {"cloud": "alicloud", "region": "ap-southeast-1", "services": [CPU_RERANKER]}))
+    plan = place(stack_config(stack_file, {"cloud": "alicloud", "region": "ap-southeast-1", "services": [CPU_RERANKER]}))
     (group,) = plan.node_groups
     assert group.accelerator == "cpu" and group.offer.cloud == "alicloud" and group.offer.instance_type == "ecs.g7.xlarge"
 
@@ -127,14 +122,14 @@ def test_no_cpu_type_for_the_cloud_is_named_as_the_cause(stack_file, tmp_path):
     gpu_only.write_text("".join(line for line in (DATA_DIR / "catalog.csv").read_text().splitlines(keepends=True)
                                 if not line.startswith("alicloud,ecs.g7.") and not line.startswith("alicloud,ecs.c7.")))
     with pytest.raises(ConfigError) as error:
-        place(_config(stack_file, {"cloud": "alicloud", "catalogFile": str(gpu_only), "services": [CPU_RERANKER]}))
+        place(stack_config(stack_file, {"cloud": "alicloud", "catalogFile": str(gpu_only), "services": [CPU_RERANKER]}))
     assert error.value.problems == [Problem(f"{tmp_path}/Pulumi.test.yaml", "services[0].accelerator", "no CPU instance type for alicloud in the catalog")]
 
 
 def test_a_cpu_service_too_big_for_every_cpu_type_is_told_the_largest(stack_file):
     big = {"name": "emb", "kind": "embedding", "model": "Qwen/Qwen3-Embedding-8B", "accelerator": "cpu", "paramsB": 8}
     with pytest.raises(ConfigError) as error:
-        place(_config(stack_file, {"cloud": "digitalocean", "services": [big]}))
+        place(stack_config(stack_file, {"cloud": "digitalocean", "services": [big]}))
     (problem,) = error.value.problems
     assert problem.field == "services[0].model"
     assert problem.message.endswith("; the largest CPU instance type for digitalocean in the catalog has 16 GB"), problem.message
@@ -153,7 +148,7 @@ def test_catalog_build_command_writes_the_file_and_refuses_missing_data(cli, tmp
 
 def test_a_price_override_may_name_one_region(stack_file):
     services = [{"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 4096}]
-    plan = place(_config(stack_file, {"cloud": "aws", "services": services,
+    plan = place(stack_config(stack_file, {"cloud": "aws", "services": services,
                                       "priceOverrides": {"aws/g6.xlarge/eu-central-1": 0.3, "aws/g6.xlarge": 0.9}}))
     assert (plan.region, plan.node_groups[0].offer.instance_type, plan.hourly_usd) == ("eu-central-1", "g6.xlarge", 0.3)
     offers = {o.region: o for o in load_offers(None, {"aws/g6.xlarge/eu-central-1": 0.3, "aws/g6.xlarge": 0.9})
@@ -161,5 +156,5 @@ def test_a_price_override_may_name_one_region(stack_file):
     assert offers["eu-central-1"].hourly_usd == 0.3 and offers["us-east-1"].hourly_usd == 0.9
     assert offers["eu-central-1"].list_hourly_usd == 1.0064 and offers["eu-central-1"].price_basis == "override"
     with pytest.raises(ConfigError) as error:
-        place(_config(stack_file, {"cloud": "aws", "services": services, "priceOverrides": {"aws/g6.xlarge/eu-west-1": 0.3}}))
+        place(stack_config(stack_file, {"cloud": "aws", "services": services, "priceOverrides": {"aws/g6.xlarge/eu-west-1": 0.3}}))
     assert [(p.field, p.message) for p in error.value.problems] == [("priceOverrides", "aws/g6.xlarge/eu-west-1 not in the catalog")]

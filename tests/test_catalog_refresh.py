@@ -21,7 +21,7 @@ from typing import ClassVar
 import pytest
 
 from bootstrap.files.alicloud_oos import sign
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 try:
     import boto3  # noqa: F401  (the `refresh` extra)

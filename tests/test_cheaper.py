@@ -9,7 +9,7 @@ import pytest
 
 from infra.config import load_raw, parse_config
 from infra.placement import place
-from tests.conftest import STACKS_DIR
+from tests.helpers import STACKS_DIR
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 

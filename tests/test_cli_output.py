@@ -18,7 +18,7 @@ from infra.cost_report import shown_options
 from infra.models import registry
 from infra.placement import evaluate, load_config
 from infra.report import usd
-from tests.conftest import ROOT, STACKS, STACKS_DIR
+from tests.helpers import ROOT, STACKS, STACKS_DIR
 
 ELLIPSIS = "…"
 API_KEY_LENGTH = 40  # components/stack.py's RandomPassword; the mock engine answers "x" * length

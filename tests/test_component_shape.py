@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from pathlib import Path
 
 import pulumi
 import pytest
@@ -14,10 +13,9 @@ import pytest
 from components.base import CloudDeployment
 from infra.cli import offline
 from infra.config import load_raw
-from tests.conftest import STACKS_DIR
-from tests.offline_helpers import stacks_on
+from tests.helpers import ROOT, STACKS_DIR, stacks_on
 
-COMPONENTS = Path(__file__).resolve().parent.parent / "components"
+COMPONENTS = ROOT / "components"
 CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}

@@ -7,7 +7,7 @@ import yaml
 
 from infra.config import USER_KEYS
 from infra.errors import Problem
-from tests.stack_problems import fields, stack_problems
+from tests.helpers import fields, stack_problems
 
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}
 
@@ -169,7 +169,7 @@ def test_shipped_stacks_are_valid(cli, stack):
 def test_pulumi_yaml_declares_only_keys_with_the_programs_own_defaults():
     """Pulumi requires a declared key that has no default: every declared key must have one, and the same as ours."""
     from infra.config import USER_KEYS, StackConfig
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     defaults = StackConfig.model_validate({"stack": "s", "source": "s"}).model_dump(by_alias=True)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from infra.catalog import DATA_DIR
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 G6_US_EAST_1 = 0.8048  # the built-in catalog's g6.xlarge price in us-east-1
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 4096}

@@ -11,7 +11,7 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 FIRST_PARTY = {"infra", "components", "bootstrap"}
 # shipped to the nodes and run there by their own python3, not imported by the package

@@ -13,14 +13,12 @@ import re
 import pulumi
 import pytest
 
-import components.stack
 from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
-from infra.cli.offline import SECRET_MARK, RecordingMocks, run_offline
-from infra.config import ConfigError, RawConfig, load_raw, load_stack, parse_config
+from infra.cli.offline import SECRET_MARK, run_offline
+from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place
 from infra.plan import SERVICE_PORTS
-from tests.conftest import STACKS_DIR
-from tests.offline_helpers import of_type, raw_config, stacks_on
+from tests.helpers import SSH_KEY, WORLD, answer, id_of, of_type, planner, raw_config, shipped_plan, stacks_on
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 LB = "digitalocean:index/loadBalancer:LoadBalancer"
@@ -75,34 +73,26 @@ def first_group(offer: dict | None = None, **fields: object):
     return change
 
 
-def with_plan(monkeypatch, raw: RawConfig, change) -> object:
-    """Run the program with the placed plan changed by `change(plan)` (placement itself is tested elsewhere)."""
-    plan = change(place(parse_config(raw)))
-    monkeypatch.setattr(components.stack, "place", lambda config: plan)
-    return run_offline(raw)
+def with_plan(raw: RawConfig, change) -> object:
+    """Run the program on the placed plan changed by `change(plan)` (placement itself is tested elsewhere)."""
+    return run_offline(raw, change(place(parse_config(raw))))
 
 
-@pytest.fixture(scope="module")
-def single():
-    return run_offline(do_config())
-
-
-@pytest.fixture(scope="module")
-def split():
-    return run_offline(do_config("do-split", services=SPLIT_SERVICES))
-
-
-@pytest.fixture(scope="module")
-def tls():
-    return run_offline(
-        do_config("do-tls", domain="llm.acme-inference.io", sshCidrs=["203.0.113.0/24"], sshPublicKeys=["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"], allowedCidrs=["198.51.100.0/24"])
-    )
+# This module's own configs: the three services on one droplet, split over two node groups, and
+# with a domain, SSH and an allow list.
+RAW = {
+    "do-test": do_config,
+    "do-split": lambda: do_config("do-split", services=SPLIT_SERVICES),
+    "do-tls": lambda: do_config(
+        "do-tls", domain="llm.acme-inference.io", sshCidrs=["203.0.113.0/24"], sshPublicKeys=[SSH_KEY], allowedCidrs=["198.51.100.0/24"]
+    ),
+}
+planned = planner(RAW)
 
 
 @pytest.mark.parametrize("stack", DO_STACKS)
 def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack):
-    plan = place(load_stack(stack, stacks_dir=STACKS_DIR))
-    result = run_offline(load_raw(stack, stacks_dir=STACKS_DIR))
+    plan, result = planned(stack)
     vpc = matching(result, VPC)
     assert vpc["inputs"]["region"] == plan.region
     droplets = of_type(result, DROPLET)
@@ -120,12 +110,12 @@ def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack)
 
 def test_staging_is_a_digitalocean_stack_on_h200():
     assert "staging" in DO_STACKS
-    plan = place(load_stack("staging", stacks_dir=STACKS_DIR))
+    plan = shipped_plan("staging")
     assert [g.offer.instance_type for g in plan.node_groups] == ["gpu-h200x1-141gb"]
 
 
-def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring(single):
-    plan = place(parse_config(do_config()))
+def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring():
+    plan, single = planned("do-test")
     (group,) = plan.node_groups
     vpc = matching(single, VPC)
     tags = {t["name"]: t for t in of_type(single, TAG)}
@@ -142,7 +132,8 @@ def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring(si
         assert "sshKeys" not in inputs  # the stack config has no SSH keys to give
 
 
-def test_user_data_is_a_secret_and_the_api_key_appears_nowhere_in_plain_text(single):
+def test_user_data_is_a_secret_and_the_api_key_appears_nowhere_in_plain_text():
+    _, single = planned("do-test")
     (droplet,) = of_type(single, DROPLET)
     assert droplet["inputs"]["userData"] == SECRET_MARK
     assert API_KEY not in str(single.resources) and API_KEY not in str(single.outputs)
@@ -150,7 +141,8 @@ def test_user_data_is_a_secret_and_the_api_key_appears_nowhere_in_plain_text(sin
     assert text.startswith("#cloud-config") and API_KEY in text  # no secret store on DigitalOcean: it travels in user-data
 
 
-def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_tag(single):
+def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_tag():
+    _, single = planned("do-test")
     lb = public_lb(single)["inputs"]
     assert lb["healthcheck"]["path"] == "/healthz"
     assert lb["healthcheck"]["protocol"] == "http" and lb["healthcheck"]["port"] == 80
@@ -163,7 +155,8 @@ def test_load_balancer_checks_healthz_keeps_long_streams_and_targets_the_stack_t
     assert single.outputs["endpoint"].startswith("http://203.0.113.")
 
 
-def test_domain_adds_lets_encrypt_https_and_redirect(tls):
+def test_domain_adds_lets_encrypt_https_and_redirect():
+    _, tls = planned("do-tls")
     certificate = matching(tls, CERTIFICATE)["inputs"]
     assert certificate == {"type": "lets_encrypt", "domains": ["llm.acme-inference.io"]}
     lb = public_lb(tls)["inputs"]
@@ -175,15 +168,9 @@ def test_domain_adds_lets_encrypt_https_and_redirect(tls):
     assert tls.outputs["endpoint"] == "https://llm.acme-inference.io"
 
 
-def test_allowed_cidrs_become_the_load_balancer_firewall(tls):
+def test_allowed_cidrs_become_the_load_balancer_firewall():
+    _, tls = planned("do-tls")
     assert public_lb(tls)["inputs"]["firewall"] == {"allows": ["cidr:198.51.100.0/24"]}
-
-
-def fake(resource: dict) -> dict:
-    """The computed outputs the offline engine gave a recorded resource (ids, ips)."""
-    from components.digitalocean.offline import OUTPUTS
-
-    return OUTPUTS[resource["type"]](resource["name"], resource["inputs"])
 
 
 def ports(rule: dict) -> set[int]:
@@ -191,21 +178,23 @@ def ports(rule: dict) -> set[int]:
     return set(range(int(low), int(high or low) + 1))
 
 
-@pytest.mark.parametrize("result_name", ["single", "split", "tls"])
-def test_firewall_lets_only_the_load_balancers_reach_the_gateway(request, result_name):
-    result = request.getfixturevalue(result_name)
+@pytest.mark.parametrize("stack", ["do-test", "do-split", "do-tls"], ids=["single", "split", "tls"])
+def test_firewall_lets_only_the_load_balancers_reach_the_gateway(stack):
+    _, result = planned(stack)
     (firewall,) = of_type(result, FIREWALL)
     inbound = firewall["inputs"]["inboundRules"]
     (gateway,) = [r for r in inbound if 80 in ports(r)]
     assert gateway["portRange"] == "80" and "sourceAddresses" not in gateway
-    assert set(gateway["sourceLoadBalancerUids"]) == {fake(lb)["id"] for lb in of_type(result, LB)}
+    assert set(gateway["sourceLoadBalancerUids"]) == {id_of(result, LB, lb["name"]) for lb in of_type(result, LB)}
     assert firewall["inputs"]["tags"] == [public_lb(result)["inputs"]["dropletTag"]]
     assert not [r for r in inbound if set(SERVICE_PORTS.values()) & ports(r)]  # 8000/8080/8081 stay on the node
-    internet = [r for r in inbound if {"0.0.0.0/0", "::/0"} & set(r.get("sourceAddresses", []))]
+    internet = [r for r in inbound if WORLD & set(r.get("sourceAddresses", []))]
     assert not internet
 
 
-def test_ssh_is_closed_without_ssh_cidrs_and_limited_to_them_with(single, tls):
+def test_ssh_is_closed_without_ssh_cidrs_and_limited_to_them_with():
+    _, single = planned("do-test")
+    _, tls = planned("do-tls")
     (closed,) = of_type(single, FIREWALL)
     assert not [r for r in closed["inputs"]["inboundRules"] if 22 in ports(r)]
     (limited,) = of_type(tls, FIREWALL)
@@ -213,8 +202,8 @@ def test_ssh_is_closed_without_ssh_cidrs_and_limited_to_them_with(single, tls):
     assert ssh["sourceAddresses"] == ["203.0.113.0/24"] and ssh["portRange"] == "22"
 
 
-def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service(split):
-    plan = place(parse_config(do_config("do-split", services=SPLIT_SERVICES)))
+def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service():
+    plan, split = planned("do-split")
     assert len(plan.node_groups) == 2, "the split config should place two node groups"
     droplets = of_type(split, DROPLET)
     assert len(droplets) == sum(g.count for g in plan.node_groups)
@@ -234,7 +223,7 @@ def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service(spli
         assert lb["inputs"]["vpcUuid"] == public["inputs"]["vpcUuid"]
 
     # The gateway of each group proxies the other group's kinds to that group's internal LB.
-    ip_of = {lb["name"]: fake(lb)["ip"] for lb in internal}
+    ip_of = {lb["name"]: answer(split, LB, lb["name"])["ip"] for lb in internal}
     assert len(set(ip_of.values())) == 2
     for group in plan.node_groups:
         text = split.user_data[group.name]
@@ -244,13 +233,14 @@ def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service(spli
         assert own not in text, f"{group.name} proxies to itself"
 
 
-def test_one_node_group_has_no_internal_load_balancer(single):
+def test_one_node_group_has_no_internal_load_balancer():
+    _, single = planned("do-test")
     assert [r["inputs"]["network"] for r in of_type(single, LB)] == ["EXTERNAL"]
 
 
-def test_droplet_count_follows_replicas(monkeypatch):
+def test_droplet_count_follows_replicas():
     raw = do_config("do-replicas")
-    result = with_plan(monkeypatch, raw, first_group(count=3))
+    result = with_plan(raw, first_group(count=3))
     assert len(of_type(result, DROPLET)) == 3
     assert len({d["name"] for d in of_type(result, DROPLET)}) == 3
 
@@ -274,38 +264,30 @@ def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
     assert all("name" not in r["inputs"] for r in of_type(run_offline(do_config()), DROPLET))
 
 
-def test_resources_use_the_explicit_provider(monkeypatch):
-    providers: dict[tuple[str, str], str | None] = {}
-    original = RecordingMocks.new_resource
-
-    def recording(self, args):
-        providers[args.typ, args.name] = args.provider
-        return original(self, args)
-
-    monkeypatch.setattr(RecordingMocks, "new_resource", recording)
+def test_resources_use_the_explicit_provider():
     result = run_offline(do_config("do-provider"))
     for resource in result.resources:
         if resource["type"].startswith("digitalocean:index/"):
-            provider = providers[resource["type"], resource["name"]] or ""
+            provider = result.providers[resource["type"], resource["name"]] or ""
             assert "pulumi:providers:digitalocean::digitalocean::" in provider, resource["name"]
 
 
-def test_a_droplet_disk_too_small_for_the_cache_gets_a_volume_per_droplet(monkeypatch):
+def test_a_droplet_disk_too_small_for_the_cache_gets_a_volume_per_droplet():
     raw = do_config("do-volume")
-    result = with_plan(monkeypatch, raw, first_group(disk_gb=900, count=2))
+    result = with_plan(raw, first_group(disk_gb=900, count=2))
     volumes = of_type(result, VOLUME)
     assert len(volumes) == 2
     assert all(v["inputs"]["size"] == 900 and v["inputs"]["region"] == "tor1" for v in volumes)
     droplets = of_type(result, DROPLET)
-    assert sorted(vid for d in droplets for vid in d["inputs"]["volumeIds"]) == sorted(fake(v)["id"] for v in volumes)
+    assert sorted(vid for d in droplets for vid in d["inputs"]["volumeIds"]) == sorted(id_of(result, VOLUME, v["name"]) for v in volumes)
     (text,) = result.user_data.values()
     (name,) = re.findall(r"/dev/disk/by-id/scsi-0DO_Volume_([a-z0-9-]+)", text)
     assert len(name) <= 64 and re.fullmatch(r"[a-z][a-z0-9-]*", name)
 
 
-def test_the_volume_is_renamed_with_the_user_data_so_a_replacement_never_fights_for_it(monkeypatch):
+def test_the_volume_is_renamed_with_the_user_data_so_a_replacement_never_fights_for_it():
     def device(raw: RawConfig) -> str:
-        (text,) = with_plan(monkeypatch, raw, first_group(disk_gb=900)).user_data.values()
+        (text,) = with_plan(raw, first_group(disk_gb=900)).user_data.values()
         return re.findall(r"/dev/disk/by-id/scsi-0DO_Volume_[a-z0-9-]+", text)[0]
 
     first = device(do_config("do-volume"))
@@ -315,26 +297,27 @@ def test_the_volume_is_renamed_with_the_user_data_so_a_replacement_never_fights_
     assert device(rotated) != first  # new user-data: a new droplet, and a new volume for it
 
 
-def test_a_droplet_disk_large_enough_needs_no_volume(single):
+def test_a_droplet_disk_large_enough_needs_no_volume():
+    _, single = planned("do-test")
     assert not of_type(single, VOLUME)
     assert "volumeIds" not in matching(single, DROPLET)["inputs"]
     assert "scsi-0DO_Volume" not in next(iter(single.user_data.values()))
 
 
-def test_a_size_digitalocean_does_not_list_gets_a_volume(monkeypatch):
+def test_a_size_digitalocean_does_not_list_gets_a_volume():
     raw = do_config("do-unlisted")
-    result = with_plan(monkeypatch, raw, first_group(offer={"instance_type": "gpu-h100x1-80gb-contract"}))
+    result = with_plan(raw, first_group(offer={"instance_type": "gpu-h100x1-80gb-contract"}))
     assert len(of_type(result, VOLUME)) == 1
 
 
-def test_a_gpu_without_cuda_is_refused_before_anything_is_created(monkeypatch):
+def test_a_gpu_without_cuda_is_refused_before_anything_is_created():
     raw = do_config("do-amd")
     with pytest.raises(ConfigError, match=r"^tests/do-amd: catalogFile: gpu-mi300x1-192gb \(node group '.+'\): MI300X is not a CUDA GPU"):
-        with_plan(monkeypatch, raw, first_group(offer={"instance_type": "gpu-mi300x1-192gb", "gpu": "MI300X", "cuda": False}))
+        with_plan(raw, first_group(offer={"instance_type": "gpu-mi300x1-192gb", "gpu": "MI300X", "cuda": False}))
 
 
 def test_image_choice_per_gpu_count():
-    plan = place(parse_config(do_config()))
+    plan, _ = planned("do-test")
     group = plan.node_groups[0]
 
     def image(gpus: int) -> str:

@@ -18,10 +18,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from infra.cli import environments as env
 from infra.config import load_raw
+from tests.helpers import ROOT, STACKS
 
 FAKE_PULUMI = r'''#!PYTHON
 """A stand-in for the Pulumi CLI: records argv, answers what the Automation API asks."""
@@ -351,8 +351,7 @@ def test_ci_matrix_lists_every_stack_with_its_cloud_and_credentials(cli):
     result = cli("env", "matrix")
     assert result.code == 0, result.stderr
     entries = result.json()["include"]
-    stacks = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
-    assert [e["stack"] for e in entries] == stacks
+    assert [e["stack"] for e in entries] == STACKS
     by_stack = {e["stack"]: e for e in entries}
     assert by_stack["prod"] == {"stack": "prod", "cloud": "aws", "credentials": "AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY"}
     assert by_stack["alicloud-dev"]["credentials"] == "ALICLOUD_ACCESS_KEY ALICLOUD_SECRET_KEY"

@@ -7,9 +7,8 @@ import pytest
 
 from infra.errors import ConfigError, Problem
 from infra.models import TENSOR_PARALLEL_SIZES
-from tests.stack_problems import fields, stack_problems
+from tests.helpers import SSH_KEY, fields, stack_problems
 
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"  # 32 attention heads: every tensor-parallel size divides them
 VALID_SIZES = ", ".join(map(str, TENSOR_PARALLEL_SIZES))
 

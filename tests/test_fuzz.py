@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR
 from infra.models import registry
-from tests.stack_problems import stack_problems
+from tests.helpers import SSH_KEY, stack_problems
 
 
 def fuzz(examples: int) -> settings:
@@ -128,7 +128,7 @@ any_value = st.recursive(
     max_leaves=12,
 )
 ssh_keys = st.one_of(
-    st.just("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"),
+    st.just(SSH_KEY),
     st.just("-----BEGIN OPENSSH PRIVATE KEY-----"),
     texts,
 )

@@ -234,7 +234,7 @@ def test_the_gateway_balances_over_the_replicas_under_real_nginx(four_replica_gr
 
 
 def test_shipped_stacks_leave_no_gpu_idle():
-    from tests.conftest import STACKS, STACKS_DIR
+    from tests.helpers import STACKS, STACKS_DIR
 
     for stack in STACKS:
         result = evaluate(parse_config(load_raw(stack, stacks_dir=STACKS_DIR)))

@@ -14,10 +14,8 @@ import pytest
 
 from infra.catalog import CATALOG_COLUMNS, DATA_DIR
 from infra.errors import Problem
-from tests.stack_problems import stack_problems
+from tests.helpers import SSH_KEY, stack_problems
 
-LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
 BUILTIN_ROWS = (DATA_DIR / "catalog.csv").read_text().splitlines()
 HEADER = BUILTIN_ROWS[0]
 G5_XLARGE = next(row for row in BUILTIN_ROWS if row.startswith("aws,g5.xlarge,us-east-1,A10G,1,24,4,16,1.006,"))

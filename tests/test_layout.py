@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
+
 # `python -m infra` (infra/__main__.py) is an entry point, a driver like infra.cli
-CORE = sorted(p for p in (Path(__file__).resolve().parents[1] / "infra").glob("*.py") if p.name != "__main__.py")
+CORE = sorted(p for p in (ROOT / "infra").glob("*.py") if p.name != "__main__.py")
 # and the terminal: results render themselves as text and plain blocks (infra.report), the CLI prints them
 ABOVE_THE_CORE = ("components", "bootstrap", "infra.cli", "pulumi", "rich", "typer")
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_bootstrap import CASES, TOOL, make_node
 
 from bootstrap.gateway import FILES
 from bootstrap.services import DRIVER_BRANCH
+from tests.helpers import CASES, TOOL, make_node, missing
 
 KERNEL = "5.15.0-1051-aws"  # an Ubuntu AWS kernel: flavour "aws"
 UBUNTU = 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'
@@ -26,9 +26,7 @@ UBUNTU = 'NAME="Ubuntu"\nID=ubuntu\nVERSION_ID="22.04"\n'
 
 def require_namespaces() -> None:
     if os.geteuid() != 0 or shutil.which("unshare") is None:
-        if os.environ.get("CI"):
-            pytest.fail("these tests need root and unshare, and CI must run them")
-        pytest.skip("needs root and unshare (private mount namespaces)")
+        missing("needs root and unshare (private mount namespaces)")
 
 
 def stand_ins(where: Path, log: Path, available: list[str]) -> Path:

@@ -11,10 +11,7 @@ import pulumi
 import pytest
 
 from infra.cli.offline import CloudFakes, DuplicateUrnError, RecordingMocks, UniqueUrnMonitor, run_offline
-from tests.offline_helpers import raw_config
-
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
-LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
+from tests.helpers import LLM, SSH_KEY, raw_config
 
 
 def _run(program) -> None:

@@ -11,11 +11,8 @@ from infra.config import load_raw, parse_config
 from infra.errors import ConfigError
 from infra.models import VLLM_GPU_MEMORY_UTILIZATION, find_model, kv_cache_gb, llm_memory_gb, weights_gb
 from infra.placement import ServiceNeed, evaluate, fit, partitions, place, service_need
-from tests.conftest import STACKS, STACKS_DIR
-
-
-def _config(stack_file, values):
-    return parse_config(load_raw(config_file=str(stack_file(values))))
+from tests.helpers import STACKS, STACKS_DIR
+from tests.helpers import stack_config as _config
 
 
 def _brute_force_cheapest(needs: tuple[ServiceNeed, ...], offers, clouds) -> float:

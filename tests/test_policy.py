@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 import pulumi
 import pytest
-from conftest import ROOT, STACKS
 
-from infra.cli.offline import CloudFakes, RecordingMocks, run_offline
+from infra.cli.offline import CloudFakes, RecordingMocks
 from infra.config import CONFIG_NAMESPACE, load_raw
+from tests.helpers import ROOT, STACKS, STACKS_DIR, missing, shipped
 
 POLICY_DIR = ROOT / "policy"
 
@@ -40,7 +40,7 @@ POLICY_NAMES = [p.name for p in P.RESOURCE_POLICIES]
 @pytest.fixture(scope="module")
 def plans():
     """Each stack's offline plan, computed once for this module (a few seconds per stack)."""
-    return {stack: run_offline(load_raw(stack, stacks_dir=ROOT / "stacks")) for stack in STACKS}
+    return {stack: shipped(stack)[1] for stack in STACKS}
 
 
 def record(build: Callable[[], object]) -> list[dict]:
@@ -85,7 +85,7 @@ def test_every_policy_inspects_some_stack(plans):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_is_within_its_budget(stack):
-    assert P.budget_violations(load_raw(stack, stacks_dir=ROOT / "stacks")) == []
+    assert P.budget_violations(load_raw(stack, stacks_dir=STACKS_DIR)) == []
 
 
 # --- violating resources are rejected, by the policy that owns the rule ----------------------------
@@ -224,16 +224,16 @@ def test_load_balancer_pools_without_health_checks():
 
 
 def test_budget_policy_rejects_a_stack_over_its_budget_or_the_pack_cap():
-    raw = load_raw("prod", stacks_dir=ROOT / "stacks")
+    raw = load_raw("prod", stacks_dir=STACKS_DIR)
     raw.values["budgetUsdPerHour"] = 1
     (line,) = P.budget_violations(raw)
     assert ": budgetUsdPerHour: " in line and "over the budget of 1.00 $/h" in line
-    capped = P.budget_violations(load_raw("prod", stacks_dir=ROOT / "stacks"), max_hourly_usd=2)
+    capped = P.budget_violations(load_raw("prod", stacks_dir=STACKS_DIR), max_hourly_usd=2)
     assert len(capped) == 1 and "over the policy's maxHourlyUsd of 2.00 $/h" in capped[0]
 
 
 def test_budget_policy_reports_a_bad_config_by_field():
-    raw = load_raw("dev", stacks_dir=ROOT / "stacks")
+    raw = load_raw("dev", stacks_dir=STACKS_DIR)
     raw.values["budgetUsdPerHour"] = -1
     assert any("budgetUsdPerHour" in line for line in P.budget_violations(raw))
 
@@ -254,10 +254,7 @@ class Pack:
 
     def __init__(self, stack: str, config: dict[str, str]) -> None:
         if importlib.util.find_spec("pulumi_policy") is None:  # scripts/test.sh installs policy/requirements.txt
-            message = "pulumi-policy is not installed: pip install -r policy/requirements.txt"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
+            missing("pulumi-policy is not installed: pip install -r policy/requirements.txt")
         import grpc
         from pulumi.runtime.proto import analyzer_pb2_grpc
 
@@ -306,7 +303,7 @@ class Pack:
 
 def runtime_config(stack: str, **changes) -> dict[str, str]:
     """A stack's config as the engine passes it to a policy pack: namespaced keys, string values."""
-    raw = load_raw(stack, stacks_dir=ROOT / "stacks")
+    raw = load_raw(stack, stacks_dir=STACKS_DIR)
     raw.values.update(changes)
     return {f"{CONFIG_NAMESPACE}:{k}": v for k, v in raw.pulumi_values().items()}
 

@@ -20,7 +20,7 @@ from bootstrap.files.alicloud_oos import sign
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is the `refresh` extra; scripts/test.sh installs it")
 moto = pytest.importorskip("moto", reason="moto is a dev dependency; scripts/test.sh installs it")

@@ -7,7 +7,7 @@ import pytest
 
 from infra.config import parse_config, reserved_domain
 from infra.errors import ConfigError, Problem
-from tests.offline_helpers import raw_config
+from tests.helpers import raw_config
 
 REFUSED = {
     "example.com": "example.com", "llm.example.com": "example.com", "a.b.example.net": "example.net", "example.org": "example.org",

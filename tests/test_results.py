@@ -14,7 +14,7 @@ from infra.cost_report import cost_markdown, cost_table
 from infra.errors import Problem
 from infra.placement import evaluate, load_config
 from infra.report import Line, Prose, Table
-from tests.conftest import STACKS, STACKS_DIR
+from tests.helpers import STACKS, STACKS_DIR
 
 
 def preview_of(stack: str) -> CostPreview:

@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 VIRTUALENV = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["runtime"]["options"]

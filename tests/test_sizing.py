@@ -8,7 +8,7 @@ from infra.catalog import load_offers
 from infra.config import ConfigError, load_raw, parse_config
 from infra.models import checkpoint_disk_gb, find_model, kv_cache_gb, llm_memory_gb, served_dtype, weights_gb
 from infra.placement import fit, place, service_need
-from tests.conftest import STACKS_DIR
+from tests.helpers import STACKS_DIR
 
 
 def _need(service: dict, stack_file):

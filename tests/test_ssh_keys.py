@@ -5,18 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.offline_helpers import plan_and_run, raw_config
-
-KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
-REGION = {"aws": "us-east-1", "digitalocean": "tor1", "alicloud": "ap-southeast-1"}
+from tests.helpers import REGIONS, SSH_KEY, plan_and_run, raw_config
 
 
-@pytest.mark.parametrize("cloud", sorted(REGION))
+@pytest.mark.parametrize("cloud", sorted(REGIONS))
 def test_ssh_public_keys_are_authorized_on_every_node(cloud):
-    values = {"cloud": cloud, "region": REGION[cloud], "sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": [KEY]}
+    values = {"cloud": cloud, "region": REGIONS[cloud], "sshCidrs": ["203.0.113.0/24"], "sshPublicKeys": [SSH_KEY]}
     _, result = plan_and_run(raw_config(f"ssh-{cloud}", values))
     assert result.user_data
     for text in result.user_data.values():
         config = yaml.safe_load(text)
-        assert config["ssh_authorized_keys"] == [KEY]
+        assert config["ssh_authorized_keys"] == [SSH_KEY]
         assert config["ssh_pwauth"] is False

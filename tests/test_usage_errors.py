@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 CHROOT = os.environ.get("LLM_DEPLOY_CHROOT")
 REPO = Path(os.environ.get("LLM_DEPLOY_REPO") or ROOT)

@@ -9,14 +9,9 @@ import random
 import pytest
 
 from infra.catalog import DATA_DIR
-from tests.conftest import STACKS
+from tests.helpers import LLM, REGIONS, STACKS
 
-LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192}
-CLOUD_STACKS = {
-    "aws": {"cloud": "aws", "region": "us-east-1", "services": [LLM]},
-    "digitalocean": {"cloud": "digitalocean", "region": "tor1", "services": [LLM]},
-    "alicloud": {"cloud": "alicloud", "region": "ap-southeast-1", "services": [LLM]},
-}
+CLOUD_STACKS = {cloud: {"cloud": cloud, "region": region, "services": [LLM]} for cloud, region in REGIONS.items()}
 
 
 def ed25519_keys(count: int, seed: int = 14) -> list[str]:

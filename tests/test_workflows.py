@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, STACKS
+
+from tests.helpers import ROOT, STACKS, missing
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 FILES = sorted(WORKFLOWS.glob("*.yml"))
@@ -24,14 +25,11 @@ COST_MARKER = "<!-- llm-deploy-cost -->"
 
 
 def tool(name: str, env_var: str | None = None) -> str:
-    """The tool's path; missing fails under CI (CI=true) and skips elsewhere."""
+    """The tool's path; missing fails under CI and skips elsewhere."""
     path = (os.environ.get(env_var) if env_var else None) or shutil.which(name)
     if path and Path(path).exists():
         return path
-    message = f"{name} is not installed (scripts/test.sh installs it)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{name} is not installed (scripts/test.sh installs it)")
 
 
 def load(name: str) -> dict:

@@ -23,6 +23,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from infra import clouds
 from infra.config import CONFIG_NAMESPACE, SECRET_PLACEHOLDER, RawConfig
+from infra.plan import DeploymentPlan
 from infra.plan_summary import PlanSummary
 
 SECRET_MARK = "[secret]"
@@ -82,12 +83,16 @@ class RecordingMocks(Mocks):
     def __init__(self, fakes: CloudFakes) -> None:
         self.fakes = fakes
         self.resources: list[dict[str, Any]] = []
+        self.answers: dict[tuple[str, str], dict[str, Any]] = {}  # (type, name) → the id and computed outputs given
+        self.providers: dict[tuple[str, str], str | None] = {}  # (type, name) → the provider reference it was created with
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         self.resources.append({"type": args.typ, "name": args.name, "inputs": redact(args.inputs)})
         inputs = _unwrap(args.inputs)
         computed = self.fakes.outputs.get(args.typ, lambda name, inputs: {})(args.name, inputs)
         resource_id = computed.pop("id", f"{args.name}-id")
+        self.answers[args.typ, args.name] = {"id": resource_id, **computed}
+        self.providers[args.typ, args.name] = args.provider
         return resource_id, {**inputs, **computed}
 
     def call(self, args: MockCallArgs) -> tuple[dict, list | None]:
@@ -124,6 +129,9 @@ class OfflineResult:
     summary: PlanSummary
     user_data: dict[str, str]
     secret_user_data: frozenset[str] = frozenset()  # node groups whose user-data is a secret output
+    # what the engine answered for each resource (type, name): its id and computed outputs; not in the plan's JSON
+    answers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    providers: dict[tuple[str, str], str | None] = field(default_factory=dict)  # likewise: each resource's provider
 
     @property
     def resources(self) -> tuple[dict[str, Any], ...]:
@@ -171,8 +179,9 @@ def decode_user_data(text: str) -> str:
     return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
 
 
-def run_offline(raw: RawConfig) -> OfflineResult:
-    """Run `components.stack.program` for one stack's config under the mock engine.
+def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineResult:
+    """Run `components.stack.program` for one stack's config under the mock engine (with PLAN instead of
+    the config's placement when given).
 
     Raises ConfigError with every problem of the stack (config and placement) before any resource.
     """
@@ -187,7 +196,7 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     result: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
-        built = program(config)
+        built = program(config, plan)
         result["plan"] = built.plan
 
         async def collect() -> None:
@@ -205,4 +214,4 @@ def run_offline(raw: RawConfig) -> OfflineResult:
     # the engine registers resources concurrently: sorted, identical runs give identical plans
     resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
     summary = PlanSummary(raw.stack, tuple(resources), result["outputs"], result["plan"].node_groups)
-    return OfflineResult(summary, result["user_data"], result["secret_user_data"])
+    return OfflineResult(summary, result["user_data"], result["secret_user_data"], mocks.answers, mocks.providers)

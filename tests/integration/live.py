@@ -176,6 +176,15 @@ def check_embeddings(endpoint: str, api_key: str, model: str) -> None:
     assert all(isinstance(x, float) for x in vectors[0]), vectors[0][:5]
 
 
+def check_serving(endpoint: str, api_key: str, embedding_model: str) -> None:
+    """The deployed endpoint becomes healthy, refuses a wrong key and answers each of the three services."""
+    wait_healthy(endpoint)
+    check_auth(endpoint)
+    check_chat(endpoint, api_key)
+    check_embeddings(endpoint, api_key, embedding_model)
+    check_rerank(endpoint, api_key)
+
+
 def check_rerank(endpoint: str, api_key: str) -> None:
     texts = ["Paris is the capital of France.", "Bananas are rich in potassium."]
     status, reply = call("POST", f"{endpoint}/rerank", api_key, {"query": "What is the capital of France?", "texts": texts})
@@ -199,10 +208,5 @@ def run_live(stack_name: str, config: Mapping[str, Any], credential_env: Sequenc
     assert set(kinds) == {"llm", "embedding", "rerank"}, "the live check calls all three services"
     api_key = secrets.token_urlsafe(32)
     with deployed_stack(stack_name, config, {"apiKey": api_key}) as outputs:
-        endpoint = outputs["endpoint"].rstrip("/")
-        wait_healthy(endpoint)
-        check_auth(endpoint)
-        check_chat(endpoint, api_key)
-        check_embeddings(endpoint, api_key, kinds["embedding"]["model"])
-        check_rerank(endpoint, api_key)
+        check_serving(outputs["endpoint"].rstrip("/"), api_key, kinds["embedding"]["model"])
         return outputs

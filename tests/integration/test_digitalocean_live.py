@@ -15,24 +15,19 @@ from __future__ import annotations
 import os
 
 import pytest
-from live import run_live, unique_stack_name
+from live import SMALL_SERVICES, run_live, unique_stack_name
 
 from infra import clouds
 
-SERVICES = [
-    {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-1.5B-Instruct", "paramsB": 1.54, "maxModelLen": 4096},
-    {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"},
-    {"name": "rerank", "kind": "rerank", "model": "BAAI/bge-reranker-base"},
-]
 CONFIG = {
     "cloud": "digitalocean",
     "region": os.environ.get("LLM_DEPLOY_LIVE_DO_REGION", "tor1"),
-    "services": SERVICES,
+    "services": SMALL_SERVICES,
     "budgetUsdPerHour": 2,
 }
 SPLIT_CONFIG = {
     **CONFIG,
-    "services": [SERVICES[0], {**SERVICES[1], "accelerator": "cpu"}, {**SERVICES[2], "accelerator": "cpu"}],
+    "services": [SMALL_SERVICES[0], {**SMALL_SERVICES[1], "accelerator": "cpu"}, {**SMALL_SERVICES[2], "accelerator": "cpu"}],
 }
 
 

@@ -18,13 +18,9 @@ import pytest
 from live import (
     PROJECT_DIR,
     _workspace_env,
-    check_auth,
-    check_chat,
-    check_embeddings,
-    check_rerank,
+    check_serving,
     skip_reason,
     unique_stack_name,
-    wait_healthy,
 )
 
 from infra import clouds
@@ -50,13 +46,8 @@ def test_ephemeral_stack_from_dev_config_serves_and_is_reaped(monkeypatch):
     try:
         outputs = env.up(stack, str(source), Path("."), policy_packs=["policy"], environ=os.environ)
         assert outputs["cloud"] == cloud and outputs["api_key"] == "[secret]"
-        endpoint = outputs["endpoint"].rstrip("/")
-        wait_healthy(endpoint)
-        check_auth(endpoint)
-        check_chat(endpoint, api_key)
         embedding = next(s for s in raw.values["services"] if s["kind"] == "embedding")
-        check_embeddings(endpoint, api_key, embedding["model"])
-        check_rerank(endpoint, api_key)
+        check_serving(outputs["endpoint"].rstrip("/"), api_key, embedding["model"])
         reaped = env.reap(stack, max_age_hours=0, project_dir=Path("."))
         assert reaped == [stack]
         assert stack not in {env.short_name(s.name) for s in env.workspace(Path(".")).list_stacks()}
