@@ -84,7 +84,7 @@ def refusals(cloud: Cloud) -> list[Refusal]:
         cases.append(Refusal(cloud, "base_images", lambda tmp: {"cloud": name, "catalogFile": str(
             catalog_with_unbootable_gpu_count(cloud, tmp))}, "catalogFile", "gpu_count: " + name + " has NVIDIA base images for"))
     if not cloud.managed_tls:
-        cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.example.com"}, "domain",
+        cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.acme-inference.io"}, "domain",
                              "cannot issue by itself"))
     if cloud.secret_store is None:  # the key travels in user-data, where the node's reader takes only these characters
         cases.append(Refusal(cloud, "secret_store", lambda _: {"cloud": name, "apiKey": "key with spaces"}, "apiKey",
