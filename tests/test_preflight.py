@@ -8,6 +8,7 @@ token; the exact signature). Without credentials: what could not be checked, exi
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import threading
 import urllib.parse
@@ -17,6 +18,7 @@ from typing import ClassVar
 import pytest
 
 from bootstrap.files.alicloud_oos import sign
+from infra import clouds
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
@@ -381,3 +383,10 @@ def test_env_preview_goes_on_to_pulumi_after_a_passing_preflight(api, monkeypatc
     summary = environments.preview("staging", project_dir=ROOT, environ={}, out=logged.append, err=logged.append)
     assert summary == {"create": 9}
     assert "preflight staging (digitalocean atl1): ok" in logged and logged[-1] == "changes: create 9"
+
+
+@pytest.mark.parametrize("cloud", clouds.CLOUDS, ids=lambda c: c.name)
+def test_every_cloud_has_its_preflight_module(cloud):
+    """`run` finds a cloud's checks by its record's name, like the catalog refresh."""
+    module = importlib.import_module(f"infra.cli.preflight.{cloud.name}")
+    assert callable(module.checks) and module.UNCHECKED.strip()
