@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_user_data
-from bootstrap.services import CACHE_DIR, DRIVER_BRANCH
+from bootstrap.services import CACHE_DIR, DRIVER_BRANCH, replica_services
 from infra import clouds
 from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import node_group
@@ -100,6 +100,12 @@ KINDS: dict[str, tuple[NodeSpec, ...]] = {
     # 250 GB NVMe mounted at /opt/dlami/nvme); all three services share one GPU.
     "aws-gpu": (NodeSpec(
         "aws-gpu", placed("all", offer("aws", "g6e.xlarge", "L40S", 1, "89", 48), svc("llm", gpu_memory_utilization=0.7), svc("embedding"), svc("rerank")),
+        BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
+    ),),
+    # AWS, four GPUs and an LLM that needs one: four vLLM replicas, each on its own GPU and port, behind
+    # the node's nginx upstream (placement's layout for Llama-8B-class models on g6.12xlarge).
+    "aws-gpu-replicas": (NodeSpec(
+        "aws-gpu-replicas", placed("llm", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", replicas_per_node=4)),
         BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
     ),),
     # Alibaba Cloud GPU on plain Ubuntu: installs the driver, reboots, resumes; Docker and the toolkit from their repositories.
@@ -582,7 +588,29 @@ def cloud_init_ok(node: Container) -> str:
 
 
 def services_of(node: Container) -> list[str]:
-    return [s.name for s in node.spec.group.services]
+    """Every server the node runs: a service, or each replica of an LLM with several per node."""
+    return [s.name for s in replica_services(node.spec.group)]
+
+
+def check_replicas(gateway: Container, node: Container) -> None:
+    """Each LLM replica has GPUs of its own, together every GPU of the node, and the gateway sends requests
+    to all of them."""
+    replicas = [s.name for s in replica_services(node.spec.group) if s.kind == "llm"]
+    given = {name: node.read(f"/var/lib/boot-stub/docker/gpus/llm-deploy-{name}").split() for name in replicas}
+    devices = [d for gpus in given.values() for d in gpus]
+    assert sorted(devices, key=int) == [str(i) for i in range(node.spec.group.offer.gpu_count)], given
+
+    def served() -> dict[str, int]:
+        events = [line.split() for line in node.read("/var/log/boot-stub-services.log").splitlines()]
+        return {name: sum(e[1:] == [f"llm-deploy-{name}", "served"] for e in events) for name in replicas}
+
+    before = served()
+    for _ in range(4 * len(replicas)):
+        status, _body = http("POST", "http://127.0.0.1/v1/chat/completions", gateway.spec.api_key,
+                             json.dumps({"model": MODELS["llm"], "messages": [{"role": "user", "content": "hi"}]}).encode())
+        assert status == 200
+    after = served()
+    assert all(after[name] > before[name] for name in replicas), f"requests per replica: {before} -> {after}"
 
 
 def kill_and_recover(gateway: Container, node: Container) -> None:
@@ -616,9 +644,8 @@ def check_gpu_sharing(node: Container) -> None:
     events = [line.split() for line in node.read("/var/log/boot-stub-services.log").splitlines()]
     first = {(name, event): float(t) for t, name, event in reversed(events)}
     llm_up = first[("llm-deploy-llm", "listening")]
-    for name in services_of(node):
-        if name != "llm":
-            assert first[(f"llm-deploy-{name}", "loading")] >= llm_up, f"{node.spec.name}: {name} started before vLLM was up"
+    for name in [s.name for s in replica_services(node.spec.group) if s.kind != "llm"]:
+        assert first[(f"llm-deploy-{name}", "loading")] >= llm_up, f"{node.spec.name}: {name} started before vLLM was up"
 
 
 def scenario(kind: str, nodes: list[Container]) -> dict:
@@ -654,7 +681,7 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
         for name in services_of(node):
             assert node.get(f"/healthz/{name}") == 200
         assert node.read("/var/lib/llm-deploy/bootstrap.done") == "" and (node.root / "var/lib/llm-deploy/bootstrap.done").exists()
-        if any(s.kind == "llm" for s in node.spec.group.services) and len(services_of(node)) > 1:
+        if any(s.kind == "llm" for s in node.spec.group.services) and len(node.spec.group.services) > 1:
             check_gpu_sharing(node)
         if node.spec.volume:
             volume = Path(node.binds[0].split("=", 1)[1].split(":")[0])
@@ -665,6 +692,9 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
             nvme = Path(node.binds[-1].split("=", 1)[1].split(":")[0])
             assert (nvme / "huggingface").is_dir() and (nvme / "vllm").is_dir(), "caches are not on the local NVMe"
     client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
+    for node in nodes:
+        if any(s.replicas_per_node > 1 for s in node.spec.group.services):
+            in_netns(gateway.netns, check_replicas, gateway, node)
     if kind == "alicloud-gpu":
         node = nodes[0]
         assert node.boots.count(133) == 1, f"expected one driver reboot, nspawn exits: {node.boots}"

@@ -105,6 +105,7 @@ class Handler(BaseHTTPRequestHandler):
         if request is None:
             return
         route = (KIND, self.path)
+        log("served")  # which server of a kind answered: the gateway balances an LLM's replicas
         if KIND == "vllm" and self.path.startswith("/v1/") and request.get("model", MODEL) != MODEL:
             self.send_json(404, {"error": {"message": f"The model `{request.get('model')}` does not exist.",
                                            "type": "NotFoundError", "param": "model", "code": 404}})  # fmt: skip
