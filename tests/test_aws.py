@@ -13,9 +13,8 @@ import math
 import pytest
 
 from components.aws import offline as fakes
-from components.aws.layout import short_name
+from components.aws.layout import pick_zones, short_name
 from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, routes
-from components.aws.network import pick_zones
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
 from components.aws.secrets import read_secrets_policy
 from infra.boot_time import constant

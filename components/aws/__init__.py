@@ -20,9 +20,9 @@ from infra.config import problem
 from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .layout import stack_tags
+from .layout import pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
-from .network import AwsNetwork, offerings_by_type, pick_zones
+from .network import AwsNetwork, offerings_by_type
 from .node_group import AwsNodeGroup, image_for, look_up_ami
 from .secrets import AwsSecrets, secret_store
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -10,20 +9,9 @@ import pulumi_aws as aws
 
 from infra.plan import GATEWAY_PORT, DeploymentPlan
 
-VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")  # one public subnet per AZ; an ALB needs two AZs
+from .layout import SUBNET_CIDRS, VPC_CIDR, cidr_field
+
 HTTP_PORT, HTTPS_PORT, SSH_PORT = 80, 443, 22
-
-
-def pick_zones(zones: Sequence[str], offered: Mapping[str, set[str]], instance_types: Sequence[str]) -> list[str]:
-    """Two AZs, preferring those that offer the most of the plan's instance types (GPU types are in few AZs).
-
-    offered: instance type → AZs where EC2 offers it. Ties keep the region's AZ order.
-    """
-    if len(zones) < len(SUBNET_CIDRS):
-        raise ValueError(f"the region has {len(zones)} usable availability zone(s); the load balancer needs {len(SUBNET_CIDRS)}")
-    score = {zone: sum(zone in offered.get(t, set()) for t in instance_types) for zone in zones}
-    return sorted(zones, key=lambda zone: -score[zone])[: len(SUBNET_CIDRS)]
 
 
 def offerings_by_type(result: aws.ec2.GetInstanceTypeOfferingsResult) -> dict[str, set[str]]:
@@ -31,12 +19,6 @@ def offerings_by_type(result: aws.ec2.GetInstanceTypeOfferingsResult) -> dict[st
     for instance_type, zone in zip(result.instance_types, result.locations):
         offered.setdefault(instance_type, set()).add(zone)
     return offered
-
-
-def cidr_field(cidr: str) -> dict[str, str]:
-    """SecurityGroup*Rule takes IPv4 and IPv6 ranges in different arguments."""
-    family = "cidr_ipv6" if ipaddress.ip_network(cidr).version == 6 else "cidr_ipv4"
-    return {family: cidr}
 
 
 class AwsNetwork(pulumi.ComponentResource):

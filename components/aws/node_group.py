@@ -12,25 +12,17 @@ healthy with a margin (`BootEstimate.grace_seconds`), so a booting node is never
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from bootstrap import encode_user_data
-from infra.plan import GATEWAY_PORT, HEALTH_PATH, BootEstimate, DeploymentPlan, NodeGroup, PlacedService, Storage
+from infra.plan import GATEWAY_PORT, DeploymentPlan, NodeGroup, Storage
 
-from .layout import short_name, stack_tags
+from .layout import health_check, short_name, stack_tags
 from .network import AwsNetwork
 from .secrets import AwsSecrets
-
-# ALB target group health checks (SDK: interval 5-300 s, thresholds 2-10).
-HEALTH_INTERVAL_S = 15
-MAX_HEALTH_INTERVAL_S = 300
-HEALTH_TIMEOUT_S = 5
-HEALTHY_THRESHOLD = 2
-MIN_UNHEALTHY_THRESHOLD, MAX_UNHEALTHY_THRESHOLD = 2, 10
 
 
 @dataclass(frozen=True)
@@ -77,24 +69,6 @@ def root_volume(ami: aws.ec2.GetAmiResult, disk_gb: int, storage: Storage) -> li
     if storage.throughput_mibps:
         ebs |= {"throughput": storage.throughput_mibps, "iops": storage.iops}
     return [{"device_name": ami.root_device_name, "ebs": ebs}]
-
-
-def health_check(service: PlacedService, boot: BootEstimate) -> dict:
-    """The gateway's /healthz/<service>; failed only after the service's estimated restart time
-    (interval x unhealthy threshold >= restart_seconds)."""
-    window = boot.restart_of(service.name)
-    interval = min(MAX_HEALTH_INTERVAL_S, max(HEALTH_INTERVAL_S, math.ceil(window / MAX_UNHEALTHY_THRESHOLD)))
-    unhealthy = min(MAX_UNHEALTHY_THRESHOLD, max(MIN_UNHEALTHY_THRESHOLD, math.ceil(window / interval)))
-    return {
-        "path": f"{HEALTH_PATH}/{service.name}",
-        "port": "traffic-port",
-        "protocol": "HTTP",
-        "matcher": "200",
-        "interval": interval,
-        "timeout": HEALTH_TIMEOUT_S,
-        "healthy_threshold": HEALTHY_THRESHOLD,
-        "unhealthy_threshold": unhealthy,
-    }
 
 
 class AwsNodeGroup(pulumi.ComponentResource):
