@@ -185,6 +185,18 @@ def run_offline(raw: RawConfig, plan: DeploymentPlan | None = None) -> OfflineRe
 
     Raises ConfigError with every problem of the stack (config and placement) before any resource.
     """
+    # A loop of this run's own, closed when it ends: one left for the interpreter's exit to collect may
+    # print a traceback ("Invalid file descriptor") after the command's last line.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_offline(raw, plan)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _run_offline(raw: RawConfig, plan: DeploymentPlan | None) -> OfflineResult:
     from components.stack import program
     from infra.placement import load_config
 
