@@ -33,6 +33,7 @@ from infra.models import (
 )
 from infra.node_storage import node_group
 from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
+from infra.scaling import with_scaling
 from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
@@ -312,6 +313,8 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     regions = [region] if region else _regions(offers, cloud)
     if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
         regions = []
+    if config.cloud == "auto" and any(s.autoscaled for s in config.services) and not clouds.get(cloud).autoscaling:
+        regions = []  # maxReplicas: `auto` picks among clouds whose record says they autoscale (config refuses a named other)
     memo: FitMemo = {}
     plans = [
         p
@@ -346,7 +349,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         services = fitted.services or ()
         checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
         groups.append(node_group(name, fitted.offer, replicas, services, checkpoints))
-    return DeploymentPlan(
+    return with_scaling(config, needs, DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,
         region=chosen.region,
@@ -354,7 +357,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain, tuple(config.ssh_public_keys)),
         has_hf_token=config.hf_token is not None,
         source=config.source,
-    )
+    ))
 
 
 def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str],
