@@ -39,6 +39,8 @@ class Cloud:
     # allows only the catalog's types there).
     instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+    # Autoscaling's signal: the nodes' queue depth reaches the cloud's scaler (a custom metric), else requests per node.
+    queue_metric: bool = False
 
     @property
     def package(self) -> str:
@@ -90,6 +92,7 @@ AWS = Cloud(
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+    queue_metric=True,  # the CloudWatch agent on each node publishes vLLM's and TEI's queues (target tracking reads them)
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",

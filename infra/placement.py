@@ -33,7 +33,7 @@ from infra.models import (
 )
 from infra.node_storage import node_group
 from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
-from infra.scaling import with_scaling
+from infra.scaling import scaling_problems, with_scaling
 from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
@@ -539,6 +539,7 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Eva
         problems += _diagnose(config, others, offers, targets, together=not pins)
         return Evaluation(config, needs, by_cloud, None, tuple(problems))
     plan = to_deployment_plan(config, needs, chosen)
+    problems += scaling_problems(config, needs, plan)
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "

@@ -134,6 +134,8 @@ class ScalingTarget:
     kind: str
     target_queue_per_replica: float
     basis: str  # how the target was set: "targetQueuePerReplica", or the load model's derivation in words
+    # What one replica serves (the load model), for a cloud that scales on requests per node; None: an LLM without `load`.
+    requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)

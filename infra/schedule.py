@@ -111,6 +111,46 @@ class Schedule:
                                                                                                                   c[0][1])))
 
 
+    def offset_change_after(self, instant: datetime, within: timedelta = timedelta(days=366)) -> datetime | None:
+        """The first instant after `instant` at which the zone's UTC offset changes (daylight saving), to the minute;
+        None when it keeps its offset that long."""
+        zone, start = self.zone, instant.astimezone(UTC)
+        offset = start.astimezone(zone).utcoffset()
+        hour = next((h for h in range(1, int(within.total_seconds() // 3600) + 1)
+                     if (start + timedelta(hours=h)).astimezone(zone).utcoffset() != offset), None)
+        if hour is None:
+            return None
+        low, high = start + timedelta(hours=hour - 1), start + timedelta(hours=hour)  # the change lies in (low, high]
+        while high - low > timedelta(minutes=1):
+            middle = low + (high - low) / 2
+            low, high = (low, middle) if middle.astimezone(zone).utcoffset() != offset else (middle, high)
+        return high.replace(second=0, microsecond=0)
+
+    def utc_transitions(self, instant: datetime) -> tuple[tuple[str, tuple[str, ...], time], ...]:
+        """`transitions` moved to UTC at the zone's offset at `instant` (for schedulers that take UTC only): a change
+        that crosses midnight in UTC falls on the neighbouring days."""
+        offset = int(instant.astimezone(self.zone).utcoffset().total_seconds() // 60)
+        out = []
+        for kind, days, at in self.transitions():
+            minutes = [(DAYS.index(d) * MINUTES_PER_DAY + at.hour * 60 + at.minute - offset) % MINUTES_PER_WEEK for d in days]
+            of_day = minutes[0] % MINUTES_PER_DAY
+            out.append((kind, tuple(DAYS[m // MINUTES_PER_DAY] for m in minutes), time(of_day // 60, of_day % 60)))
+        return tuple(out)
+
+    def wake_after(self, stretch: Stretch) -> tuple[str, time]:
+        """(day, wall-clock time) of the wake that follows a stretch's end: the next stretch's start, round the week."""
+        following = self.stretches[(self.stretches.index(stretch) + 1) % len(self.stretches)]
+        day, minute = divmod(following.start % MINUTES_PER_WEEK, MINUTES_PER_DAY)
+        return DAYS[day], time(minute // 60, minute % 60)
+
+    def asleep_answer(self, stretch: Stretch) -> dict[str, str]:
+        """The JSON a load balancer answers (503) from a stretch's end until the next wake: when, in the stack's zone."""
+        day, at = self.wake_after(stretch)
+        wakes = f"{day} {at:%H:%M}"
+        return {"error": "asleep", "message": f"outside its active hours; it wakes up {wakes} {self.timezone}", "wakes_at": wakes,
+                "timezone": self.timezone, "active_hours": self.active_hours}
+
+
 def _week_minute(local: datetime) -> int:
     return local.weekday() * MINUTES_PER_DAY + local.hour * 60 + local.minute
 

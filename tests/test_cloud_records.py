@@ -86,6 +86,13 @@ def refusals(cloud: Cloud) -> list[Refusal]:
     if not cloud.managed_tls:
         cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.acme-inference.io"}, "domain",
                              "cannot issue by itself"))
+    llm = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192, "gpu": "L40S"}
+    if not cloud.autoscaling:  # plain instances: nothing to scale between replicas and maxReplicas
+        cases.append(Refusal(cloud, "autoscaling", lambda _: {"cloud": name, "services": [{**llm, "maxReplicas": 2}]},
+                             "services[0].maxReplicas", "has no managed GPU autoscaling"))
+    elif not cloud.queue_metric:  # it scales on requests per node, which only an LLM's load says
+        cases.append(Refusal(cloud, "queue_metric", lambda _: {"cloud": name, "services": [{**llm, "gpu": None, "maxReplicas": 2}]},
+                             "services[0].load", "scales on requests per node"))
     if cloud.secret_store is None:  # the key travels in user-data, where the node's reader takes only these characters
         cases.append(Refusal(cloud, "secret_store", lambda _: {"cloud": name, "apiKey": "key with spaces"}, "apiKey",
                              "must be non-empty and use only"))
@@ -145,7 +152,6 @@ FACTS = {
     "deployment": "components.stack.deployment_class imports it; offline_module is its package's offline.py",
     "gzip_user_data": "how bootstrap measures the user-data against user_data_limit (a case above)",
     "spot": "what the cloud rents; no stack key asks for spot yet",
-    "autoscaling": "what the cloud's node groups are; no stack key asks for autoscaling yet",
     "regions": "where the catalog's regions come from (catalog build, README)",
     "credentials": "env matrix and missing_credentials (infra/cli/environments.py)",
     "root_disk": "infra/node_storage.py's disk model",

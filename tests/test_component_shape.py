@@ -11,6 +11,7 @@ import pulumi
 import pytest
 
 from components.base import CloudDeployment
+from infra import clouds
 from infra.cli import offline
 from infra.config import load_raw
 from tests.helpers import ROOT, STACKS_DIR, stacks_on
@@ -19,12 +20,25 @@ COMPONENTS = ROOT / "components"
 CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
+# Modules only some clouds have, each with the record field that says which: a cloud that autoscales (its record's
+# `autoscaling`) has scaling.py, its target tracking and schedule; a cloud of plain instances has nothing to attach them to.
+OPTIONAL_ROLES = {"scaling": ("Scaling", lambda cloud: cloud.autoscaling)}
+
+
+def files_of(cloud: str) -> set[str]:
+    record = clouds.get(cloud)
+    return FILES | {f"{module}.py" for module, (_, has) in OPTIONAL_ROLES.items() if has(record)}
+
+
+def roles_of(cloud: str) -> dict[str, str]:
+    record = clouds.get(cloud)
+    return ROLES | {module: role for module, (role, has) in OPTIONAL_ROLES.items() if has(record)}
 
 
 def components_of(cloud: str) -> list[tuple[str, type]]:
     """(role, class) of every ComponentResource a cloud package defines, its Deployment included."""
     found = []
-    for module_name, role in [*ROLES.items(), ("__init__", "Deployment")]:
+    for module_name, role in [*roles_of(cloud).items(), ("__init__", "Deployment")]:
         name = f"components.{cloud}" if module_name == "__init__" else f"components.{cloud}.{module_name}"
         module = importlib.import_module(name)
         found += [
@@ -42,7 +56,7 @@ IDS = [cls.__name__ for _, _, cls in ALL_COMPONENTS]
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_every_cloud_package_has_the_same_files(cloud):
     files = {p.name for p in (COMPONENTS / cloud).glob("*.py")}
-    assert files == FILES
+    assert files == files_of(cloud)
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
@@ -52,12 +66,12 @@ def test_layout_holds_pure_helpers_only(cloud):
     assert not re.search(r"^\s*(import|from) pulumi", source, re.MULTILINE)
 
 
-def test_every_cloud_has_a_component_per_role_but_secrets_where_there_is_no_store():
+def test_every_cloud_has_a_component_per_role_but_secrets_without_a_store_and_scaling_without_autoscaling():
     roles = {cloud: sorted(role for c, role, _ in ALL_COMPONENTS if c == cloud) for cloud in CLOUDS}
     every = sorted([*ROLES.values(), "Deployment"])
     assert roles == {
-        "aws": every,
-        "alicloud": every,
+        "aws": sorted([*every, "Scaling"]),
+        "alicloud": sorted([*every, "Scaling"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
     }

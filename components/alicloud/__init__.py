@@ -27,6 +27,7 @@ from components.alicloud.layout import (
 from components.alicloud.load_balancer import AlicloudLoadBalancer
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
+from components.alicloud.scaling import AlicloudScaling, deploy_instant
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
@@ -128,7 +129,11 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     def create_load_balancer(
         self, network: AlicloudNetwork, groups: list[BuiltNodeGroup[AlicloudNodeGroup]]
     ) -> pulumi.Output[str]:
-        return AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts).endpoint
+        balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
+        if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
+            AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
+                            deploy_instant(), opts=self.child_opts)
+        return balancer.endpoint
 
     @classmethod
     def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:

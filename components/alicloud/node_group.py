@@ -55,7 +55,7 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
             f"{name}-nodes",
             scaling_group_name=cloud_name("llm-deploy", plan.stack, group.name, fingerprint),
             min_size=group.count,
-            max_size=group.count,
+            max_size=group.max_count,  # above count: the target-tracking rules (scaling.py) add nodes
             vswitch_ids=network.vswitch_ids(network.zones.node_zones[group.name]),
             multi_az_policy="BALANCE",
             removal_policies=["OldestScalingConfiguration", "OldestInstance"],

@@ -132,7 +132,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
             f"{name}-asg",
             desired_capacity=group.count,
             min_size=group.count,
-            max_size=group.count,
+            max_size=group.max_count,  # above count: target tracking (scaling.py) moves the desired capacity
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             vpc_zone_identifiers=network.subnet_ids_offering(group.offer.instance_type),
             target_group_arns=[tg.arn for tg in self.target_groups.values()],
@@ -145,7 +145,9 @@ class AwsNodeGroup(pulumi.ComponentResource):
             },
             wait_for_capacity_timeout="15m",
             tags=[{"key": k, "value": v, "propagate_at_launch": False} for k, v in tags.items()],
-            opts=child,
+            # The scaler and the schedule own the desired capacity; a raised min_size still lifts it (AWS does).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]))
+            if group.scaling or plan.schedule else child,
         )
         self.register_outputs(
             {"autoscaling_group": self.autoscaling_group.name, "target_groups": {n: tg.arn for n, tg in self.target_groups.items()}}
