@@ -19,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from infra import clouds
 from infra.config import StackConfig, problem
@@ -96,3 +98,62 @@ def scaling_problems(config: StackConfig, needs: Sequence[ServiceNeed], plan: De
     return [problem(config.source, f"{n.field}.load", f"{plan.cloud} scales on requests per node (its nodes publish no queue "
                     "metric there): the target follows from the load model", "set load: {requestsPerSecond, promptTokens, "
                     "outputTokens}") for n in needs if n.config.name in without]
+
+
+def nodes_due(plan: DeploymentPlan, instant: datetime) -> dict[str, int]:
+    """Nodes each node group runs at `instant`: its count in the schedule's hours (or without one), else 0."""
+    awake = plan.schedule is None or plan.schedule.active_at(instant)
+    return {g.name: g.count if awake else 0 for g in plan.node_groups}
+
+
+def due_at(plan: DeploymentPlan, instant: datetime) -> DeploymentPlan:
+    """The plan with the nodes due at `instant`: what a cloud without managed groups (its record's `autoscaling`
+    false) deploys, each `pulumi up` (the scheduled workflow runs one when the count changes) keeping the hours."""
+    due = nodes_due(plan, instant)
+    return dataclasses.replace(plan, node_groups=tuple(dataclasses.replace(g, count=due[g.name]) for g in plan.node_groups))
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """What a stack's schedule says at one instant: `llm-deploy schedule` (and the scheduled workflow) read this."""
+
+    plan: DeploymentPlan
+    at: datetime
+    since: datetime | None = None  # the last look (the workflow's previous run): did the schedule change since?
+
+    @property
+    def active(self) -> bool:
+        return self.plan.schedule is None or self.plan.schedule.active_at(self.at)
+
+    @property
+    def deployed_on_schedule(self) -> bool:
+        """The stack follows its schedule by `pulumi up` at each change (no managed groups on its cloud to do it)."""
+        return self.plan.schedule is not None and not clouds.get(self.plan.cloud).autoscaling
+
+    @property
+    def changed(self) -> bool:
+        """A wake or sleep fell in (since, at]."""
+        schedule = self.plan.schedule
+        if schedule is None or self.since is None:
+            return False
+        return any(t is not None and t <= self.at for t in (schedule.next_wake(self.since), schedule.next_sleep(self.since)))
+
+    def as_json(self) -> dict[str, Any]:
+        schedule, at = self.plan.schedule, self.at.astimezone(UTC)
+        local = at.astimezone(schedule.zone) if schedule else at
+        due = nodes_due(self.plan, at)
+        replicas = {s.name: (s.replicas_per_node * due[g.name]) for g in self.plan.node_groups for s in g.services}
+
+        def shown(instant: datetime | None) -> str | None:
+            return instant.astimezone(schedule.zone).isoformat() if instant and schedule else None
+
+        return {
+            "stack": self.plan.stack, "cloud": self.plan.cloud, "at": at.isoformat(), "local_time": local.isoformat(),
+            "timezone": schedule.timezone if schedule else None, "active_hours": schedule.active_hours if schedule else None,
+            "active": self.active, "node_groups": due, "replicas": replicas,
+            "next_wake": shown(schedule.next_wake(at)) if schedule else None,
+            "next_sleep": shown(schedule.next_sleep(at)) if schedule else None,
+            "active_hours_this_month": round(schedule.active_hours_in_month(local.year, local.month), 2) if schedule else None,
+            "deployed_on_schedule": self.deployed_on_schedule, "changed_since": self.since.isoformat() if self.since else None,
+            "changed": self.changed, "deploy_now": self.deployed_on_schedule and self.changed,
+        }

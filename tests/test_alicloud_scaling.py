@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-import components.alicloud
+import components.stack
 from components.alicloud.scaling import DRAIN_SECONDS, REQUEST_TARGET_SHARE, REQUESTS_METRIC, utc_cron
 from infra.cli.offline import run_offline
 from infra.config import parse_config
@@ -31,7 +31,7 @@ WINTER, SUMMER = datetime(2026, 12, 1, 9, 0, tzinfo=UTC), datetime(2027, 6, 1, 9
 
 
 def run_at(monkeypatch, now: datetime, values: dict, stack: str = "ali-scaled"):
-    monkeypatch.setattr(components.alicloud, "deploy_instant", lambda: now)
+    monkeypatch.setattr(components.stack, "deploy_instant", lambda: now)
     raw = raw_config(stack, values)
     return place(parse_config(raw)), run_offline(raw)
 

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+import components.stack
+from infra.cli.offline import run_offline
 from infra.cost import cost_preview
 from infra.placement import evaluate
-from tests.helpers import LLM, fields, stack_config, stack_problems
+from tests.helpers import LLM, of_type, raw_config, stack_config, stack_problems
 
 OFFICE = {"timezone": "Europe/Berlin", "activeHours": "Mon-Fri 08:00-20:00"}
 EMBEDDING = {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"}
@@ -110,4 +114,50 @@ def test_a_stack_without_the_keys_has_no_schedule_and_no_range(stack_file):
     document = cost_preview(evaluate(stack_config(stack_file, {"cloud": "aws", "services": [LLM]}))).as_json()
     assert document["schedule"] is None
     assert document["max_hourly_usd"] == document["total_hourly_usd"]
-    assert fields([]) == []
+
+
+DO_OFFICE = {"cloud": "digitalocean", "schedule": OFFICE, "services": [{**LLM, "gpu": "L40S"}]}
+
+
+@pytest.mark.parametrize(("now", "droplets"), [
+    (datetime(2026, 12, 1, 9, 0, tzinfo=UTC), 1),  # Tue 10:00 CET: awake
+    (datetime(2026, 12, 1, 19, 0, tzinfo=UTC), 0),  # Tue 20:00 CET: asleep
+    (datetime(2026, 12, 5, 12, 0, tzinfo=UTC), 0),  # Saturday
+])
+def test_digitalocean_deploys_the_droplets_due_when_it_runs(monkeypatch, now, droplets):
+    monkeypatch.setattr(components.stack, "deploy_instant", lambda: now)
+    result = run_offline(raw_config("do-office", DO_OFFICE))
+    assert len(of_type(result, "digitalocean:index/droplet:Droplet")) == droplets
+    assert len(of_type(result, "digitalocean:index/loadBalancer:LoadBalancer")) == 1  # the endpoint stays
+
+
+def test_schedule_command_prints_what_is_due_at_an_instant(cli, stack_file):
+    path = stack_file(DO_OFFICE)
+    result = cli("schedule", "--config", str(path), "--at", "2026-12-04T19:30:00Z", "--since", "2026-12-04T18:30:00Z",
+                 "--format", "json")
+    assert result.code == 0, result.stderr
+    state = result.json()
+    assert (state["active"], state["node_groups"], state["replicas"]) == (False, {"llm": 0}, {"llm": 0})
+    assert (state["next_wake"], state["next_sleep"]) == ("2026-12-07T08:00:00+01:00", "2026-12-07T20:00:00+01:00")  # Friday → Monday
+    assert state["local_time"] == "2026-12-04T20:30:00+01:00"
+    assert state["active_hours_this_month"] == 23 * 12
+    assert (state["deployed_on_schedule"], state["changed"], state["deploy_now"]) == (True, True, True)
+    table = cli("schedule", "--config", str(path), "--at", "2026-12-02T10:00:00+01:00")
+    assert table.stdout.startswith("test: awake at 2026-12-02T10:00:00+01:00 (Europe/Berlin, Mon-Fri 08:00-20:00); nodes due {'llm': 1}")
+
+
+@pytest.mark.parametrize(("at", "message"), [
+    ("2026-12-04T19:30", "--at: '2026-12-04T19:30' has no UTC offset; add one (Z, +01:00)"),
+    ("tomorrow", "--at: 'tomorrow' is not an ISO 8601 time (e.g. 2026-12-01T08:00:00+01:00, or now)"),
+])
+def test_schedule_command_refuses_an_instant_it_cannot_place(cli, stack_file, at, message):
+    result = cli("schedule", "--config", str(stack_file(DO_OFFICE)), "--at", at)
+    assert result.code == 2
+    assert result.stderr.strip() == message
+
+
+def test_aws_follows_its_schedule_by_scheduled_actions_not_by_updates(cli, stack_file):
+    path = stack_file({"cloud": "aws", "schedule": OFFICE, "services": [LLM]})
+    state = cli("schedule", "--config", str(path), "--at", "2026-12-01T19:30:00Z", "--since", "2026-12-01T18:30:00Z",
+                "--format", "json").json()
+    assert (state["deployed_on_schedule"], state["changed"], state["deploy_now"]) == (False, True, False)

@@ -17,6 +17,7 @@ import pulumi_alicloud as alicloud
 
 from bootstrap import render_user_data
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
+from components import stack
 from components.alicloud.layout import (
     IMAGE_OS_RELEASE,
     UBUNTU_IMAGE_REGEX,
@@ -27,7 +28,7 @@ from components.alicloud.layout import (
 from components.alicloud.load_balancer import AlicloudLoadBalancer
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
-from components.alicloud.scaling import AlicloudScaling, deploy_instant
+from components.alicloud.scaling import AlicloudScaling
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
@@ -132,7 +133,7 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
         balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
         if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
             AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
-                            deploy_instant(), opts=self.child_opts)
+                            stack.deploy_instant(), opts=self.child_opts)
         return balancer.endpoint
 
     @classmethod

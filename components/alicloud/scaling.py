@@ -18,7 +18,7 @@ and a scale-in lifecycle hook.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 import pulumi
 import pulumi_alicloud as alicloud
@@ -115,8 +115,3 @@ class AlicloudScaling(pulumi.ComponentResource):
                     opts=child,
                 )
         self.register_outputs({})
-
-
-def deploy_instant() -> datetime:
-    """The instant `pulumi up` (or `plan`) runs: the edge reads the clock, the schedule's functions take it."""
-    return datetime.now(UTC)
