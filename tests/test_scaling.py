@@ -11,7 +11,7 @@ import components.stack
 from infra.cli.offline import run_offline
 from infra.cost import cost_preview
 from infra.placement import evaluate
-from tests.helpers import LLM, of_type, raw_config, stack_config, stack_problems
+from tests.helpers import LLM, ROOT, of_type, raw_config, stack_config, stack_problems
 
 OFFICE = {"timezone": "Europe/Berlin", "activeHours": "Mon-Fri 08:00-20:00"}
 EMBEDDING = {"name": "embedding", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct"}
@@ -161,3 +161,18 @@ def test_aws_follows_its_schedule_by_scheduled_actions_not_by_updates(cli, stack
     state = cli("schedule", "--config", str(path), "--at", "2026-12-01T19:30:00Z", "--since", "2026-12-01T18:30:00Z",
                 "--format", "json").json()
     assert (state["deployed_on_schedule"], state["changed"], state["deploy_now"]) == (False, True, False)
+
+
+def test_readme_scaling_example_costs_what_readme_says(cli, tmp_path):
+    section = (ROOT / "README.md").read_text().split("## Scaling and monitoring", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "Pulumi.office.yaml"
+    path.write_text(example)
+    result = cli("cost", "--config", str(path))
+    assert result.code == 0, result.stderr
+    shown = section.split("$ llm-deploy cost --stack office\n...\n", 1)[1].split("```", 1)[0].splitlines()
+    printed = result.stdout.splitlines()
+    assert all(line in printed for line in shown), [line for line in shown if line not in printed]
+    (group,) = cli("cost", "--config", str(path), "--format", "json").json()["node_groups"]
+    llm = next(t for t in group["scaling_targets"] if t["service"] == "llm")
+    assert f"{llm['target_queue_per_replica']:g} sequences above on a {group['instance_type']}" in " ".join(section.split())
