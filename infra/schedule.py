@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from infra.errors import BadInput
+
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
@@ -27,8 +29,8 @@ WINDOW = re.compile(r"(?P<days>[A-Za-z,-]+)\s+(?P<times>[\d:,\s-]+)")
 TIMES = re.compile(rf"{TIME}-{TIME}")
 
 
-class ScheduleError(ValueError):
-    """An activeHours text or timezone the grammar refuses; the message says what and where."""
+class ScheduleError(BadInput):
+    """An activeHours text or timezone the grammar refuses; the message says what and where (config names the field)."""
 
 
 @dataclass(frozen=True)

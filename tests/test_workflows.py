@@ -197,17 +197,23 @@ def test_push_to_main_tests_then_updates_only_the_listed_stacks_with_preflight_a
                           "upsert": True}
 
 
+def cli_bin(tmp_path: Path) -> Path:
+    """A bin directory whose `llm-deploy` is this checkout's CLI, as the runner's venv provides it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "llm-deploy"
+    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
+    shim.chmod(0o755)
+    return bin_dir
+
+
 def run_matrix_step(tmp_path: Path, stacks: str, environment: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """deploy.yml's matrix step, run with bash as the runner does: the real CLI, `gh` answering the environment
     API from `environment` (the GitHub REST response of GET /repos/{repo}/environments/prod; None: 404)."""
     script = step(load("deploy.yml"), "stacks", id="matrix")["run"]
     work = tmp_path / "checkout"
     shutil.copytree(ROOT / "stacks", work / "stacks")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "llm-deploy"
-    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
-    shim.chmod(0o755)
+    bin_dir = cli_bin(tmp_path)
     answer = tmp_path / "environment.json"
     answer.write_text(json.dumps(environment) if environment is not None else "")
     gh = bin_dir / "gh"  # the real CLI's contract: `gh api PATH --jq EXPR` prints EXPR applied to the response
@@ -352,11 +358,7 @@ def run_due_step(tmp_path: Path, stacks: dict[str, dict], now: str, hour_ago: st
     for name, values in stacks.items():
         (work / "stacks" / f"Pulumi.{name}.yaml").write_text(
             yaml.safe_dump({"config": {f"llm-deploy:{k}": v for k, v in values.items()}}, sort_keys=False))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "llm-deploy"
-    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
-    shim.chmod(0o755)
+    bin_dir = cli_bin(tmp_path)
     date = bin_dir / "date"
     date.write_text(f"""#!/usr/bin/env bash
 case "$*" in
