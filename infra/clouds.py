@@ -61,7 +61,7 @@ class Cloud:
         if self.image_id_pattern is None:
             return f"{self.name} takes no image pins"
         if not re.fullmatch(self.image_id_pattern, image_id):
-            return f"{image_id!r} is not a {self.name} image id ({self.image_id_pattern})"
+            return f"{image_id!r} is not a machine image id of {self.name} ({self.image_id_pattern})"
         return None
 
     @property

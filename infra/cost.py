@@ -188,8 +188,9 @@ def fallback_record(offer: Offer) -> dict[str, Any]:
 
 
 def node_group_record(group: NodeGroup, plan: DeploymentPlan) -> dict[str, Any]:
-    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, its estimated time to healthy,
-    how it is rented (policy, spot price, fallback offers), its image and its rollout batch."""
+    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, its estimated time to healthy
+    (the grace is the rollout's bound), how it is rented (policy, spot price, fallback offers), its image and
+    its rollout batch."""
     assert group.storage is not None and group.boot is not None, "placement sizes and estimates every node group"
     return {
         "name": group.name,
@@ -217,8 +218,7 @@ def node_group_record(group: NodeGroup, plan: DeploymentPlan) -> dict[str, Any]:
         "policy_hourly_usd": policy_hourly_usd(group),
         "fallback_offers": [fallback_record(o) for o in group.fallback_offers],
         "image": image_record(group),
-        "rollout_batch_size": plan.batch_size(group),
-        "time_to_healthy_s": group.boot.grace_seconds,
+        "rollout_batch_size": plan.batch_size(group),  # a new batch healthy within health_check_grace_s, or the update fails
     }
 
 
