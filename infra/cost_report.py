@@ -173,7 +173,8 @@ def cost_markdown(preview: CostPreview) -> str:
         lines.append(f"| {group.name} | {group.offer.instance_type} | {gpu_text(group.offer)} | {group.count} | "
                      f"{', '.join(s.name for s in group.services)} | {usd(group.hourly_usd)} | {usd(monthly(group.hourly_usd))} | "
                      f"{usd(group.spot_hourly_usd)} | {group.spot_policy} | {usd(policy_hourly_usd(group))} |")
-    lines += [""] + [f"- {line}" for line in scaling_lines(preview)]
+    if scaled := scaling_lines(preview):
+        lines += [""] + [f"- {line}" for line in scaled]
     lines += [""] + [f"- price of `{g.offer.instance_type}` ({g.name}): {price_note(g.offer)}" for g in preview.node_groups]
     lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview.services:
