@@ -120,3 +120,24 @@ def test_text_outside_the_grammar_is_refused_saying_where(text, message):
 def test_an_unknown_timezone_is_refused():
     with pytest.raises(ScheduleError, match="'Europe/Bonn' is not an IANA timezone"):
         parse_schedule("Europe/Bonn", "Mon 08:00-09:00")
+
+
+def test_the_next_offset_change_is_found_to_the_minute():
+    assert BERLIN_OFFICE.offset_change_after(utc(2026, 12, 1)) == utc(2027, 3, 28, 1, 0)  # last Sunday of March, 01:00 UTC
+    assert BERLIN_OFFICE.offset_change_after(utc(2027, 3, 28, 1, 0)) == utc(2027, 10, 31, 1, 0)  # last Sunday of October
+    assert parse_schedule("Asia/Kolkata", "Mon 09:00-17:00").offset_change_after(utc(2026, 12, 1)) is None
+
+
+def test_utc_transitions_follow_the_offset_at_the_instant_and_cross_midnight():
+    assert BERLIN_OFFICE.utc_transitions(utc(2026, 12, 1))[0] == ("wake", ("Mon", "Tue", "Wed", "Thu", "Fri"), time(7, 0))
+    assert BERLIN_OFFICE.utc_transitions(utc(2027, 7, 1))[0] == ("wake", ("Mon", "Tue", "Wed", "Thu", "Fri"), time(6, 0))
+    early = parse_schedule("Asia/Kolkata", "Mon 03:00-10:00")
+    assert early.utc_transitions(utc(2026, 12, 1)) == (("wake", ("Sun",), time(21, 30)), ("sleep", ("Mon",), time(4, 30)))
+
+
+def test_the_asleep_answer_names_the_wake_that_follows_in_the_stacks_zone():
+    friday = BERLIN_OFFICE.stretches[-1]
+    assert BERLIN_OFFICE.asleep_answer(friday) == {
+        "error": "asleep", "message": "outside its active hours; it wakes up Mon 08:00 Europe/Berlin", "wakes_at": "Mon 08:00",
+        "timezone": "Europe/Berlin", "active_hours": "Mon-Fri 08:00-20:00"}
+    assert BERLIN_OFFICE.wake_after(BERLIN_OFFICE.stretches[0]) == ("Tue", time(8, 0))
