@@ -412,8 +412,8 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
 
 def image_problems(config: StackConfig, plan: DeploymentPlan, whole: bool = True) -> list[Problem]:
     """`nodeImages` entries that name no node group of the plan, or hold what is not an image id of its cloud.
-    On part of a stack (`whole` False: services or keys left out) its groups and, unless `cloud` is set, its cloud
-    are another stack's: only what can be judged is."""
+    On part of a stack that places otherwise (`whole` False: a service or a key that shapes the groups left out)
+    its groups and, unless `cloud` is set, its cloud are another stack's: only what can be judged is."""
     names = [g.name for g in plan.node_groups]
     cloud = clouds.get(plan.cloud)
     problems = []
@@ -600,8 +600,8 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole:
     """Place the stack on every cloud (for the comparison) and choose per `config.cloud`.
 
     `positions` are the services' indices in the stack file when `config` holds only some of them
-    (load_config's partial stack), so problems name the right `services[i]`; `whole` False: `config` is such a
-    partial stack, and the checks of the whole plan (nodeImages' group names) are left out. Problems come back in
+    (load_config's partial stack), so problems name the right `services[i]`; `whole` False: that part places
+    otherwise than the whole stack, so the checks of the whole plan (nodeImages' group names) are left out. Problems come back in
     `Evaluation.problems`, every one found; raises ConfigError only when the catalog cannot be read.
     """
     offers, problems = priced_offers(config)
