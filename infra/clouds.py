@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from infra.boot_time import NodeImage, node_image
 from infra.data_files import data_rows
+from infra.node_metadata import ALICLOUD_METADATA, AWS_IMDS, MetadataService
 
 # How a cloud's root disk (and the model cache on it) performs; infra/node_storage.py has one model per kind.
 ROOT_DISKS = ("ebs-gp3", "essd-pl1", "droplet")
@@ -39,6 +40,8 @@ class Cloud:
     # allows only the catalog's types there).
     instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+    metadata: MetadataService | None = None  # what a node's watcher polls for notices of its end; None: nothing to poll
+    metrics_agent: str | None = None  # the agent a node publishes its services' metrics with (bootstrap/files/llm-deploy-<agent>)
 
     @property
     def package(self) -> str:
@@ -90,6 +93,8 @@ AWS = Cloud(
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+    metadata=AWS_IMDS,
+    metrics_agent="cloudwatch",  # the CloudWatch agent: queue depth per autoscaling group, for target tracking
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -120,6 +125,7 @@ ALICLOUD = Cloud(
     instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
+    metadata=ALICLOUD_METADATA,
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie

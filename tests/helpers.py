@@ -283,10 +283,12 @@ def make_node(root: Path, case: Case) -> Node:
         "LLM_DEPLOY_AUTH_FILE": str(root / "nginx" / "auth.conf"),
         "LLM_DEPLOY_HEALTH_FILE": str(root / "run" / "healthy"),
         "LLM_DEPLOY_SERVICE_HEALTH_DIR": str(root / "run" / "healthy-services"),
+        "LLM_DEPLOY_DRAIN_FILE": str(root / "run" / "draining"),
     }
     for path, file in files.items():
         if path.startswith("/etc/llm-deploy/"):
             target = root / "etc" / path.removeprefix("/etc/llm-deploy/")
+            target.parent.mkdir(parents=True, exist_ok=True)
             text = file.text
             if path.endswith("node.env"):  # node.env sets these paths itself: move them after it does
                 text += "".join(f"{k}={v}\n" for k, v in moved.items())
