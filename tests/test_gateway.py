@@ -57,7 +57,7 @@ def free_port() -> int:
 class Stub:
     """A stand-in for vLLM/TEI (or another node's gateway): answers with its name, the path and the auth header."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, port: int = 0) -> None:
         self.name, self.healthy, self.hits = name, True, []
         stub = self
 
@@ -91,7 +91,7 @@ class Stub:
 
             do_GET = do_POST = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
