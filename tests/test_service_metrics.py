@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -13,7 +14,7 @@ import yaml
 
 from bootstrap import cloudwatch
 from infra.service_metrics import ASG_DIMENSION, DIMENSIONS, ENGINES, NAMESPACE, cloudwatch_metrics, metric, service_metrics
-from tests.helpers import CASES, group, node_files, offer, svc
+from tests.helpers import CASES, FILES, TOOL, group, make_node, need, node_files, offer, svc
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "cloudwatch_agent_schema.json").read_text())
 REPLICAS = group("llm", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", replicas_per_node=4))
@@ -83,3 +84,37 @@ def test_only_aws_nodes_carry_the_agent():
         files = node_files(case.render())
         assert (cloudwatch.AGENT_CONFIG in files) == (case.group.cloud == "aws"), name
         assert ("/usr/local/sbin/llm-deploy-cloudwatch" in files) == (case.group.cloud == "aws"), name
+
+
+@pytest.mark.parametrize("tamper", ["another key", "another package"])
+def test_agent_install_refuses_a_package_the_pinned_key_did_not_sign(tmp_path, tamper):
+    """llm-deploy-cloudwatch install: the key must have the pinned fingerprint, and the package its signature."""
+    gpg_path = need("gpg")
+    node = make_node(tmp_path / "node", CASES["aws-cpu"])
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    gpg = [gpg_path, "--homedir", str(gnupg), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    subprocess.run([*gpg, "--quick-gen-key", "publisher <agent@localhost>", "ed25519", "sign", "never"], check=True, capture_output=True)
+    listing = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    package, signature, key = tmp_path / "agent.deb", tmp_path / "agent.deb.sig", tmp_path / "key.gpg"
+    package.write_bytes(b"a package")
+    subprocess.run([*gpg, "--detach-sign", "-o", str(signature), str(package)], check=True, capture_output=True)
+    key.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
+    pinned = fingerprint if tamper == "another package" else "0" * 40
+    if tamper == "another package":
+        package.write_bytes(b"a package, changed on the way")
+    with open(node.etc / "node.env", "a") as env:
+        env.write(f"LLM_DEPLOY_AGENT_PACKAGE_URL=file://{package}\nLLM_DEPLOY_AGENT_SIGNATURE_URL=file://{signature}\n"
+                  f"LLM_DEPLOY_AGENT_KEY_URL=file://{key}\nLLM_DEPLOY_AGENT_KEY_FINGERPRINT={pinned}\n")  # fmt: skip
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dpkg").write_text(f"#!/bin/sh\ntouch {tmp_path}/dpkg-ran\nexit 1\n")  # never install anything here
+    (bin_dir / "dpkg").chmod(0o755)
+    env = node.env | {"LLM_DEPLOY_TOOL": str(TOOL), "PATH": f"{bin_dir}:{node.env['PATH']}"}
+    # -x: the trace names the check that stopped it (the tool logs to syslog when not on a terminal).
+    done = subprocess.run(["bash", "-x", str(FILES / "llm-deploy-cloudwatch"), "install"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert not (tmp_path / "dpkg-ran").exists()
+    reason = f"key has fingerprint {fingerprint}, not {pinned}" if tamper == "another key" else "signature does not verify"
+    assert "+ die " in done.stderr and reason in done.stderr, done.stderr[-2000:]
