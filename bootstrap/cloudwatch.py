@@ -63,6 +63,11 @@ def scrape_config(group: NodeGroup) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def config_files(group: NodeGroup) -> dict[str, str]:
+    """What the node gets besides the agent script: the agent's configuration and the scrape template."""
+    return {AGENT_CONFIG: agent_config(group), SCRAPE_TEMPLATE: scrape_config(group)}
+
+
 def agent_config(group: NodeGroup) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []

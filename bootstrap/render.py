@@ -3,7 +3,8 @@
 The cloud-config is a typed structure dumped with `yaml.safe_dump`-compatible output: no YAML is
 built from strings. It carries, as readable text, the static scripts and units of `files/` and the
 few generated files that hold this node's values: `node.env`, one `services/<name>.conf` per
-service, the gateway config, and, only on clouds without a secret store, `secrets.env`. Clouds whose
+service, the gateway config, the metrics agent's configuration where the cloud's record names an agent,
+and, only on clouds without a secret store, `secrets.env`. Clouds whose
 record says `gzip_user_data` (AWS, Alibaba Cloud) get the whole document gzipped (`encode_user_data`) to stay under their limits. The scripts read those files, so they stay the same on every
 node and shellcheck checks exactly what runs.
 """
@@ -182,11 +183,14 @@ def metadata_env(cloud_name: str) -> dict[str, str | int | Sequence[str]]:
     return values
 
 
+# A metrics agent (a cloud record's `metrics_agent`) → the configuration files it needs on a node of the group.
+AGENT_CONFIGS = {"cloudwatch": cloudwatch.config_files}
+
+
 def agent_files(group: NodeGroup) -> list[WriteFile]:
     """The metrics agent's configuration, on clouds whose record names one."""
-    if clouds.get(group.cloud).metrics_agent != "cloudwatch":
-        return []
-    return [_text(cloudwatch.AGENT_CONFIG, cloudwatch.agent_config(group)), _text(cloudwatch.SCRAPE_TEMPLATE, cloudwatch.scrape_config(group))]
+    agent = clouds.get(group.cloud).metrics_agent
+    return [_text(path, text) for path, text in AGENT_CONFIGS[agent](group).items()] if agent else []
 
 
 def service_conf(launch: ServiceLaunch) -> str:
