@@ -79,7 +79,7 @@ class StaticFile:
     source: str
     path: str
     permissions: str
-    when: str = "always"  # "always" | "gpu" | a secret store kind | "metadata" | a metrics agent
+    when: str = "always"  # "always" | "gpu" | a secret store kind | "metadata" | "metrics-agent" | that agent
 
 
 STATIC_FILES = (
@@ -92,6 +92,7 @@ STATIC_FILES = (
     StaticFile("systemd/llm-deploy-health.service", "/etc/systemd/system/llm-deploy-health.service", "0644"),
     StaticFile("llm-deploy-metadata", "/usr/local/sbin/llm-deploy-metadata", "0755", when="metadata"),
     StaticFile("systemd/llm-deploy-watch.service", "/etc/systemd/system/llm-deploy-watch.service", "0644", when="metadata"),
+    StaticFile("systemd/llm-deploy-metrics.service", "/etc/systemd/system/llm-deploy-metrics.service", "0644", when="metrics-agent"),
     StaticFile("llm-deploy-cloudwatch", "/usr/local/sbin/llm-deploy-cloudwatch", "0755", when="cloudwatch"),
 )
 
@@ -299,7 +300,9 @@ def render_user_data(
     check_inputs(group, target, secrets)
     launches = service_launches(group)
     cloud = clouds.get(group.cloud)
-    conditions = {"always", group.accelerator, *(["metadata"] if cloud.metadata else []), *filter(None, [cloud.metrics_agent])}
+    conditions = {"always", group.accelerator, *(["metadata"] if cloud.metadata else [])}
+    if cloud.metrics_agent:
+        conditions |= {"metrics-agent", cloud.metrics_agent}
     if isinstance(secrets, SecretStore):
         conditions.add(secrets.kind)
     files = [_static(f) for f in STATIC_FILES if f.when in conditions]

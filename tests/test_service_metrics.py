@@ -84,6 +84,7 @@ def test_only_aws_nodes_carry_the_agent():
         files = node_files(case.render())
         assert (cloudwatch.AGENT_CONFIG in files) == (case.group.cloud == "aws"), name
         assert ("/usr/local/sbin/llm-deploy-cloudwatch" in files) == (case.group.cloud == "aws"), name
+        assert ("/etc/systemd/system/llm-deploy-metrics.service" in files) == (case.group.cloud == "aws"), name
 
 
 @pytest.mark.parametrize("tamper", ["another key", "another package"])
