@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -295,3 +296,19 @@ def make_node(root: Path, case: Case) -> Node:
             target.write_text(text)
             target.chmod(int(file.permissions, 8))
     return Node(root, {**os.environ, **moved, "LLM_DEPLOY_HEALTH_INTERVAL": "1"})
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of COUNT consecutive free loopback ports (a service's replicas listen on port, port + 1, ...)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        try:
+            sockets = [socket.create_server(("127.0.0.1", base + i)) for i in range(count)]
+        except OSError:
+            continue
+        for s in sockets:
+            s.close()
+        return base
+    raise RuntimeError("no consecutive free ports")

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
 from bootstrap import BootTarget, InlineSecrets
-from tests.helpers import FAKE_API_KEY, Case, group, make_node, offer, svc
+from tests.helpers import FAKE_API_KEY, Case, consecutive_free_ports, group, make_node, offer, svc
 from tests.test_gateway import Stub, nginx_serving, node_gateway, request
-
-
-def free_ports(count: int) -> int:
-    """The first of COUNT consecutive free loopback ports (a service's replicas listen on port, port + 1, ...)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = s.getsockname()[1]
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-    raise AssertionError("no consecutive free ports")
 
 
 @pytest.fixture
 def metrics_gateway(tmp_path):
     """Two vLLM replicas and an embedding TEI on the node, rerank on another node group."""
-    llm_port = free_ports(2)
+    llm_port = consecutive_free_ports(2)
     stubs = {"llm": Stub("llm", llm_port), "llm-replica-2": Stub("llm-replica-2", llm_port + 1), "embedding": Stub("embedding")}
     node_group = group(
         "llm-embed", offer("digitalocean", "gpu-h100x8-640gb", "H100", 8, "hopper", 80),
