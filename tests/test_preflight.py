@@ -19,6 +19,7 @@ import pytest
 
 from bootstrap.files.alicloud_oos import sign
 from infra import clouds
+from infra.catalog import read_catalog
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
@@ -144,35 +145,39 @@ def test_aws_groups_on_one_quota_are_counted_together(aws):
     assert len(result.problems()) == 2 and all(f"vCPU quota {G_QUOTA}" in line for line in result.problems())
 
 
-def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
-    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there."""
-    aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
-    aws.stubber = Stubber(aws.quotas)
-    aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
-    plan = plan_of("dev", region="eu-west-1")
-    llm = plan.group_serving("llm")
-    moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"),
-                                fallback_offers=())  # nothing to fall back to
-    plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
-    aws.quota(G_QUOTA, 64)
-    with aws.stubber:
-        result = preflight.run(plan)
-    offering = by(result)[(llm.name, "offering")]
-    assert offering.status == preflight.FAILED and offering.zones == ()
-    assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1")
-    assert by(result)[("rerank", "offering")].status == preflight.OK
-    assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
-
-
 def with_fallbacks(plan, kind: str, *instance_types: str):
     """The plan with the group serving `kind` given these catalog types of its region as fallback offers."""
-    from infra.catalog import read_catalog
-
     group = plan.group_serving(kind)
     offers = {(o.instance_type, o.region): o for o in read_catalog() if o.cloud == "aws"}
     fallbacks = tuple(dataclasses.replace(offers[t, "us-east-1"], region=group.region) for t in instance_types)
     changed = dataclasses.replace(group, fallback_offers=fallbacks)
     return dataclasses.replace(plan, node_groups=tuple(changed if g is group else g for g in plan.node_groups)), changed
+
+
+@pytest.mark.parametrize("fallbacks", [(), ("g6.2xlarge",)])
+def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws, fallbacks):
+    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there,
+    nor fall back to another g6 size."""
+    aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
+    aws.stubber = Stubber(aws.quotas)
+    aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
+    plan = plan_of("dev", region="eu-west-1")
+    llm = plan.group_serving("llm")
+    moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
+    plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
+    plan, _ = with_fallbacks(plan, "llm", *fallbacks)
+    aws.quota(G_QUOTA, 64)
+    with aws.stubber:
+        result = preflight.run(plan)
+    offering = by(result)[(llm.name, "offering")]
+    assert offering.status == preflight.FAILED and offering.zones == ()
+    also = " nor are its fallback types g6.2xlarge" if fallbacks else ""
+    assert offering.detail.startswith(f"g6.xlarge is not offered in any zone of eu-west-1{also} (DescribeInstanceTypeOfferings)")
+    for fallback in fallbacks:
+        check = by(result)[(llm.name, f"fallback {fallback}")]
+        assert check.status == preflight.OK and check.zones == () and "does not fall back to it here" in check.detail
+    assert by(result)[("rerank", "offering")].status == preflight.OK
+    assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
 
 
 def test_aws_reports_the_zones_of_each_fallback_type_too(aws):
@@ -190,25 +195,6 @@ def test_aws_reports_the_zones_of_each_fallback_type_too(aws):
     for group in plan.node_groups:  # one check per fallback offer, no more
         assert {c for s, c in checks if s == group.name and c.startswith("fallback")} == {
             f"fallback {o.instance_type}" for o in group.fallback_offers}
-
-
-def test_aws_a_group_fails_only_when_neither_its_type_nor_a_fallback_is_offered(aws):
-    aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
-    aws.stubber = Stubber(aws.quotas)
-    aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
-    plan = plan_of("dev", region="eu-west-1")
-    llm = plan.group_serving("llm")
-    moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
-    plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
-    plan, _ = with_fallbacks(plan, "llm", "g6.2xlarge")
-    aws.quota(G_QUOTA, 64)
-    with aws.stubber:
-        checks = by(preflight.run(plan))
-    offering = checks[(llm.name, "offering")]
-    assert offering.status == preflight.FAILED
-    assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1 nor are its fallback types g6.2xlarge")
-    fallback = checks[(llm.name, "fallback g6.2xlarge")]
-    assert fallback.status == preflight.OK and fallback.zones == () and "does not fall back to it here" in fallback.detail
 
 
 def test_aws_a_group_whose_own_type_is_not_offered_launches_a_fallback():

@@ -21,7 +21,6 @@ in that order, on-demand and Spot as `spotPolicy` says (`layout.instances_distri
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pulumi
@@ -129,13 +128,11 @@ def wait_for_refresh(
     seen: str | None,
     timeout_seconds: float,
     poll_seconds: float = POLL_SECONDS,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
     """Wait for the group's newest instance refresh unless it is `seen` (the last one judged, or None): its id once
     Successful. RolloutFailed when it ends any other way, or when it runs past `timeout_seconds` (it is then
     stopped). A group with no new refresh returns `seen` at once."""
-    deadline = clock() + timeout_seconds
+    deadline = time.monotonic() + timeout_seconds
     while True:
         refresh = newest_refresh(client, group_name)
         if refresh is None or refresh["InstanceRefreshId"] == seen:
@@ -147,11 +144,11 @@ def wait_for_refresh(
         keep = "the nodes the group had keep serving; fix the cause and run `pulumi up` again"
         if status not in REFRESH_RUNNING:
             raise RolloutFailed(f"{where} ended {status}: {refresh.get('StatusReason') or 'no reason given'}; {keep}")
-        if clock() >= deadline:
+        if time.monotonic() >= deadline:
             stopped = "" if status in ("Cancelling", "RollbackInProgress") else f"; {stop_refresh(client, group_name)}"
             raise RolloutFailed(f"{where} not done after {timeout_seconds:g} s (the new nodes were not healthy within the "
                                 f"plan's bound; {refresh.get('PercentageComplete', 0)} % replaced){stopped}; {keep}")
-        sleep(max(0.0, min(poll_seconds, deadline - clock())))
+        time.sleep(max(0.0, min(poll_seconds, deadline - time.monotonic())))
 
 
 def _autoscaling(region: str):
