@@ -198,12 +198,12 @@ def same_gpu_offers(group) -> tuple:
 
 @pytest.mark.parametrize(("count", "batch", "max_healthy", "checkpoints"), [
     (1, 1, 200, ()),  # the one node's successor boots beside it
-    (2, 1, 150, (50,)),
+    (2, 1, 150, (50, 100)),  # the last checkpoint 100: AWS replaces only up to the last one
     (2, 2, 200, ()),
-    (4, 1, 125, (25, 50, 75)),
-    (4, 2, 150, (50,)),
+    (4, 1, 125, (25, 50, 75, 100)),
+    (4, 2, 150, (50, 100)),
     (4, 4, 200, ()),
-    (3, 1, 133, (33, 66)),
+    (3, 1, 133, (33, 66, 100)),  # rounded down: 1 of 3 replaced (33.3 %) reaches 33
     (3, 5, 200, ()),  # a batch larger than the group is the group
 ])
 def test_refresh_replaces_batch_nodes_at_a_time_new_before_old(count, batch, max_healthy, checkpoints):
@@ -220,7 +220,11 @@ def test_refresh_replaces_batch_nodes_at_a_time_new_before_old(count, batch, max
     assert got.instance_warmup == group.boot.grace_seconds + check["interval"]
     assert got.checkpoint_delay == check["interval"] * check["unhealthy_threshold"]
     batches = math.ceil(count / surge)
-    assert got.timeout_seconds == batches * (got.instance_warmup + DRAIN_SECONDS) + (batches - 1) * got.checkpoint_delay
+    pauses = got.checkpoint_delay if batches > 1 else 0
+    assert got.timeout_seconds == batches * (got.instance_warmup + DRAIN_SECONDS + pauses)
+    assert not got.checkpoints or (got.checkpoints[-1] == 100 and len(got.checkpoints) == batches)
+    # each checkpoint is reached once its batch is replaced: replaced % >= threshold
+    assert all(100 * min(count, (i + 1) * surge) / count >= p for i, p in enumerate(got.checkpoints))
 
 
 @pytest.mark.parametrize(("count", "batch"), [(1, 1), (2, 1), (4, 2)])

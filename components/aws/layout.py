@@ -116,7 +116,7 @@ class Rollout:
     min_healthy_percentage: int
     max_healthy_percentage: int
     instance_warmup: int  # seconds after InService before the refresh counts a new node and moves on
-    checkpoints: tuple[int, ...]  # % of the group replaced after which the refresh pauses (every batch but the last)
+    checkpoints: tuple[int, ...]  # % of the group replaced after which the refresh pauses: each batch's end, the last 100
     checkpoint_delay: int  # seconds it pauses there: a new node that fails soon after it turned healthy is judged
     timeout_seconds: int  # the whole refresh's bound; past it `pulumi up` stops the refresh and fails
 
@@ -142,7 +142,9 @@ def rollout(group: NodeGroup, batch: int, drain_seconds: int) -> Rollout:
     of the desired capacity): a single node gets 200 %, a new node beside it before the old one leaves;
     2 nodes with batch 1: 150 %; 4 nodes with batch 2: 150 %. Warm-up: the node group's time-to-healthy
     bound (the grace) plus one health-check interval, so the ELB has judged the new node once its grace ends.
-    Timeout: per batch that warm-up and the old nodes' connection draining, plus the pauses between batches.
+    Checkpoints: the end of every batch, the last at 100 (AWS: the last percentage is how much of the group a
+    refresh replaces, [50] would stop halfway). Timeout: per batch that warm-up, the old nodes' connection
+    draining and a checkpoint's pause.
     """
     assert group.boot is not None, "placement estimates every node group's boot"
     count = max(group.count, 1)
@@ -155,9 +157,9 @@ def rollout(group: NodeGroup, batch: int, drain_seconds: int) -> Rollout:
         min_healthy_percentage=LAUNCH_BEFORE_TERMINATE,
         max_healthy_percentage=min(MAX_SURGE_PERCENT, LAUNCH_BEFORE_TERMINATE + 100 * surge // count),
         instance_warmup=warmup,
-        checkpoints=tuple(100 * step * surge // count for step in range(1, batches)),
+        checkpoints=tuple(100 * step * surge // count for step in range(1, batches)) + ((100,) if batches > 1 else ()),
         checkpoint_delay=delay,
-        timeout_seconds=batches * (warmup + drain_seconds) + (batches - 1) * delay,
+        timeout_seconds=batches * (warmup + drain_seconds + (delay if batches > 1 else 0)),
     )
 
 
