@@ -13,6 +13,8 @@ import datetime
 import itertools
 import math
 import re
+import subprocess
+import sys
 import time
 from typing import ClassVar
 
@@ -21,6 +23,7 @@ import pulumi_aws as aws
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
+from pulumi.dynamic.dynamic import serialize_provider
 
 from components.aws import node_group
 from components.aws import offline as fakes
@@ -170,6 +173,18 @@ def test_the_gate_judges_only_refreshes_after_the_last_it_saw(autoscaling, monke
     answers(stubber, [refresh("r-4", "InProgress", 60), failed_before], [refresh("r-4", "Successful", 60), failed_before])
     updated = RefreshWaiter(poll_seconds=POLL).update(GROUP, created.outs, news)
     assert updated.outs["refresh"] == "r-4" and updated.outs["launch_template_version"] == "4"
+
+
+def test_the_gate_loads_in_a_fresh_interpreter_as_pulumis_dynamic_provider_host_loads_it(tmp_path):
+    """`pulumi up` runs the gate in another process: the provider as Pulumi serializes it (dill, base64) loads
+    there by reference to this module, and polls at the real interval."""
+    serialized = serialize_provider(RefreshWaiter())
+    (tmp_path / "provider.b64").write_text(serialized)
+    script = ("import base64, dill, sys; p = dill.loads(base64.b64decode(open(sys.argv[1]).read())); "
+              "print(type(p).__module__, type(p).__name__, p.poll_seconds)")
+    loaded = subprocess.run([sys.executable, "-c", script, str(tmp_path / "provider.b64")], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    assert loaded.stdout.split() == ["components.aws.node_group", "RefreshWaiter", str(node_group.POLL_SECONDS)]
 
 
 # --- what the plan asks of AWS -------------------------------------------------------------------
