@@ -8,7 +8,8 @@ from datetime import time
 
 import pytest
 
-from components.aws.scaling import MODIFY_RULE, NAMESPACE, NO_REQUEST_HOST, QUEUE_METRICS, scheduler_cron, unix_cron
+from components.aws.scaling import MODIFY_RULE, NO_REQUEST_HOST, scheduler_cron, unix_cron
+from infra.service_metrics import NAMESPACE
 from tests.helpers import LLM, answer, of_type, one, planner, raw_config, stacks_on
 
 ASG = "aws:autoscaling/group:Group"
@@ -53,7 +54,8 @@ def test_each_autoscaled_service_tracks_its_queue_per_replica():
         tracking = policy["targetTrackingConfiguration"]
         assert tracking["targetValue"] == target.target_queue_per_replica
         metric = tracking["customizedMetricSpecification"]
-        assert (metric["namespace"], metric["metricName"], metric["statistic"]) == (NAMESPACE, QUEUE_METRICS[target.kind], "Average")
+        queue = {"llm": "vllm:num_requests_waiting", "embedding": "te_queue_size"}[target.kind]  # as the pinned engines name it
+        assert (metric["namespace"], metric["metricName"], metric["statistic"]) == (NAMESPACE, queue, "Average")
         assert metric["metricDimensions"] == [{"name": "AutoScalingGroupName", "value": asg_name(result, group.name)},
                                               {"name": "service", "value": target.service}]
     embedding = next(t for g in plan.node_groups for t in g.scaling.targets if t.service == "embedding")

@@ -2,8 +2,8 @@
 the load balancer's "asleep" answer.
 
 - Target tracking: one policy per autoscaled service on its queue depth per replica, the metric the CloudWatch
-  agent on each node publishes (namespace `LlmDeploy`, dimensions AutoScalingGroupName and service; the
-  Prometheus name as the metric name). Each replica is one datapoint, so the group's Average is the queue per
+  agent on each node publishes (infra/service_metrics.py: namespace `LlmDeploy`, dimensions AutoScalingGroupName
+  and service; the Prometheus name as the metric name). Each replica is one datapoint, so the group's Average is the queue per
   replica; the policy holds it near the plan's target. Several policies on one group: it scales out when any
   asks and in only when all agree.
 - Scale-in never cuts a request mid-stream: the group first deregisters the node from its target groups (no
@@ -28,14 +28,11 @@ import pulumi_aws as aws
 
 from infra.plan import DeploymentPlan, ScalingTarget
 from infra.schedule import DAYS, Schedule, Stretch
+from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, SERVICE_DIMENSION, metric
 
 from .layout import short_name
 from .node_group import AwsNodeGroup
 
-# What h-node's CloudWatch agent publishes (infra/service_metrics.py once merged: NAMESPACE, DIMENSIONS, metric()).
-NAMESPACE = "LlmDeploy"
-ASG_DIMENSION, SERVICE_DIMENSION = "AutoScalingGroupName", "service"
-QUEUE_METRICS = {"llm": "vllm:num_requests_waiting", "embedding": "te_queue_size", "rerank": "te_queue_size"}
 ASLEEP_RULE_PRIORITY = 1  # before every path rule (load_balancer.py numbers them from 2 when the stack has a schedule)
 NO_REQUEST_HOST = "asleep.invalid"  # .invalid never resolves (RFC 2606): the awake rule matches no request
 MODIFY_RULE = "arn:aws:scheduler:::aws-sdk:elasticloadbalancingv2:modifyRule"
@@ -72,13 +69,18 @@ def asleep_rule_inputs(rule_arn: str, schedule: Schedule, stretch: Stretch | Non
                 "StatusCode": "503", "ContentType": "application/json", "MessageBody": json.dumps(schedule.asleep_answer(stretch))}}]}
 
 
+def queue_metric_name(kind: str) -> str:
+    """The CloudWatch name of a service kind's queue depth: its engine's Prometheus name (data/service_metrics.csv)."""
+    return metric(ENGINES[kind], "queue_depth").metric
+
+
 def queue_policy(target: ScalingTarget, asg_name: pulumi.Input[str]) -> dict:
     """A target-tracking configuration on the service's queue depth per replica."""
     return {
         "target_value": target.target_queue_per_replica,
         "customized_metric_specification": {
             "namespace": NAMESPACE,
-            "metric_name": QUEUE_METRICS[target.kind],
+            "metric_name": queue_metric_name(target.kind),
             "metric_dimensions": [{"name": ASG_DIMENSION, "value": asg_name}, {"name": SERVICE_DIMENSION, "value": target.service}],
             "statistic": "Average",
         },
