@@ -151,6 +151,8 @@ FACTS = {
     "root_disk": "infra/node_storage.py's disk model",
     "bandwidth_limit": "infra/node_storage.py caps a node's downloads",
     "instance_type_inputs": "the policy pack's catalog-instance-types check (policy/llm_deploy_policies.py)",
+    "offers": "placement places on the catalog's offers or on the stack's hosts (infra/onprem.py, tests/test_onprem.py)",
+    "delivery": "which packages have delivery.py, the SSH transport (tests/test_component_shape.py)",
 }
 
 
@@ -165,7 +167,7 @@ def test_every_record_field_is_a_refused_trait_or_a_read_fact():
 def test_the_project_file_offers_every_cloud():
     """Pulumi.yaml's `cloud` key, which `pulumi config` shows, lists the records' names in their order."""
     described = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["cloud"]["description"]
-    assert described.startswith(" | ".join((*clouds.NAMES, "auto")))
+    assert described.startswith(" | ".join((*clouds.TARGETS, "auto")))
 
 
 def _cloud_name_branches(path: Path) -> list[str]:
