@@ -81,7 +81,7 @@ def gpu_from_smi(output: str) -> tuple[str | None, int]:
     for row in rows:
         if len(row) != 2:
             raise ValueError(f"nvidia-smi printed {','.join(row)!r}, not name,memory")
-        name, memory_mib = row[0].upper().replace(" ", ""), float(row[1])
+        name, memory_mib = row[0].upper().replace(" ", ""), float(row[1].split()[0])  # "46068" (nounits) or "46068 MiB"
         matching = [s for s in specs if s.name.split("-")[0].upper() in name]
         if not matching:
             raise ValueError(f"{row[0]} is not a GPU of the catalog (infra/data/gpus.csv)")

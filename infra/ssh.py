@@ -107,15 +107,15 @@ def write_file(client: Any, host: Host, path: str, content: bytes, mode: str) ->
     run(client, host, script, stdin=content)
 
 
-def wait_healthy(client: Any, host: Host, timeout: float, path: str = "/healthz") -> None:
-    """Until the host's gateway answers 200 on /healthz (from the host itself): SshError after TIMEOUT seconds."""
+def wait_until(client: Any, host: Host, command: str, timeout: float, what: str) -> None:
+    """Until COMMAND exits 0 on the host (every 2 s): SshError saying WHAT did not happen after TIMEOUT seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        status, output = run(client, host, f"curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1{path}", check=False, timeout=30)
-        if output.strip() == "200":
+        status, output = run(client, host, command, check=False, timeout=60)
+        if status == 0:
             return
         if time.monotonic() > deadline:
-            raise SshError(f"{host.label}: {path} not 200 within {timeout:.0f} s (last answer {output.strip() or status})")
+            raise SshError(f"{host.label}: {what} within {timeout:.0f} s (last: exit {status} {output.strip()[-300:]})")
         time.sleep(2)
 
 

@@ -3,15 +3,18 @@ gateway last), secrets only as Pulumi secrets, and the node files the same as a 
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import yaml
 
 from bootstrap import InlineSecrets, render_user_data
 from components.onprem import OnPremDeployment
-from components.onprem.layout import FRONT_CONF, node_files
+from components.onprem.layout import FRONT_CONF, FRONT_DIR, FRONT_START, HEALTHY, before_script, node_files, remove_script
 from infra.cli import offline
 from infra.config import parse_config
 from infra.placement import place
+from tests.helpers import need
 from tests.test_onprem import ENCODERS, LLM_32B, known, onprem
 
 HOST_FILES = "pulumi-python:dynamic/onprem:HostFiles"
@@ -111,3 +114,40 @@ def test_with_the_users_own_load_balancer_there_is_no_front_gateway_and_the_upst
     result = run(onprem(ownLoadBalancer=own, **split()), monkeypatch)
     assert "onprem-test-endpoint-front" not in named(result, HOST_FILES)
     assert result.outputs["upstreams"] == ["http://10.0.0.11:80/healthz", "http://10.0.0.12:80/healthz"]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "tls"])
+def test_the_front_gateway_config_passes_nginx_t(tmp_path, monkeypatch, tls):
+    """The front gateway's files as the host gets them, under the real nginx (with a throw-away certificate)."""
+    nginx, openssl = need("nginx"), need("openssl")
+    extra = {"tlsCertificate": PEM, "tlsPrivateKey": "k", "domain": "llm.acme-inference.io"} if tls else {}
+    result = run(onprem(**split(), **extra), monkeypatch)
+    files = named(result, HOST_FILES)["onprem-test-endpoint-front"]["files"]
+    for file in files:
+        target = tmp_path / file["path"].lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(file["content"].replace(FRONT_DIR, str(tmp_path / FRONT_DIR.lstrip("/"))))
+    if tls:
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=llm.acme-inference.io", "-days", "1",
+                        "-keyout", str(tmp_path / FRONT_DIR.lstrip("/") / "tls.key"), "-out", str(tmp_path / FRONT_DIR.lstrip("/") / "tls.crt")],
+                       check=True, capture_output=True)  # fmt: skip
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{\n    include {tmp_path}{FRONT_CONF};\n}}\n")
+    checked = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(conf)],
+                             check=False, capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0 and "test is successful" in checked.stderr, checked.stderr
+
+
+def test_the_front_gateways_probe_and_the_scripts_run_over_ssh_pass_shellcheck(tmp_path, monkeypatch):
+    shellcheck = need("shellcheck")
+    result = run(onprem(**split()), monkeypatch)
+    inputs = named(result, HOST_FILES)
+    probe = next(f["content"] for f in inputs["onprem-test-endpoint-front"]["files"] if f["path"].endswith("front-health"))
+    scripts = {"probe": probe, "start": "#!/bin/sh\n" + inputs["onprem-test-llm-0"]["commands"], "front-start": "#!/bin/sh\n" + FRONT_START,
+               "before": "#!/bin/sh\n" + before_script(), "healthy": "#!/bin/sh\n" + HEALTHY,
+               "remove": "#!/bin/sh\n" + remove_script(["/etc/llm-deploy/node.env"], ["llm"], ["vllm/vllm-openai:v0.19.1"],
+                                                        {"nginx": "absent", "daemon.json": "e30K", "default-site": "present"})}
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(text)
+        checked = subprocess.run([shellcheck, str(tmp_path / name)], check=False, capture_output=True, text=True)
+        assert checked.returncode == 0, f"{name}:\n{checked.stdout}"

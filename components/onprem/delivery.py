@@ -20,10 +20,11 @@ import pulumi
 from pulumi import dynamic
 
 from infra import ssh
-from infra.plan import Host
+from infra.plan import HEALTH_PATH, Host
 
 from .layout import (
     FRONT_START,
+    HEALTHY,
     before_script,
     front_port,
     front_remove_script,
@@ -63,12 +64,12 @@ def _write(client: Any, host: Host, files: list[dict[str, str]]) -> None:
 def _apply(client: Any, host: Host, props: dict[str, Any], dropped: list[str]) -> None:
     """Write every file, run the node tool (or the front gateway's start), wait for /healthz."""
     if props["kind"] == "node" and dropped:
-        ssh.run(client, host, stop_script(dropped))
+        ssh.run(client, host, stop_script(dropped, node_units=False))
     _write(client, host, props["files"])
     _write(client, host, props.get("secret_files") or [])
     ssh.run(client, host, props["commands"] if props["kind"] == "node" else FRONT_START, timeout=1800)
     if props["kind"] == "node":
-        ssh.wait_healthy(client, host, float(props["healthy_within"]))
+        ssh.wait_until(client, host, HEALTHY, float(props["healthy_within"]), f"{HEALTH_PATH} not 200 after the change")
 
 
 def _outs(props: dict[str, Any], before: dict[str, str]) -> dict[str, Any]:

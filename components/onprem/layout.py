@@ -20,18 +20,27 @@ ETC = "/etc/llm-deploy"
 SECRET_FILES = (f"{ETC}/secrets.env",)  # written 0600; a Pulumi secret in state, never a plain input
 # What the bootstrap installs where the host lacks it; removal takes off those it installed.
 PACKAGES = ("nginx", "docker.io", "nvidia-container-toolkit")
+SYSTEM_UNITS = ("nginx", "docker")  # the bootstrap enables and starts them
+DAEMON_JSON = "/etc/docker/daemon.json"
+TOOLKIT_SOURCES = ("/etc/apt/sources.list.d/nvidia-container-toolkit.list", "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg",
+                   "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg.asc")
 # What the node tool writes besides the files it was given (README "What runs on a node").
 NODE_STATE = ("/etc/llm-deploy", "/var/lib/llm-deploy", "/var/log/llm-deploy", "/run/llm-deploy", "/opt/llm-deploy",
               "/etc/nginx/llm-deploy", "/etc/nginx/conf.d/llm-deploy.conf", "/usr/local/bin/llm-deploy-status")
 UNITS = ("llm-deploy-bootstrap.service", "llm-deploy-health.service", "llm-deploy-secrets.service")
-# Steps the node tool runs again after a change (each checks before it acts): the rest (disk, driver, docker,
-# toolkit) stays done.
-RERUN_STEPS = ("secrets", "gateway", "images", "services")
+# Steps the node tool runs again after a change (each checks before it acts): the rest (disk, gateway, driver,
+# docker, toolkit) stays done; the gateway's changed config is reloaded, not restarted, so its connections live on.
+RERUN_STEPS = ("secrets", "images", "services")
+RELOAD_GATEWAY = "if systemctl is-active --quiet nginx; then nginx -t && systemctl reload nginx; fi"
 STATE = "/var/lib/llm-deploy"
 METADATA_ADDRESSES = ("169.254.169.254", "100.100.100.200")  # the node tool's DOCKER-USER drops
 FRONT_CONF = "/etc/nginx/conf.d/llm-deploy-front.conf"
 FRONT_DIR = "/etc/nginx/llm-deploy-front"
 FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880  # the node gateway has port 80 on a host that is also a node
+# A node is through a change once its bootstrap has run again (the marker start_script removed is back) and every
+# service answers now (`llm-deploy health --once`, not the last probe's file), and so does its gateway's /healthz.
+HEALTHY = (f"test -f {STATE}/bootstrap.done && /usr/local/sbin/llm-deploy health --once >/dev/null && "
+           f"test \"$(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1{HEALTH_PATH})\" = 200")
 HEALTHY_WITHIN_S = 3600  # a host's /healthz after a change: image pulls and weights can take most of an hour
 
 
@@ -59,11 +68,15 @@ def q(*words: str) -> str:
 
 
 def before_script() -> str:
-    """What the host has before llm-deploy touches it (printed as `package installed|absent` and the default
-    nginx site), so that removal can leave it as it was."""
+    """What the host has before llm-deploy touches it, one `name value` line each: the packages the bootstrap
+    would install, whether nginx and docker are enabled and running, the default nginx site, Docker's
+    daemon.json (base64; the toolkit step adds its runtime there). Removal puts each back."""
     lines = [f"if dpkg-query -W -f='${{Status}}' {p} 2>/dev/null | grep -q 'ok installed'; then echo {p} installed; else echo {p} absent; fi"
              for p in PACKAGES]
+    lines += [f'echo "{u}-enabled $(systemctl is-enabled {u} 2>/dev/null || true)"; echo "{u}-active $(systemctl is-active {u} 2>/dev/null || true)"'
+              for u in SYSTEM_UNITS]
     lines.append("if [ -e /etc/nginx/sites-enabled/default ]; then echo default-site present; else echo default-site absent; fi")
+    lines.append(f'if [ -e {DAEMON_JSON} ]; then echo "daemon.json $(base64 -w0 {DAEMON_JSON})"; else echo daemon.json absent; fi')
     return "\n".join(lines)
 
 
@@ -71,38 +84,52 @@ def parse_before(output: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in output.strip().splitlines() if " " in line)
 
 
-def stop_script(services: Sequence[str]) -> str:
-    """Stop and disable the node's units and the given services (a change that drops a service, or removal)."""
-    units = [*UNITS, *(f"llm-deploy@{s}.service" for s in services)]
+def stop_script(services: Sequence[str], node_units: bool = True) -> str:
+    """Stop and disable the given services and, on removal (`node_units`), the node's own units."""
+    units = [*(UNITS if node_units else ()), *(f"llm-deploy@{s}.service" for s in services)]
     return f"systemctl disable --now {q(*units)} 2>/dev/null || true"
 
 
 def start_script(runcmd: Sequence[Sequence[str]]) -> str:
     """After the files: the re-runnable steps' markers cleared, then cloud-init's runcmd (the same commands)."""
     markers = [f"{STATE}/steps/{step}.done" for step in RERUN_STEPS] + [f"{STATE}/bootstrap.done"]
-    return "\n".join(["set -e", f"rm -f {q(*markers)}", *(q(*command) for command in runcmd)])
+    return "\n".join(["set -e", f"rm -f {q(*markers)}", RELOAD_GATEWAY, *(q(*command) for command in runcmd)])
 
 
 def remove_script(paths: Sequence[str], services: Sequence[str], images: Sequence[str], before: dict[str, str]) -> str:
-    """Everything llm-deploy put on the host taken off again: units, files, containers, images, the packages it
-    installed, the firewall rules of the node tool; the default nginx site back where there was one."""
+    """Everything llm-deploy put on the host taken off again: units, files, containers, images, the node tool's
+    firewall rules, the packages it installed (and the toolkit's apt source); nginx and docker enabled or not as
+    they were, Docker's daemon.json and the default nginx site as they were."""
     lines = [stop_script(services)]
     lines += [f"docker rm -f {q('llm-deploy-' + s)} >/dev/null 2>&1 || true" for s in services]
     lines += [f"docker rmi {q(image)} >/dev/null 2>&1 || true" for image in images]
     lines += [f"iptables -D DOCKER-USER -d {a} -j DROP 2>/dev/null || true" for a in METADATA_ADDRESSES]
     lines.append(f"rm -rf {q(*paths, *NODE_STATE)}")
-    lines.append("systemctl daemon-reload")
+    for unit in SYSTEM_UNITS:  # before a purge, while their unit files exist
+        if before.get(f"{unit}-enabled") in ("disabled", ""):
+            lines.append(f"systemctl disable {unit} 2>/dev/null || true")
+        if before.get(f"{unit}-active") != "active":
+            lines.append(f"systemctl stop {unit} 2>/dev/null || true")
     installed = [p for p in PACKAGES if before.get(p) == "absent"]
     if installed:
         lines.append(f"DEBIAN_FRONTEND=noninteractive apt-get purge -y -q {q(*installed)} >/dev/null 2>&1 || true")
+    if "nvidia-container-toolkit" in installed:
+        lines.append(f"rm -f {q(*TOOLKIT_SOURCES)}")
+    daemon = before.get("daemon.json", "absent")
+    if daemon == "absent":
+        lines.append(f"rm -f {DAEMON_JSON}; rmdir {DAEMON_JSON.rsplit('/', 1)[0]} 2>/dev/null || true")
+    else:
+        lines.append(f"echo {q(daemon)} | base64 -d > {DAEMON_JSON}")
+    lines.append("systemctl daemon-reload")
+    lines += [f"systemctl restart {unit} 2>/dev/null || true" for unit in SYSTEM_UNITS if before.get(f"{unit}-active") == "active"]
     lines.append(restore_nginx(before))
     return "\n".join(lines)
 
 
 def restore_nginx(before: dict[str, str]) -> str:
-    """The default site back where the host had it, and nginx reloaded where it stays."""
+    """The default site back where the host had it, and a running nginx reloaded."""
     relink = "ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; " if before.get("default-site") == "present" else ""
-    return f"if command -v nginx >/dev/null; then {relink}(systemctl reload nginx || systemctl restart nginx) 2>/dev/null || true; fi"
+    return f"if command -v nginx >/dev/null; then {relink}if systemctl is-active --quiet nginx; then systemctl reload nginx || true; fi; fi"
 
 
 def node_images(files: Sequence[NodeFile]) -> list[str]:
@@ -152,7 +179,7 @@ def front_gateway_conf(groups: Upstreams, paths: dict[str, Sequence[str]], allow
     locations = [("/", groups[0][0])] + [(path, g) for g, _ in groups for path in paths[g]]
     proxy = ("        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n"
              "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
-             "        proxy_next_upstream error timeout http_502 http_503;\n")
+             "        proxy_next_upstream error timeout http_502 http_503 non_idempotent;\n")
     blocks = "".join(f"    location {'' if path == '/' else '^~ '}{path} {{\n        proxy_pass http://llm_deploy_{_ident(g)};\n{proxy}    }}\n"
                      for path, g in locations)
     return (
