@@ -86,7 +86,8 @@ def prepare_host(name: str, address: str, image: Path, stand_ins: dict, where: P
     for marker in root.glob(".complete*"):
         marker.unlink()
     (root / "etc/cloud/cloud-init.disabled").touch()
-    (root / "etc/systemd/system/multi-user.target.wants/nginx.service").unlink()
+    # nginx installed but off, as `systemctl disable nginx` leaves it (its systemd and SysV links)
+    subprocess.run(["chroot", str(root), "systemctl", "disable", "nginx"], check=True, capture_output=True)
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/archive.list").write_text("deb [trusted=yes] file:/opt/boot-stub/archive ./\n")
     shutil.copytree(stand_ins["archive"], root / "opt/boot-stub/archive")
@@ -292,6 +293,10 @@ def scenario(nodes: list[Container], known_hosts: list[str], private_key: str, m
     assert failures == [], f"{len(failures)} of {served[0] + len(failures)} requests failed during the rolling change: {failures[:3]}"
     assert not provider.diff(names[2], outs[names[2]], changed[names[2]]).changes  # the front gateway's files are the same
 
+    with capsys.disabled():
+        print(f"\n[onprem] two hosts over SSH: deployed in {report['deploy']:.0f} s, rolling change {report['rolling change']:.0f} s "
+              f"({served[0]} requests through the front gateway, none failed)")
+
     # removal: the front gateway first, then each host; every host as it was before
     for name in reversed(names):
         in_lan(provider.delete, name, outs[name])
@@ -303,9 +308,6 @@ def scenario(nodes: list[Container], known_hosts: list[str], private_key: str, m
         units = node.run("systemctl", "list-units", "--all", "--plain", "--no-legend", "llm-deploy*").stdout.strip()
         assert units == "", units
         assert node.run("systemctl", "is-enabled", "nginx", check=False).stdout.strip() == "disabled"
-    with capsys.disabled():
-        print(f"\n[onprem] two hosts over SSH: deployed in {report['deploy']:.0f} s, rolling change {report['rolling change']:.0f} s "
-              f"({served[0]} requests through the front gateway, none failed)")
 
 
 def test_a_host_at_an_address_that_no_sshd_answers_is_an_ssh_error_naming_it():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -70,6 +71,7 @@ def _apply(client: Any, host: Host, props: dict[str, Any], dropped: list[str]) -
     ssh.run(client, host, props["commands"] if props["kind"] == "node" else FRONT_START, timeout=1800)
     if props["kind"] == "node":
         ssh.wait_until(client, host, HEALTHY, float(props["healthy_within"]), f"{HEALTH_PATH} not 200 after the change")
+        time.sleep(float(props.get("settle_s") or 0))
 
 
 def _outs(props: dict[str, Any], before: dict[str, str]) -> dict[str, Any]:

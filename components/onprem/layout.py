@@ -36,7 +36,12 @@ STATE = "/var/lib/llm-deploy"
 METADATA_ADDRESSES = ("169.254.169.254", "100.100.100.200")  # the node tool's DOCKER-USER drops
 FRONT_CONF = "/etc/nginx/conf.d/llm-deploy-front.conf"
 FRONT_DIR = "/etc/nginx/llm-deploy-front"
-FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880  # the node gateway has port 80 on a host that is also a node
+FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880
+PROBE_INTERVAL_S = 5  # the front gateway's probe of every host's /healthz
+FAIL_TIMEOUT_S = 10  # a host that failed a request gets none for this long (nginx max_fails=1)
+# After a host's change: until the front gateway routes to it again (its probe has seen it healthy, a failure it
+# saw has timed out), so that the next host's change never leaves the front gateway without a host to send to.
+FRONT_SETTLE_S = PROBE_INTERVAL_S + FAIL_TIMEOUT_S  # the node gateway has port 80 on a host that is also a node
 # A node is through a change once its bootstrap has run again (the marker start_script removed is back) and every
 # service answers now (`llm-deploy health --once`, not the last probe's file), and so does its gateway's /healthz.
 HEALTHY = (f"test -f {STATE}/bootstrap.done && /usr/local/sbin/llm-deploy health --once >/dev/null && "
@@ -194,9 +199,9 @@ def _ident(group: str) -> str:
     return group.replace("-", "_")
 
 
-def upstream_file(hosts: Sequence[Host], down: Sequence[str] = ()) -> str:
-    """A group's upstream servers; a host in DOWN (its /healthz not 200) marked `down`."""
-    return "".join(f"server {host_url(h)} max_fails=1 fail_timeout=10s{' down' if host_url(h) in down else ''};\n" for h in hosts)
+def upstream_file(hosts: Sequence[Host]) -> str:
+    """A group's upstream servers, every one up until the probe has seen it."""
+    return "".join(f"server {host_url(h)} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;\n" for h in hosts)
 
 
 FRONT_HEALTH_UNIT = f"""[Unit]
@@ -231,10 +236,10 @@ while true; do
             [[ ${{pair%%=*}} == "$group" ]] || continue
             server=${{pair#*=}}
             if [[ $(curl -s -o /dev/null -m 3 -w '%{{http_code}}' "http://$server{HEALTH_PATH}") == 200 ]]; then
-                text+="server $server max_fails=1 fail_timeout=10s;"$'\\n'
+                text+="server $server max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;"$'\\n'
                 healthy=$((healthy + 1))
             else
-                text+="server $server max_fails=1 fail_timeout=10s down;"$'\\n'
+                text+="server $server max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s down;"$'\\n'
             fi
         done
         if ((healthy == 0)); then text=${{text// down;/;}}; fi
@@ -244,7 +249,7 @@ while true; do
         fi
     done
     if ((changed)); then systemctl reload nginx; fi
-    sleep 5
+    sleep {PROBE_INTERVAL_S}
 done
 """
 

@@ -15,7 +15,7 @@ from bootstrap import BootTarget, SecretDelivery, render_user_data
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .delivery import HostFiles, host_props
-from .layout import HEALTHY_WITHIN_S, node_files, node_images, services_of, split_secret, start_script
+from .layout import FRONT_SETTLE_S, HEALTHY_WITHIN_S, node_files, node_images, services_of, split_secret, start_script
 
 
 def render(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> str:
@@ -52,6 +52,7 @@ class OnPremNodeGroup(pulumi.ComponentResource):
             props = host_props(host, plan.onprem.known_hosts, private_key) | {
                 "kind": "node", "files": plain, "secret_files": secret, "commands": commands,
                 "services": services_of(group), "images": images, "healthy_within": HEALTHY_WITHIN_S,
+                "settle_s": 0 if plan.onprem.own_load_balancer else FRONT_SETTLE_S,
             }  # fmt: skip
             depends = [after] if after is not None else []
             after = HostFiles(f"{name}-{index}", props, pulumi.ResourceOptions(parent=self, depends_on=depends))
