@@ -7,6 +7,7 @@ config (the program under `pulumi up` or the mock engine). Both become a `RawCon
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import json
@@ -216,8 +217,13 @@ KNOWN_HOSTS_LINE = re.compile(
 
 
 def _known_hosts_line(value: str) -> str:
-    if not KNOWN_HOSTS_LINE.fullmatch(value.strip()):
+    match = KNOWN_HOSTS_LINE.fullmatch(value.strip())
+    if not match:
         raise ValueError("must be a known_hosts line ('host ssh-ed25519 AAAA...', as `ssh-keyscan -t ed25519 host` prints it)")
+    blob = base64.b64decode(match["key"] + "=" * (-len(match["key"]) % 4))
+    name = blob[4 : 4 + int.from_bytes(blob[:4], "big")] if len(blob) > 4 else b""
+    if name.decode(errors="replace") != match["type"]:
+        raise ValueError(f"the key is not a {match['type']} key (it names {name.decode(errors='replace')!r}): copy the whole line")
     return value.strip()
 
 

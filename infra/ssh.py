@@ -50,8 +50,11 @@ def connect(host: Host, access: Access, timeout: float = CONNECT_TIMEOUT_S) -> A
 
     client = paramiko.SSHClient()
     keys = client.get_host_keys()
-    for line in access.known_hosts:
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+    for number, line in enumerate(access.known_hosts):
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except paramiko.SSHException as error:
+            raise SshError(f"sshKnownHosts[{number}]: {error}") from None
         if entry is not None and entry.key is not None:
             for name in entry.hostnames:
                 keys.add(name, entry.key.get_name(), entry.key)

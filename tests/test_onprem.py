@@ -8,11 +8,13 @@ import hmac
 
 import pytest
 
+from infra import ssh
 from infra.config import RawConfig, parse_config
 from infra.cost import cost_preview
 from infra.errors import ConfigError
 from infra.onprem import gpu_from_smi, pinned_keys
 from infra.placement import evaluate, place
+from infra.plan import Host
 from tests.helpers import SSH_KEY
 
 HOST_KEY = SSH_KEY.rsplit(" ", 1)[0]  # an ed25519 public key as a host key: "ssh-ed25519 AAAA..."
@@ -138,3 +140,23 @@ def test_hosts_without_gpu_are_read_by_the_detector_and_a_failed_read_names_the_
 
     failed = evaluate(parse_config(raw), detect=unreachable)
     assert [(p.field, "timed out" in p.message) for p in failed.problems][:2] == [("hosts[0].gpu", True), ("hosts[1].gpu", True)]
+
+
+def test_a_host_no_sshd_answers_is_an_ssh_error_naming_it():
+    with pytest.raises(ssh.SshError, match=r"\[127.0.0.1\]:1: cannot connect"):
+        ssh.connect(Host("127.0.0.1", "root", 1), ssh.Access((f"[127.0.0.1]:1 {HOST_KEY}",)), timeout=2)
+
+
+def test_a_known_hosts_line_whose_key_is_not_of_its_type_is_refused():
+    problems = problems_of(onprem(sshKnownHosts=["10.0.0.11 ssh-ed25519 AAAA", *known("10.0.0.12")]))
+    assert problems[0][0] == "sshKnownHosts[0]" and "not a ssh-ed25519 key" in problems[0][1]
+
+
+def test_preflight_without_an_ssh_agent_says_what_it_could_not_check(monkeypatch):
+    from infra.cli import preflight
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    result = preflight.run(place(parse_config(onprem(imageRegistry="registry.lan:5000", modelSource={"path": "/srv/models"}))))
+    assert result.exit_code == 0
+    (check,) = result.checks
+    assert check.status == "not checked" and "image mirror" in check.detail and "staged models" in check.detail

@@ -31,7 +31,6 @@ from components.onprem.delivery import HostFilesProvider
 from infra import ssh
 from infra.cli import offline
 from infra.config import RawConfig
-from infra.plan import Host
 from tests.helpers import MODELS, USER_API_KEY
 from tests.test_boot import CACHE, STUBS, Container, NodeSpec, connect, http, in_netns, network, rootfs, stand_ins  # noqa: F401
 
@@ -309,7 +308,3 @@ def scenario(nodes: list[Container], known_hosts: list[str], private_key: str, m
         assert units == "", units
         assert node.run("systemctl", "is-enabled", "nginx", check=False).stdout.strip() == "disabled"
 
-
-def test_a_host_at_an_address_that_no_sshd_answers_is_an_ssh_error_naming_it():
-    with pytest.raises(ssh.SshError, match=r"\[127.0.0.1\]:1: cannot connect"):
-        ssh.connect(Host("127.0.0.1", "root", 1), ssh.Access(("[127.0.0.1]:1 ssh-ed25519 AAAA",)), timeout=2)

@@ -3,7 +3,10 @@ gateway last), secrets only as Pulumi secrets, and the node files the same as a 
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -92,7 +95,7 @@ def test_the_node_files_are_bootstraps_render_for_the_host(monkeypatch):
     plan = place(parse_config(raw))
     result = run(raw, monkeypatch)
     for group in plan.node_groups:
-        rendered = render_user_data(group, OnPremDeployment.boot_target(group), InlineSecrets("k" * 40))
+        rendered = render_user_data(group, OnPremDeployment.target(plan, group), InlineSecrets("k" * 40))
         files, runcmd = node_files(rendered)
         inputs = named(result, HOST_FILES)[f"onprem-test-{group.name}-0"]
         assert [(f["path"], f["content"], f["mode"]) for f in inputs["files"]] == [
@@ -151,3 +154,84 @@ def test_the_front_gateways_probe_and_the_scripts_run_over_ssh_pass_shellcheck(t
         (tmp_path / name).write_text(text)
         checked = subprocess.run([shellcheck, str(tmp_path / name)], check=False, capture_output=True, text=True)
         assert checked.returncode == 0, f"{name}:\n{checked.stdout}"
+
+
+def test_air_gapped_hosts_pull_the_pinned_images_from_the_mirror_and_load_the_staged_weights(monkeypatch):
+    result = run(onprem(imageRegistry="registry.lan:5000", modelSource={"path": "/srv/models"}), monkeypatch)
+    files = {f["path"]: f["content"] for f in named(result, HOST_FILES)["onprem-test-llm-embedding-rerank-0"]["files"]}
+    llm, rerank = files["/etc/llm-deploy/services/llm.conf"], files["/etc/llm-deploy/services/rerank.conf"]
+    assert "SERVICE_IMAGE=registry.lan:5000/vllm/vllm-openai:v0.19.1" in llm
+    assert "SERVICE_IMAGE=registry.lan:5000/huggingface/text-embeddings-inference:89-1.9" in rerank
+    assert "/srv/models:/models:ro" in llm and "/models/deepseek-ai/DeepSeek-R1-Distill-Qwen-32B --served-model-name deepseek-ai/DeepSeek-R1-Distill-Qwen-32B" in llm
+    assert "--model-id /models/BAAI/bge-reranker-large" in rerank
+    assert "LLM_DEPLOY_CUDA_CHECK_IMAGE=registry.lan:5000/nvidia/cuda:12.9.1-base-ubuntu22.04" in files["/etc/llm-deploy/node.env"]
+
+
+PROBE_STUB = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+flag = Path(sys.argv[2])
+
+
+class Health(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200 if flag.exists() else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+HTTPServer((sys.argv[1], 80), Health).serve_forever()
+"""
+
+
+def test_the_front_probe_takes_a_host_out_after_two_failed_probes_and_back_after_one(tmp_path):
+    """The probe script itself (real bash and curl) in a network namespace of its own, two stand-in hosts on
+    127.0.0.2 and 127.0.0.3 port 80; `systemctl reload nginx` recorded by a stand-in systemctl."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a network namespace of its own")
+    need("curl")
+    from components.onprem.layout import front_health_script
+    from infra.plan import Host
+
+    hosts = [Host("127.0.0.2"), Host("127.0.0.3")]
+    script = front_health_script([("llm", hosts)]).replace(FRONT_DIR, str(tmp_path)).replace("sleep 5", "sleep 1")
+    (tmp_path / "probe").write_text(script)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin/systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/reloads\n")
+    (tmp_path / "bin/systemctl").chmod(0o755)
+    (tmp_path / "stub.py").write_text(PROBE_STUB)
+    for host in hosts:
+        (tmp_path / host.address).touch()
+    runner = (f"ip link set lo up; for a in 127.0.0.2 127.0.0.3; do python3 {tmp_path}/stub.py $a {tmp_path}/$a & done; sleep 1; "
+              f"PATH={tmp_path}/bin:$PATH exec bash {tmp_path}/probe")
+    probe = subprocess.Popen(["unshare", "-n", "bash", "-c", runner], start_new_session=True)
+    upstream = tmp_path / "llm.upstream"
+
+    def wait_for(text: str, within: float = 15) -> float:
+        started = time.monotonic()
+        while upstream.read_text() != text if upstream.exists() else True:
+            assert time.monotonic() - started < within, f"upstream still {upstream.read_text() if upstream.exists() else None!r}"
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    both = "server 127.0.0.2:80 max_fails=1 fail_timeout=10s;\nserver 127.0.0.3:80 max_fails=1 fail_timeout=10s;\n"
+    try:
+        wait_for(both)
+        (tmp_path / "127.0.0.2").unlink()  # its /healthz 503
+        taken_out = wait_for(both.replace("10s;\nserver 127.0.0.3", "10s down;\nserver 127.0.0.3"))
+        assert taken_out >= 1, "out after one failed probe"
+        (tmp_path / "127.0.0.2").touch()
+        wait_for(both)
+        (tmp_path / "127.0.0.3").unlink()
+        (tmp_path / "127.0.0.2").unlink()
+        time.sleep(4)
+        assert upstream.read_text() == both  # none healthy: all kept, nginx answers 502 rather than refusing to load
+        assert (tmp_path / "reloads").read_text().splitlines() == ["reload nginx"] * 3
+    finally:
+        os.killpg(probe.pid, 15)
+        probe.wait(timeout=10)

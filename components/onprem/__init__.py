@@ -7,9 +7,12 @@ after host behind each one's /healthz), load balancer (a front gateway on endpoi
 
 from __future__ import annotations
 
+import dataclasses
+
 import pulumi
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
+from bootstrap.services import Sources
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets, inline_delivery
 from infra.plan import DeploymentPlan, NodeGroup, OnPremSite
 
@@ -50,7 +53,7 @@ class OnPremDeployment(CloudDeployment[OnPremNetwork, OnPremNodeGroup, OnPremSit
     def create_node_group(
         self, group: NodeGroup, network: OnPremNetwork, delivery: pulumi.Output[SecretDelivery]
     ) -> BuiltNodeGroup[OnPremNodeGroup]:
-        members = OnPremNodeGroup(f"{self.name}-{group.name}", self.plan, group, self.boot_target(group), delivery,
+        members = OnPremNodeGroup(f"{self.name}-{group.name}", self.plan, group, self.target(self.plan, group), delivery,
                                   self.secrets.ssh_private_key, self.previous, opts=self.child_opts)
         self.previous = members.hosts[-1]
         return BuiltNodeGroup(group=group, user_data=members.user_data, members=members)
@@ -68,7 +71,14 @@ class OnPremDeployment(CloudDeployment[OnPremNetwork, OnPremNodeGroup, OnPremSit
         return BootTarget(cloud=cls.cloud, image_has_driver=group.offer.gpu_count > 0, os_release=OS_RELEASE)
 
     @classmethod
+    def target(cls, plan: DeploymentPlan, group: NodeGroup) -> BootTarget:
+        """The boot target with the site's sources: its image mirror and its pre-staged models, where it has them."""
+        assert plan.onprem is not None, "placement sets the site of an onprem plan"
+        sources = Sources(plan.onprem.image_registry, plan.onprem.model_source)
+        return dataclasses.replace(cls.boot_target(group), sources=sources)
+
+    @classmethod
     def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:
         if inline is None:
             raise ValueError("on-prem hosts have no secret store: their files need the secret values")
-        return {g.name: render(g, cls.boot_target(g), inline) for g in plan.node_groups}
+        return {g.name: render(g, cls.target(plan, g), inline) for g in plan.node_groups}

@@ -39,6 +39,7 @@ FRONT_DIR = "/etc/nginx/llm-deploy-front"
 FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880
 PROBE_INTERVAL_S = 5  # the front gateway's probe of every host's /healthz
 FAIL_TIMEOUT_S = 10  # a host that failed a request gets none for this long (nginx max_fails=1)
+UNHEALTHY_AFTER = 2  # failed probes in a row before the probe takes a host out (one slow answer on a busy host is not down)
 # After a host's change: until the front gateway routes to it again (its probe has seen it healthy, a failure it
 # saw has timed out), so that the next host's change never leaves the front gateway without a host to send to.
 FRONT_SETTLE_S = PROBE_INTERVAL_S + FAIL_TIMEOUT_S  # the node gateway has port 80 on a host that is also a node
@@ -228,6 +229,7 @@ def front_health_script(groups: Upstreams) -> str:
 set -u
 groups=({names})
 servers=({pairs})
+declare -A failures=()
 while true; do
     changed=0
     for group in "${{groups[@]}}"; do
@@ -236,10 +238,15 @@ while true; do
             [[ ${{pair%%=*}} == "$group" ]] || continue
             server=${{pair#*=}}
             if [[ $(curl -s -o /dev/null -m 3 -w '%{{http_code}}' "http://$server{HEALTH_PATH}") == 200 ]]; then
+                failures[$pair]=0
+            else
+                failures[$pair]=$((${{failures[$pair]:-0}} + 1))
+            fi
+            if ((failures[$pair] >= {UNHEALTHY_AFTER})); then
+                text+="server $server max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s down;"$'\\n'
+            else
                 text+="server $server max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;"$'\\n'
                 healthy=$((healthy + 1))
-            else
-                text+="server $server max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s down;"$'\\n'
             fi
         done
         if ((healthy == 0)); then text=${{text// down;/;}}; fi
