@@ -33,11 +33,13 @@ from pydantic.alias_generators import to_camel
 
 from infra import clouds
 from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
+from infra.plan import DEFAULT_SPOT_POLICY, SPOT_POLICIES
 
 CONFIG_NAMESPACE = "llm-deploy"
 SECRET_KEYS = ("apiKey", "hfToken", "sshPrivateKey", "tlsCertificate", "tlsPrivateKey")
 # Stands in for a `secure:` value that only the Pulumi CLI could decrypt.
 SECRET_PLACEHOLDER = "offline-secret-placeholder"
+SpotPolicy = Literal[SPOT_POLICIES]  # type: ignore[valid-type]
 DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")  # used with fullmatch: `$` would let a final newline through
 
 # Limits on what a stack file may hold (README, "Limits"): checked before anything else reads the values.
@@ -133,6 +135,7 @@ class ServiceConfig(_Model):
     min_concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
     load: LoadConfig | None = None
     latency: LatencyConfig | None = None
+    spot_policy: SpotPolicy | None = None  # None: the stack's spotPolicy
 
     @field_validator("name")
     @classmethod
@@ -258,6 +261,12 @@ class ModelSourceConfig(_Model):
     path: str = Field(max_length=1024, pattern=r"^/[A-Za-z0-9._/-]*$")
 
 
+class RolloutConfig(_Model):
+    """How a change replaces a running node group's nodes: `batchSize` at a time, each batch healthy before the next."""
+
+    batch_size: int = Field(1, ge=1, le=MAX_REPLICAS)  # above a group's count: the whole group at once
+
+
 class StackConfig(_Model):
     """A validated stack; `stack` and `source` are set by the loader, the rest are the user's keys."""
 
@@ -285,6 +294,15 @@ class StackConfig(_Model):
     tls_private_key: SecretStr | None = None
     model_source: ModelSourceConfig | None = None
     image_registry: str | None = Field(None, max_length=255, pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
+    spot_policy: SpotPolicy = DEFAULT_SPOT_POLICY
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    # node group name → machine image id: each checked against the plan's groups and its cloud's id format
+    # (infra/placement.py, image_problems), so every wrong entry is named in one run
+    node_images: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=dict)
+
+    def spot_policy_of(self, service: ServiceConfig) -> str:
+        """The policy a service asks for: its own spotPolicy, else the stack's."""
+        return service.spot_policy or self.spot_policy
 
     @field_validator("allowed_cidrs", "ssh_cidrs")
     @classmethod
@@ -556,7 +574,8 @@ def read_pulumi_config() -> RawConfig:
     return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys=secret_keys)
 
 
-STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "hosts", "sshKnownHosts", "modelSource")
+STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "rollout", "nodeImages", "hosts",
+                   "sshKnownHosts", "modelSource")
 
 
 def _decode_runtime_value(text: Any) -> Any:
