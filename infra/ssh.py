@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from infra.errors import LlmDeployError
 from infra.plan import Host
 
 if TYPE_CHECKING:
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_S = 15
 
 
-class SshError(OSError):
-    """A host that cannot be reached, refused its key, or a command that failed there."""
+class SshError(LlmDeployError, OSError):
+    """A host that cannot be reached, whose key is not the pinned one, or a command that failed there (an OSError
+    too: placement reads a failed GPU read as the host's problem)."""
 
 
 @dataclass(frozen=True)
