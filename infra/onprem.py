@@ -140,8 +140,8 @@ def host_offers(config: StackConfig, detect: Detector | None) -> HostOffers:
     offers, members = [], {}
     for (gpu, count, hourly), indices in kinds.items():
         name = f"{count}x{gpu}" if gpu else "cpu"
-        if priced[gpu, count] > 1:
-            name += f"-{hourly:g}usd"
+        if priced[gpu, count] > 1:  # the same GPUs at other prices: each price a kind of its own
+            name += "-owned" if hourly == 0 else f"-{hourly:g}usd"
         spec = specs.get(gpu) if gpu else None
         owned = all(config.hosts[i].hourly_usd is None for i in indices)
         labels = ", ".join(config.hosts[i].label for i in indices)
