@@ -430,7 +430,7 @@ def test_env_preview_goes_on_to_pulumi_after_a_passing_preflight(api, monkeypatc
     assert "preflight staging (digitalocean atl1): ok" in logged and logged[-1] == "changes: create 9"
 
 
-@pytest.mark.parametrize("cloud", clouds.CLOUDS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cloud", (*clouds.CLOUDS, *clouds.HOSTED), ids=lambda c: c.name)
 def test_every_cloud_has_its_preflight_module(cloud):
     """`run` finds a cloud's checks by its record's name, like the catalog refresh."""
     module = importlib.import_module(f"infra.cli.preflight.{cloud.name}")
