@@ -46,6 +46,9 @@ class Cloud:
     # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
     # against it; None: the cloud takes no image pins.
     image_id_pattern: str | None = None
+    # Its managed groups have no rolling update that waits for load-balancer health, so the component gates a
+    # replaced group with a poller of its own (`<package>/rollout.py`, a Pulumi dynamic resource).
+    rollout_gate: bool = False
     # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
 
     def spot_problem(self, instance_type: str) -> str | None:
@@ -149,6 +152,7 @@ ALICLOUD = Cloud(
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
     image_id_pattern=r"m-[a-z0-9]{8,32}|[a-z0-9][a-z0-9_.-]{2,120}\.vhd",
+    rollout_gate=True,  # ESS instance refresh takes an image or launch template only, and no ALB health grace
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie
