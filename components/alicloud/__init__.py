@@ -19,7 +19,10 @@ import pulumi_alicloud as alicloud
 from bootstrap import render_user_data
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from components.alicloud.layout import (
+    IMAGE_ARCHITECTURE,
     IMAGE_OS_RELEASE,
+    IMAGE_OS_TYPE,
+    IMAGE_OWNER,
     UBUNTU_IMAGE_REGEX,
     ZonePlan,
     choose_zones,
@@ -96,10 +99,10 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
         """The newest Ubuntu 22.04 x86_64 system image that runs on the instance type."""
         images = alicloud.ecs.get_images(
             name_regex=UBUNTU_IMAGE_REGEX,
-            owners="system",
+            owners=IMAGE_OWNER,
             most_recent=True,
-            os_type="linux",
-            architecture="x86_64",
+            os_type=IMAGE_OS_TYPE,
+            architecture=IMAGE_ARCHITECTURE,
             instance_type=instance_type,
             opts=invoke,
         ).images

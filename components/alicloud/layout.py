@@ -29,8 +29,13 @@ SYSTEM_DISK_WITH_DATA_GB = 100  # OS + Docker images when the model cache has a 
 # The first data disk of a virtio ECS instance appears as /dev/vdb (UNVERIFIED for NVMe-only families).
 DATA_DEVICE = "/dev/vdb"
 
-# Ubuntu 22.04 x86_64 system images are named like ubuntu_22_04_x64_20G_alibase_20240220.vhd.
+# Ubuntu 22.04 x86_64 system images are named like ubuntu_22_04_x64_20G_alibase_20240220.vhd. The family both
+# the look-up step (ecs.get_images) and `llm-deploy images` (infra/cli/images/alicloud.py, DescribeImages) take
+# the newest of: Alibaba's own (system) Linux x86_64 images whose name matches, that run on the instance type.
 UBUNTU_IMAGE_REGEX = r"^ubuntu_22_04_x64"
+IMAGE_OWNER = "system"
+IMAGE_OS_TYPE = "linux"
+IMAGE_ARCHITECTURE = "x86_64"
 IMAGE_OS_RELEASE = "ubuntu-22.04"
 
 # ECS instances assume the node role through the ECS service (Alibaba's instance RAM role trust policy).
