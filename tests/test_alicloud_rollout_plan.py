@@ -12,7 +12,7 @@ import pytest
 from components.alicloud import offline as fakes
 from components.alicloud.layout import disk_layout, launch_fingerprint
 from infra.cli import offline
-from tests.helpers import LLM, id_of, of_type, one, plan_and_run, raw_config
+from tests.helpers import LLM, answer, id_of, of_type, one, plan_and_run, raw_config
 
 ASG = "alicloud:ess/scalingGroup:ScalingGroup"
 LAUNCH = "alicloud:ess/scalingConfiguration:ScalingConfiguration"
@@ -21,6 +21,7 @@ RULE = "alicloud:alb/rule:Rule"
 LISTENER = "alicloud:alb/listener:Listener"
 SERVER_GROUP = "alicloud:alb/serverGroup:ServerGroup"
 ROLLOUT = "pulumi-python:dynamic/alicloud:Rollout"
+RANDOM_ID = "random:index/randomId:RandomId"
 PINNED = "m-t4n0tsb3cl2m2kxpzhqd"
 
 # The LLM with three replicas on A10 nodes, the reranker on a T4 node of its own: two node groups.
@@ -110,11 +111,37 @@ def test_a_pinned_image_is_used_without_a_look_up_and_a_new_pin_replaces_the_gro
 
 
 def test_a_stack_using_neither_pin_nor_spot_keeps_its_fingerprint(run):
-    """Nodes of a stack that sets none of the new keys are not rolled by this change."""
+    """The fingerprint of a stack that sets none of the new keys is what the nodes boot with, nothing else."""
     plan, result, _, _ = run()
+    generation = answer(result, RANDOM_ID, f"{plan.stack}-secrets-generation")["hex"]
     for group in plan.node_groups:
         name = one(result, ASG, f"{plan.stack}-{group.name}-nodes")["inputs"]["scalingGroupName"]
-        assert name.endswith(launch_fingerprint(group.offer.instance_type, disk_layout(group.disk_gb), result.user_data[group.name]))
+        fingerprint = launch_fingerprint(group.offer.instance_type, disk_layout(group.disk_gb), result.user_data[group.name])
+        assert name == f"llm-deploy-{plan.stack}-{group.name}-{fingerprint}-{generation}"
+
+
+def test_a_rotated_secret_rolls_the_nodes_through_the_generation_in_the_group_names(run):
+    """Nodes read the key from OOS at boot only: the generation id is replaced when a secret changes (its keepers are
+    the parameters' values), and each scaling group's name carries it, so a new key means new, health-gated groups."""
+    plan, generated, _, _ = run()
+    keepers = of_type(generated, RANDOM_ID)[0]["inputs"]["keepers"]  # the generated key (the fake engine's, not secret)
+    assert keepers == {f"llm-deploy/{plan.stack}/api-key": answer(generated, "random:index/randomPassword:RandomPassword", "api-key")["result"]}
+    plan, result, _, _ = run(apiKey="sk-alicloud-rotated-7e3b9c1d5f2a", hfToken="hf_alicloudRotated4d3c2b1a")
+    (generation,) = of_type(result, RANDOM_ID)
+    assert generation["inputs"]["byteLength"] == 3
+    assert generation["inputs"]["keepers"] == offline.SECRET_MARK  # the user's key and token: kept as a secret
+    hex_id = answer(result, RANDOM_ID, generation["name"])["hex"]
+    for group in plan.node_groups:
+        name = one(result, ASG, f"{plan.stack}-{group.name}-nodes")["inputs"]["scalingGroupName"]
+        assert name.endswith(f"-{hex_id}") and len(name) <= 64
+
+
+def test_a_long_stack_name_keeps_the_whole_fingerprint():
+    plan, result = plan_and_run(raw_config("a-stack-name-long-enough-to-need-cutting-at-64", TWO_GROUPS))
+    for group in plan.node_groups:
+        name = one(result, ASG, f"{plan.stack}-{group.name}-nodes")["inputs"]["scalingGroupName"]
+        fingerprint = launch_fingerprint(group.offer.instance_type, disk_layout(group.disk_gb), result.user_data[group.name])
+        assert len(name) <= 64 and re.search(f"-{fingerprint}-[0-9a-f]{{6}}$", name)
 
 
 def test_fallback_types_follow_the_placed_type_and_add_their_zones(run, monkeypatch):

@@ -5,7 +5,8 @@ or is released, and with a vSwitch in every zone that offers one of its instance
 type first, then the plan's fallback offers) it launches where a type is in stock (a plain
 ecs.Instance is pinned to one zone and fails when that zone has none). The scaling group's name
 carries a fingerprint of what the nodes boot with (type, disks, user-data, a pinned image, the spot
-policy), and a change of that name replaces the group: blue/green. The new group is created disabled;
+policy) and the generation of the secrets they read at boot, and a change of that name replaces the
+group: blue/green. The new group is created disabled;
 components/alicloud/rollout.py grows it `rollout.batchSize` nodes at a time, each batch healthy in the
 ALB before the next, and only then, at the end of the update, Pulumi deletes the old group.
 """
@@ -18,7 +19,7 @@ import pulumi_alicloud as alicloud
 from bootstrap import encode_user_data
 from components.alicloud.layout import capacity, cloud_name, disk_layout, launch_fingerprint, launch_types
 from components.alicloud.network import AlicloudNetwork
-from components.alicloud.secrets import AlicloudSecrets
+from components.alicloud.secrets import GENERATION_BYTES, AlicloudSecrets
 from infra.boot_time import constant
 from infra.plan import DeploymentPlan, NodeGroup
 
@@ -28,6 +29,7 @@ from infra.plan import DeploymentPlan, NodeGroup
 # estimate (infra/boot_time.py) downloads at this rate too, so it is read from the same data file.
 PUBLIC_BANDWIDTH_MBPS = int(constant("alicloud_public_bandwidth_mbit"))
 ESSD = "cloud_essd"
+SCALING_GROUP_NAME_LIMIT = 64  # ESS CreateScalingGroup ScalingGroupName: 2 to 64 characters
 
 
 def data_disks(size_gb: int | None) -> list[dict] | None:
@@ -60,7 +62,10 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
         tags = {"llm-deploy-stack": plan.stack, "llm-deploy-group": group.name}
         self.scaling_group = alicloud.ess.ScalingGroup(
             f"{name}-nodes",
-            scaling_group_name=cloud_name("llm-deploy", plan.stack, group.name, fingerprint),
+            # The fingerprint and the secrets' generation in full at the end of the name (ESS allows 64 characters).
+            scaling_group_name=pulumi.Output.concat(
+                cloud_name("llm-deploy", plan.stack, group.name, limit=SCALING_GROUP_NAME_LIMIT - len(fingerprint) - 2
+                           - 2 * GENERATION_BYTES), "-", fingerprint, "-", secrets.generation),
             min_size=group.count,
             max_size=group.count,
             vswitch_ids=network.vswitch_ids(network.zones.node_zones[group.name]),
