@@ -5,21 +5,17 @@ for other instance types."""
 
 from __future__ import annotations
 
-import json
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 import yaml
 
-from bootstrap.files.alicloud_oos import sign
 from components.alicloud.layout import UBUNTU_IMAGE_REGEX
 from infra.cli import images
 from infra.cli.refresh import MissingCredentials, RefreshError
 from infra.config import parse_config
 from infra.placement import place
+from tests.alicloud_api import COMMON, SignedRpc, serve
 from tests.helpers import LLM, raw_config
 
 KEY, SECRET = "LTAI5tFAKEimages0123", "images-secret-0123456789abcdef"
@@ -29,7 +25,6 @@ VALUES = {"cloud": "alicloud", "region": REGION,
 PLAN = place(parse_config(raw_config("ali-images", VALUES)))
 DOCUMENTED = {"RegionId", "ImageOwnerAlias", "OSType", "Architecture", "InstanceType", "Status", "PageSize", "PageNumber",
               "ImageId", "ImageName", "ImageFamily", "Usage", "IsSupportCloudinit"}
-COMMON = {"Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp"}
 
 
 def image(name: str, created: str, types: tuple[str, ...] | None = None, os_type: str = "linux") -> dict:
@@ -38,38 +33,23 @@ def image(name: str, created: str, types: tuple[str, ...] | None = None, os_type
             "IsSupportCloudinit": True, "Platform": "Ubuntu", "_types": types}
 
 
-class Ecs(BaseHTTPRequestHandler):
+class Ecs(SignedRpc):
     images: ClassVar[list[dict]] = []
     calls: ClassVar[list[dict]] = []
 
-    def log_message(self, *args) -> None:
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
-        signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != KEY or signature != sign("GET", params, SECRET):
-            return self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform"})
+    def answer(self, params: dict[str, str]) -> tuple[int, dict]:
         if (params.get("Action"), params.get("Version")) != ("DescribeImages", "2014-05-26") or set(params) - COMMON - DOCUMENTED:
-            return self._json(400, {"Code": "InvalidParameter", "Message": f"not DescribeImages 2014-05-26: {sorted(params)}"})
+            return 400, {"Code": "InvalidParameter", "Message": f"not DescribeImages 2014-05-26: {sorted(params)}"}
         size = int(params.get("PageSize", "10"))
         if size > 100:
-            return self._json(400, {"Code": "InvalidParameter", "Message": "PageSize must be 1-100"})
+            return 400, {"Code": "InvalidParameter", "Message": "PageSize must be 1-100"}
         self.calls.append(params)
         found = [i for i in self.images
                  if i["OSType"] == params.get("OSType", i["OSType"]) and (i["_types"] is None or params.get("InstanceType") in i["_types"])]
         page = int(params.get("PageNumber", "1"))
         shown = [{k: v for k, v in i.items() if k != "_types"} for i in found[(page - 1) * size:page * size]]
-        self._json(200, {"RequestId": "9C1D", "RegionId": params["RegionId"], "TotalCount": len(found), "PageNumber": page,
-                         "PageSize": size, "Images": {"Image": shown}})
+        return 200, {"RegionId": params["RegionId"], "TotalCount": len(found), "PageNumber": page, "PageSize": size,
+                     "Images": {"Image": shown}}
 
 
 @pytest.fixture
@@ -85,15 +65,8 @@ def ecs(monkeypatch):
         image("win2022_64_dtc_20G_alibase_20251101", "2025-11-01T08:00:00Z", os_type="windows"),
     ]
     Ecs.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Ecs)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    for name, value in {"ALICLOUD_ACCESS_KEY": KEY, "ALICLOUD_SECRET_KEY": SECRET,
-                        "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ALICLOUD_SECURITY_TOKEN", raising=False)
-    yield Ecs
-    server.shutdown()
-    server.server_close()
+    with serve(Ecs, monkeypatch, KEY, SECRET):
+        yield Ecs
 
 
 def test_each_group_gets_the_newest_ubuntu_22_04_for_its_type(ecs):

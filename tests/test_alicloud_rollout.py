@@ -7,18 +7,15 @@ ListServerGroupServers / GetListenerHealthStatus)."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bootstrap.files.alicloud_oos import sign
 from components.alicloud.rollout import ALB_VERSION, ESS_VERSION, Gate, RolloutFailed, RolloutProvider, roll_out
 from infra.cli.refresh.alicloud import client
+from tests.alicloud_api import COMMON, SignedRpc, serve
 
 KEY, SECRET = "LTAI5tFAKEgate0123", "gate-secret-0123456789abcdef01"
 REGION = "ap-southeast-1"
@@ -26,8 +23,6 @@ GROUP_ID = "asg-t4n0tsb3cl2m2kxpzhqd"
 LISTENER = "lsn-0bfuc8a7p0kz2c9ss5"
 SERVER_GROUPS = ("sgp-llm00000000000001", "sgp-emb00000000000002")
 
-COMMON = {"Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp",
-          "SecurityToken"}
 # Each action's product version and the request parameters its API reference documents (the ones the gate may send).
 ACTIONS = {
     "DescribeScalingGroups": (ESS_VERSION, {"RegionId", "ScalingGroupIds.1", "PageNumber", "PageSize"}),
@@ -84,41 +79,23 @@ class Cloud:
         return sum(self.in_service(n) and self.passing(n) for n in self.nodes)
 
 
-class Api(BaseHTTPRequestHandler):
+class Api(SignedRpc):
     cloud: Cloud
 
-    def log_message(self, *args) -> None:
-        pass
-
-    def _json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _refuse(self, code: str, message: str) -> None:
-        self._json(400, {"RequestId": "7A1B", "Code": code, "Message": message})
-
-    def do_GET(self) -> None:
-        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
-        signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != KEY or signature != sign("GET", params, SECRET):
-            return self._refuse("IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+    def answer(self, params: dict[str, str]) -> tuple[int, dict]:
         action = params.get("Action", "")
         if action not in ACTIONS:
-            return self._json(404, {"Code": "InvalidAction.NotFound", "Message": f"Specified api is not found: {action}"})
+            return 404, {"Code": "InvalidAction.NotFound", "Message": f"Specified api is not found: {action}"}
         version, allowed = ACTIONS[action]
         if params.get("Version") != version:
-            return self._refuse("InvalidVersion", f"{action} is not in version {params.get('Version')}")
+            return 400, {"Code": "InvalidVersion", "Message": f"{action} is not in version {params.get('Version')}"}
         own = set(params) - COMMON
         if own - allowed or REQUIRED[action] - own:
-            return self._refuse("InvalidParameter", f"{action}: unknown {sorted(own - allowed)}, missing {sorted(REQUIRED[action] - own)}")
+            return 400, {"Code": "InvalidParameter", "Message": f"{action}: unknown {sorted(own - allowed)}, missing {sorted(REQUIRED[action] - own)}"}
         with self.cloud.lock:
             self.cloud.tick()
             self.cloud.calls.append(action)
-            self._json(200, {"RequestId": "7A1B", **getattr(self, action)(params)})
+            return 200, getattr(self, action)(params)
 
     def DescribeScalingGroups(self, params: dict) -> dict:
         group = {"ScalingGroupId": GROUP_ID, "LifecycleState": self.cloud.state, "MinSize": self.cloud.size,
@@ -182,15 +159,8 @@ class Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def cloud(monkeypatch):
     Api.cloud = Cloud()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    for name, value in {"ALICLOUD_ACCESS_KEY": KEY, "ALICLOUD_SECRET_KEY": SECRET,
-                        "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("ALICLOUD_SECURITY_TOKEN", raising=False)
-    yield Api.cloud
-    server.shutdown()
-    server.server_close()
+    with serve(Api, monkeypatch, KEY, SECRET):
+        yield Api.cloud
 
 
 def gate(size: int, batch: int, timeout_seconds: int = 3) -> Gate:
