@@ -163,6 +163,7 @@ FACTS = {
     "root_disk": "infra/node_storage.py's disk model",
     "bandwidth_limit": "infra/node_storage.py caps a node's downloads",
     "instance_type_inputs": "the policy pack's catalog-instance-types check (policy/llm_deploy_policies.py)",
+    "rollout_gate": "which cloud packages hold rollout.py (tests/test_component_shape.py); no stack key asks for it",
 }
 
 
