@@ -19,6 +19,7 @@ import pytest
 
 from bootstrap.files.alicloud_oos import sign
 from infra import clouds
+from infra.catalog import read_catalog
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
@@ -144,8 +145,19 @@ def test_aws_groups_on_one_quota_are_counted_together(aws):
     assert len(result.problems()) == 2 and all(f"vCPU quota {G_QUOTA}" in line for line in result.problems())
 
 
-def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
-    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there."""
+def with_fallbacks(plan, kind: str, *instance_types: str):
+    """The plan with the group serving `kind` given these catalog types of its region as fallback offers."""
+    group = plan.group_serving(kind)
+    offers = {(o.instance_type, o.region): o for o in read_catalog() if o.cloud == "aws"}
+    fallbacks = tuple(dataclasses.replace(offers[t, "us-east-1"], region=group.region) for t in instance_types)
+    changed = dataclasses.replace(group, fallback_offers=fallbacks)
+    return dataclasses.replace(plan, node_groups=tuple(changed if g is group else g for g in plan.node_groups)), changed
+
+
+@pytest.mark.parametrize("fallbacks", [(), ("g6.2xlarge",)])
+def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws, fallbacks):
+    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there,
+    nor fall back to another g6 size."""
     aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
     aws.stubber = Stubber(aws.quotas)
     aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
@@ -153,14 +165,47 @@ def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
     llm = plan.group_serving("llm")
     moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
     plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
+    plan, _ = with_fallbacks(plan, "llm", *fallbacks)
     aws.quota(G_QUOTA, 64)
     with aws.stubber:
         result = preflight.run(plan)
     offering = by(result)[(llm.name, "offering")]
     assert offering.status == preflight.FAILED and offering.zones == ()
-    assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1")
+    also = " nor are its fallback types g6.2xlarge" if fallbacks else ""
+    assert offering.detail.startswith(f"g6.xlarge is not offered in any zone of eu-west-1{also} (DescribeInstanceTypeOfferings)")
+    for fallback in fallbacks:
+        check = by(result)[(llm.name, f"fallback {fallback}")]
+        assert check.status == preflight.OK and check.zones == () and "does not fall back to it here" in check.detail
     assert by(result)[("rerank", "offering")].status == preflight.OK
     assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
+
+
+def test_aws_reports_the_zones_of_each_fallback_type_too(aws):
+    """dev's LLM group on g6.xlarge with g6.2xlarge and g6.4xlarge (one L4 each) to fall back to: moto's us-east-1
+    offers all three in five zones."""
+    plan, llm = with_fallbacks(plan_of("dev"), "llm", "g6.2xlarge", "g6.4xlarge")
+    aws.quota(G_QUOTA, 64)
+    checks = by(preflight.run(plan))
+    zones = tuple(f"us-east-1{z}" for z in "abcdf")
+    assert checks[(llm.name, "offering")].zones == zones
+    for fallback in ("g6.2xlarge", "g6.4xlarge"):
+        check = checks[(llm.name, f"fallback {fallback}")]
+        assert (check.status, check.zones) == (preflight.OK, zones)
+        assert check.detail == f"{fallback} offered in 5 zone(s): {', '.join(zones)}"
+    for group in plan.node_groups:  # one check per fallback offer, no more
+        assert {c for s, c in checks if s == group.name and c.startswith("fallback")} == {
+            f"fallback {o.instance_type}" for o in group.fallback_offers}
+
+
+def test_aws_a_group_whose_own_type_is_not_offered_launches_a_fallback():
+    from infra.cli.preflight.aws import _offering
+
+    _, llm = with_fallbacks(plan_of("dev"), "llm", "g6.2xlarge", "g6.4xlarge")
+    offered = {"g6.4xlarge": {"us-east-1c", "us-east-1a"}}  # as DescribeInstanceTypeOfferings' zones would read
+    check = _offering(llm, offered, "us-east-1")
+    assert (check.status, check.zones) == (preflight.OK, ("us-east-1a", "us-east-1c"))
+    assert check.detail == ("g6.xlarge is not offered in any zone of us-east-1; the group launches its fallback types there, "
+                            "in 2 zone(s): us-east-1a, us-east-1c")
 
 
 def test_aws_a_refused_quota_call_is_not_checked_and_does_not_fail(aws):

@@ -169,4 +169,6 @@ OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:lb/listenerRule:ListenerRule": _elb("listener-rule/app"),
     "aws:acm/certificate:Certificate": _certificate,
     "aws:acm/certificateValidation:CertificateValidation": lambda name, inputs: {"id": inputs["certificateArn"]},
+    # components/aws/node_group.py's dynamic resource: a new group has seen no instance refresh yet
+    "pulumi-python:dynamic/llm-deploy:RolloutGate": lambda name, inputs: {"id": inputs["group"], "refresh": ""},
 }
