@@ -7,11 +7,14 @@ ListServerGroupServers / GetListenerHealthStatus)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 import pytest
+from pulumi.dynamic.dynamic import serialize_provider
 
 from components.alicloud.rollout import ALB_VERSION, ESS_VERSION, Gate, RolloutFailed, RolloutProvider, roll_out
 from infra.cli.refresh.alicloud import client
@@ -239,3 +242,14 @@ def test_the_stand_in_refuses_what_the_real_api_refuses(cloud):
         api.call("DescribeScalingInstances", "ess", ALB_VERSION, RegionId=REGION, ScalingGroupId=GROUP_ID)
     with pytest.raises(RefreshError, match="InvalidParameter"):
         api.call("ModifyScalingGroup", "ess", ESS_VERSION, RegionId=REGION, ScalingGroupId=GROUP_ID, MinSizes="1")
+
+
+def test_the_gate_loads_in_a_fresh_interpreter_as_pulumis_dynamic_provider_host_loads_it(tmp_path):
+    """`pulumi up` runs the gate in another process: the provider as Pulumi serializes it (dill, base64) loads there
+    by reference to its module, with the module's poll interval and the ESS/ALB versions it calls."""
+    (tmp_path / "provider.b64").write_text(serialize_provider(RolloutProvider()))
+    script = ("import base64, dill, sys; p = dill.loads(base64.b64decode(open(sys.argv[1]).read())); m = sys.modules[type(p).__module__]; "
+              "print(type(p).__module__, type(p).__name__, m.POLL_SECONDS, m.ESS_VERSION, m.ALB_VERSION)")
+    loaded = subprocess.run([sys.executable, "-c", script, str(tmp_path / "provider.b64")], capture_output=True, text=True,
+                            cwd=tmp_path, check=True)
+    assert loaded.stdout.split() == ["components.alicloud.rollout", "RolloutProvider", "15", ESS_VERSION, ALB_VERSION]
