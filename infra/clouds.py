@@ -53,6 +53,9 @@ class Cloud:
     # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
     # against it; None: the cloud takes no image pins.
     image_id_pattern: str | None = None
+    # Its managed groups have no rolling update that waits for load-balancer health, so the component gates a
+    # replaced group with a poller of its own (`<package>/rollout.py`, a Pulumi dynamic resource).
+    rollout_gate: bool = False
     metadata: MetadataService | None = None  # what a node's watcher polls for notices of its end; None: nothing to poll
     metrics_agent: str | None = None  # the agent a node publishes its services' metrics with (bootstrap/files/llm-deploy-<agent>)
     # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
@@ -160,6 +163,7 @@ ALICLOUD = Cloud(
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
     image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
+    rollout_gate=True,  # ESS instance refresh takes an image or launch template only, and no ALB health grace
     metadata=ALICLOUD_METADATA,
 )
 

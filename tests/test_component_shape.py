@@ -19,6 +19,11 @@ from tests.helpers import ROOT, STACKS_DIR, stacks_on
 COMPONENTS = ROOT / "components"
 CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud", "onprem": "OnPrem"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
+# modules a cloud package has when its record says so
+OPTIONAL_FILES = {
+    "delivery.py": lambda record: record.delivery == "ssh",  # the SSH transport of node files
+    "rollout.py": lambda record: bool(record.rollout_gate),  # a health gate of the program's own for its groups
+}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
 
 
@@ -42,9 +47,10 @@ IDS = [cls.__name__ for _, _, cls in ALL_COMPONENTS]
 
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_every_cloud_package_has_the_same_files(cloud):
-    """The seven files; a cloud whose record delivers node files over SSH also has delivery.py, the transport."""
+    """The seven files, plus a module for each trait the cloud's record has (OPTIONAL_FILES)."""
+    record = clouds.get(cloud)
     files = {p.name for p in (COMPONENTS / cloud).glob("*.py")}
-    assert files == FILES | ({"delivery.py"} if clouds.get(cloud).delivery == "ssh" else set())
+    assert files == FILES | {name for name, has in OPTIONAL_FILES.items() if has(record)}
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
