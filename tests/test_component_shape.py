@@ -17,17 +17,18 @@ from infra.config import load_raw
 from tests.helpers import ROOT, STACKS_DIR, stacks_on
 
 COMPONENTS = ROOT / "components"
-CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud"}  # package → class prefix
+CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud", "onprem": "OnPrem"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
+# modules a cloud package has when its record says so
+OPTIONAL_FILES = {
+    "delivery.py": lambda record: record.delivery == "ssh",  # the SSH transport of node files
+    "rollout.py": lambda record: bool(record.rollout_gate),  # a health gate of the program's own for its groups
+    "scaling.py": lambda record: record.autoscaling,  # target tracking and the schedule on its managed groups
+}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
-# Modules only some clouds have, each with the record field that says which: a cloud that autoscales (its record's
-# `autoscaling`) has scaling.py, its target tracking and schedule; a cloud of plain instances has nothing to attach them to.
+# The component of an optional module, for the clouds whose record says so (as OPTIONAL_FILES): plain instances have
+# no managed group to attach target tracking or a schedule to.
 OPTIONAL_ROLES = {"scaling": ("Scaling", lambda cloud: cloud.autoscaling)}
-
-
-def files_of(cloud: str) -> set[str]:
-    record = clouds.get(cloud)
-    return FILES | {f"{module}.py" for module, (_, has) in OPTIONAL_ROLES.items() if has(record)}
 
 
 def roles_of(cloud: str) -> dict[str, str]:
@@ -55,8 +56,10 @@ IDS = [cls.__name__ for _, _, cls in ALL_COMPONENTS]
 
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_every_cloud_package_has_the_same_files(cloud):
+    """The seven files, plus a module for each trait the cloud's record has (OPTIONAL_FILES)."""
+    record = clouds.get(cloud)
     files = {p.name for p in (COMPONENTS / cloud).glob("*.py")}
-    assert files == files_of(cloud)
+    assert files == FILES | {name for name, has in OPTIONAL_FILES.items() if has(record)}
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
@@ -74,6 +77,8 @@ def test_every_cloud_has_a_component_per_role_but_secrets_without_a_store_and_sc
         "alicloud": sorted([*every, "Scaling"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
+        # no secret store either: onprem/secrets.py puts the values in the files written 0600 over SSH
+        "onprem": sorted(set(every) - {"Secrets"}),
     }
 
 

@@ -387,17 +387,32 @@ def test_digitalocean_a_refused_token_is_not_checked(api, monkeypatch):
 
 
 def test_alicloud_reports_the_zones_with_stock_and_fails_a_sold_out_type(api):
-    api.stock = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}  # gn6i sold out everywhere
-    result = preflight.run(plan_of("alicloud-dev"))
+    plan = plan_of("alicloud-dev")
+    groups = {g.name: g for g in plan.node_groups}
+    llm = next(n for n, g in groups.items() if g.offer.instance_type == "ecs.gn7i-c16g1.4xlarge")
+    embedding = next(n for n, g in groups.items() if g.offer.instance_type == "ecs.gn6i-c4g1.xlarge")
+    api.stock = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}  # gn6i sold out everywhere, every size
+    result = preflight.run(plan)
     checks = by(result)
-    names = {g.name: g.offer.instance_type for g in plan_of("alicloud-dev").node_groups}
-    llm = next(n for n, t in names.items() if t == "ecs.gn7i-c16g1.4xlarge")
-    embedding = next(n for n, t in names.items() if t == "ecs.gn6i-c4g1.xlarge")
     assert checks[(llm, "offering")].zones == ("ap-southeast-1a", "ap-southeast-1c")
     assert checks[(embedding, "offering")].status == preflight.FAILED
-    assert result.problems() == [(f"preflight: alicloud-dev: {embedding}: offering: ecs.gn6i-c4g1.xlarge has no stock in any zone "
+    listed = ", ".join([g.offer.instance_type for g in [groups[embedding]]] + [o.instance_type for o in groups[embedding].fallback_offers])
+    assert groups[embedding].fallback_offers, "the catalog holds other T4 sizes in the region"
+    assert result.problems() == [(f"preflight: alicloud-dev: {embedding}: offering: none of {listed} has stock in any zone "
                                  "of ap-southeast-1 (DescribeAvailableResource, pay-as-you-go); choose another region or instance type")]
-    assert sorted(api.calls) == sorted(f"DescribeAvailableResource ap-southeast-1 {t}" for t in names.values())
+    every_type = {t.instance_type for g in groups.values() for t in (g.offer, *g.fallback_offers)}
+    assert sorted(api.calls) == sorted(f"DescribeAvailableResource ap-southeast-1 {t}" for t in every_type)  # each type asked once
+
+
+def test_alicloud_a_fallback_type_in_stock_passes_the_group(api):
+    plan = plan_of("alicloud-dev")
+    group = next(g for g in plan.node_groups if g.offer.instance_type == "ecs.gn7i-c16g1.4xlarge")
+    fallback = group.fallback_offers[-1].instance_type
+    api.stock = {fallback: ["ap-southeast-1b"]}  # the placed type sold out, the last fallback in stock in one zone
+    check = by(preflight.run(plan))[(group.name, "offering")]
+    assert check.status == preflight.OK and check.zones == ("ap-southeast-1b",)
+    assert check.detail == (f"ecs.gn7i-c16g1.4xlarge has no stock; ESS launches the fallback types: "
+                            f"{fallback} in stock in 1 zone(s): ap-southeast-1b")
 
 
 # --- env up / env preview run it before anything is created ---------------------------------------
@@ -430,7 +445,7 @@ def test_env_preview_goes_on_to_pulumi_after_a_passing_preflight(api, monkeypatc
     assert "preflight staging (digitalocean atl1): ok" in logged and logged[-1] == "changes: create 9"
 
 
-@pytest.mark.parametrize("cloud", clouds.CLOUDS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cloud", (*clouds.CLOUDS, *clouds.HOSTED), ids=lambda c: c.name)
 def test_every_cloud_has_its_preflight_module(cloud):
     """`run` finds a cloud's checks by its record's name, like the catalog refresh."""
     module = importlib.import_module(f"infra.cli.preflight.{cloud.name}")
