@@ -154,6 +154,9 @@ class Autoscaling:
 
     max_count: int  # nodes the services' maxReplicas need
     targets: tuple[ScalingTarget, ...]  # one per autoscaled service of the group
+
+
+@dataclass(frozen=True)
 class Host:
     """One of the team's servers (`cloud: onprem`), reached over SSH."""
 
