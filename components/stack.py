@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pulumi
 from pydantic import SecretStr
@@ -20,9 +21,15 @@ from infra.config import StackConfig, problem
 from infra.errors import ConfigError, Problem
 from infra.placement import place
 from infra.plan import SERVICE_PATHS, DeploymentPlan
+from infra.scaling import due_at
 
 GENERATED_API_KEY_LENGTH = 40
 
+
+
+def deploy_instant() -> datetime:
+    """The instant `pulumi up` (or `plan`) runs: the program reads the clock here, the schedule's functions take it."""
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -117,6 +124,8 @@ def program(config: StackConfig, plan: DeploymentPlan | None = None) -> StackPro
     problems = user_data_problems(config, plan)
     if problems:
         raise ConfigError(problems)
+    if plan.schedule and not clouds.get(plan.cloud).autoscaling:  # no scheduled actions there: the nodes due now
+        plan = due_at(plan, deploy_instant())
     secrets = stack_secrets(config)
     deployment = deployment_class(plan.cloud)(plan.stack, plan, secrets)
     outputs = {**stack_outputs(plan, deployment.endpoint, secrets.api_key), **deployment.extra_outputs}

@@ -82,6 +82,12 @@ class Cloud:
         return self.deployment.partition(":")[0]
 
     @property
+    def queue_metric(self) -> bool:
+        """Autoscaling's signal: the nodes' queue depth reaches the cloud's scaler (published by its metrics agent),
+        else requests per node."""
+        return self.metrics_agent is not None
+
+    @property
     def offline_module(self) -> str:
         """Fakes for the offline plan (no SDK import): INVOKES and OUTPUTS."""
         return f"{self.package}.offline"

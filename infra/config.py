@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 from infra import clouds
 from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
 from infra.plan import DEFAULT_SPOT_POLICY, SPOT_POLICIES
+from infra.schedule import Schedule, ScheduleError, parse_schedule, zone_of
 
 CONFIG_NAMESPACE = "llm-deploy"
 SECRET_KEYS = ("apiKey", "hfToken", "sshPrivateKey", "tlsCertificate", "tlsPrivateKey")
@@ -136,6 +137,12 @@ class ServiceConfig(_Model):
     load: LoadConfig | None = None
     latency: LatencyConfig | None = None
     spot_policy: SpotPolicy | None = None  # None: the stack's spotPolicy
+    max_replicas: int | None = Field(None, ge=1, le=MAX_REPLICAS)  # autoscaling ceiling; `replicas` is the floor
+    target_queue_per_replica: float | None = Field(None, gt=0, le=MAX_CONCURRENCY, allow_inf_nan=False)
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.max_replicas is not None and self.max_replicas > self.replicas
 
     @field_validator("name")
     @classmethod
@@ -176,7 +183,34 @@ class ServiceConfig(_Model):
             raise Invalid("not with accelerator 'cpu'", "gpu" if self.gpu else "gpuCount")
         if self.params_b is None and find_model(self.model) is None:
             raise Invalid(f"model {self.model!r} is not in the built-in registry", "paramsB", "set paramsB (size in billions)")
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise Invalid(f"must be >= replicas ({self.replicas}): replicas is the floor, maxReplicas the ceiling", "maxReplicas")
+        if self.target_queue_per_replica is not None and not self.autoscaled:
+            raise Invalid("only with maxReplicas above replicas (it is the autoscaling target)", "targetQueuePerReplica")
         return self
+
+
+class ScheduleConfig(_Model):
+    """`schedule: {timezone, activeHours}`: the stack serves in those hours and runs zero replicas outside."""
+
+    timezone: str = Field(min_length=1, max_length=64)
+    active_hours: str = Field(min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def _parses(self) -> ScheduleConfig:
+        try:
+            zone_of(self.timezone)
+        except ScheduleError as error:
+            raise Invalid(str(error), "timezone") from None
+        try:
+            parse_schedule(self.timezone, self.active_hours)
+        except ScheduleError as error:
+            raise Invalid(str(error), "activeHours", "grammar: README \"Schedules\"") from None
+        return self
+
+    @property
+    def parsed(self) -> Schedule:
+        return parse_schedule(self.timezone, self.active_hours)
 
 
 def default_services() -> list[ServiceConfig]:
@@ -285,6 +319,7 @@ class StackConfig(_Model):
     catalog_file: str | None = Field(None, min_length=1, max_length=4096)
     api_key: SecretStr | None = None
     hf_token: SecretStr | None = None
+    schedule: ScheduleConfig | None = None
     hosts: list[HostConfig] = Field(default_factory=list, max_length=100)
     ssh_private_key: SecretStr | None = None
     ssh_known_hosts: list[KnownHostsLine] = Field(default_factory=list)
@@ -342,8 +377,20 @@ class StackConfig(_Model):
             self._ssh_needs_a_key()
             self._ssh_from_anywhere()
             self._unique_services()
+            self._autoscaling_where_the_cloud_scales()
             self._onprem()
         return self
+
+    def _autoscaling_where_the_cloud_scales(self) -> None:
+        """maxReplicas needs a cloud whose record says it autoscales; `cloud: auto` places on those only (placement)."""
+        if self.cloud == "auto" or clouds.get(self.cloud).autoscaling:
+            return
+        index = next((i for i, s in enumerate(self.services) if s.autoscaled), None)
+        if index is not None:
+            raise Invalid(f"{self.cloud} has no managed GPU autoscaling: its node groups are plain instances, a fixed count",
+                          f"services[{index}].maxReplicas",
+                          "remove maxReplicas; to pay for fewer hours, set schedule: {timezone, activeHours} (README \"Schedules\")",
+                          uses=("cloud", "services"))
 
     def _onprem(self) -> None:
         """`cloud: onprem` needs hosts whose keys are all pinned; its keys mean nothing elsewhere."""
@@ -575,7 +622,7 @@ def read_pulumi_config() -> RawConfig:
 
 
 STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "rollout", "nodeImages", "hosts",
-                   "sshKnownHosts", "modelSource")
+                   "sshKnownHosts", "modelSource", "schedule")
 
 
 def _decode_runtime_value(text: Any) -> Any:

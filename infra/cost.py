@@ -14,6 +14,7 @@ from infra.errors import Problem
 from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
 from infra.plan import DEFAULT_SPOT_POLICY, HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
+from infra.schedule import HOURS_PER_WEEK, Schedule
 from infra.throughput import ASSUMPTIONS, ThroughputEstimate, estimate
 
 
@@ -24,6 +25,30 @@ def _money(hourly: float) -> dict[str, float]:
 def monthly(hourly: float | None) -> float | None:
     """$/month for $/h: 730 hours, rounded to the cent."""
     return round(hourly * HOURS_PER_MONTH, 2) if hourly is not None else None
+
+
+def scheduled_hours_per_month(schedule: Schedule) -> float:
+    """Serving hours in an average month: the week's active hours over 730 / 168 weeks (as $/month is 730 hours)."""
+    return schedule.weekly_hours * HOURS_PER_MONTH / HOURS_PER_WEEK
+
+
+def schedule_record(plan: DeploymentPlan) -> dict[str, Any] | None:
+    """The schedule and what the stack costs a month serving only in its hours (from `replicas` to the ceiling)."""
+    schedule = plan.schedule
+    if schedule is None:
+        return None
+    hours = scheduled_hours_per_month(schedule)
+    return {"timezone": schedule.timezone, "active_hours": schedule.active_hours, "weekly_hours": round(schedule.weekly_hours, 2),
+            "monthly_hours": round(hours, 2), "monthly_usd": round(plan.hourly_usd * hours, 2),
+            "monthly_usd_max": round(plan.max_hourly_usd * hours, 2)}
+
+
+def scaling_record(group: NodeGroup) -> dict[str, Any]:
+    """A node group's autoscaling range (count = max_count without it) and the queue target per service."""
+    targets = group.scaling.targets if group.scaling else ()
+    return {"max_count": group.max_count, "max_hourly_usd": group.max_hourly_usd,
+            "scaling_targets": [{"service": t.service, "target_queue_per_replica": t.target_queue_per_replica, "basis": t.basis}
+                                for t in targets]}
 
 
 def spot_total(hourly: float | None, count: int) -> float | None:
@@ -222,6 +247,7 @@ def node_group_record(group: NodeGroup, plan: DeploymentPlan) -> dict[str, Any]:
         "fallback_offers": [fallback_record(o) for o in group.fallback_offers],
         "image": image_record(group),
         "rollout_batch_size": plan.batch_size(group),  # a new batch healthy within health_check_grace_s, or the update fails
+        **scaling_record(group),
     }
 
 
@@ -252,6 +278,15 @@ class CostPreview:
         return monthly(self.total_hourly_usd)
 
     @property
+    def max_hourly_usd(self) -> float | None:
+        """$/h with every autoscaled node group at its ceiling (= total_hourly_usd without maxReplicas)."""
+        return self.plan.max_hourly_usd if self.plan else None
+
+    @property
+    def schedule(self) -> dict[str, Any] | None:
+        return schedule_record(self.plan) if self.plan else None
+
+    @property
     def total_spot_hourly_usd(self) -> float | None:
         """Every node at its spot price; None when a node group's offer has none in the catalog."""
         prices = [g.spot_hourly_usd for g in self.node_groups]
@@ -280,6 +315,9 @@ class CostPreview:
             "node_groups": [node_group_record(g, self.plan) for g in self.plan.node_groups] if self.plan else [],
             "total_hourly_usd": self.total_hourly_usd,
             "total_monthly_usd": self.total_monthly_usd,
+            "max_hourly_usd": self.max_hourly_usd,
+            "max_monthly_usd": monthly(self.max_hourly_usd),
+            "schedule": self.schedule,
             "budget_usd_per_hour": self.budget_usd_per_hour,
             "by_cloud": [c.as_json() for c in self.by_cloud],
             "throughput_note": self.throughput_note,

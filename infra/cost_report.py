@@ -131,6 +131,7 @@ def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
     blocks += [Prose(f"Stack {preview.stack}: {where}: {groups}"),
                Prose(f"Total: {usd(preview.total_hourly_usd)} $/h, {usd(preview.total_monthly_usd)} $/month "
                      "(each node billed once, whatever it serves)")]
+    blocks += [Prose(line) for line in scaling_lines(preview)]
     blocks += [Prose(f"Price of {g.offer.instance_type} ({g.name}): {price_note(g.offer)}") for g in preview.node_groups]
     comparison = ", ".join(
         " ".join(filter(None, (c.cloud, c.region, usd(c.hourly_usd), "$/h"))) if c.feasible else f"{c.cloud} not feasible"
@@ -141,6 +142,22 @@ def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
                Prose("repl, ms/tok and $/1M out/emb: replicas, time per output token and $ per 1M tokens at each service's "
                      "load (estimates; without a load: the reference point)")]
     return blocks
+
+
+def scaling_lines(preview: CostPreview) -> list[str]:
+    """The autoscaling $/h range and what the schedule's hours cost a month, where the stack has them."""
+    lines = []
+    if preview.plan and preview.max_hourly_usd != preview.total_hourly_usd:
+        ranges = "; ".join(f"{g.name} {g.count}-{g.max_count} nodes" for g in preview.node_groups if g.max_count != g.count)
+        lines.append(f"Autoscaling: {usd(preview.total_hourly_usd)} to {usd(preview.max_hourly_usd)} $/h ({ranges}), "
+                     f"{usd(preview.total_monthly_usd)} to {usd(monthly(preview.max_hourly_usd))} $/month around the clock")
+    schedule = preview.schedule
+    if schedule:
+        at_max = (f" to {usd(schedule['monthly_usd_max'])}" if schedule["monthly_usd_max"] != schedule["monthly_usd"] else "")
+        lines.append(f"Schedule {schedule['active_hours']} ({schedule['timezone']}): {schedule['weekly_hours']:g} h a week, "
+                     f"{schedule['monthly_hours']:.1f} h a month: {usd(schedule['monthly_usd'])}{at_max} $/month "
+                     f"for the active hours only (0 nodes outside them)")
+    return lines
 
 
 def cost_markdown(preview: CostPreview) -> str:
@@ -157,6 +174,8 @@ def cost_markdown(preview: CostPreview) -> str:
         lines.append(f"| {group.name} | {group.offer.instance_type} | {gpu_text(group.offer)} | {group.count} | "
                      f"{', '.join(s.name for s in group.services)} | {usd(group.hourly_usd)} | {usd(monthly(group.hourly_usd))} | "
                      f"{usd(group.spot_hourly_usd)} | {group.spot_policy} | {usd(policy_hourly_usd(group))} |")
+    if scaled := scaling_lines(preview):
+        lines += [""] + [f"- {line}" for line in scaled]
     lines += [""] + [f"- price of `{g.offer.instance_type}` ({g.name}): {price_note(g.offer)}" for g in preview.node_groups]
     lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview.services:

@@ -35,6 +35,7 @@ from infra.models import (
 )
 from infra.node_storage import node_group
 from infra.plan import DEFAULT_SPOT_POLICY, SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService, safest_policy
+from infra.scaling import scaling_problems, with_scaling
 from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
@@ -334,6 +335,8 @@ def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: st
     regions = [region] if region else _regions(offers, cloud)
     if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
         regions = []
+    if config.cloud == "auto" and any(s.autoscaled for s in config.services) and not clouds.get(cloud).autoscaling:
+        regions = []  # maxReplicas: `auto` picks among clouds whose record says they autoscale (config refuses a named other)
     memo: FitMemo = {}
     plans = [
         p
@@ -402,7 +405,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         groups.append(dataclasses.replace(group, spot_policy=safest_policy([n.spot_policy for n in block]),
                                           fallback_offers=fallback_offers(block, group, checkpoints, offers),
                                           image=config.node_images.get(name)))
-    return DeploymentPlan(
+    return with_scaling(config, needs, DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,
         region=chosen.region,
@@ -411,7 +414,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         has_hf_token=config.hf_token is not None,
         source=config.source,
         rollout_batch_size=config.rollout.batch_size,
-    )
+    ))
 
 
 def image_problems(config: StackConfig, plan: DeploymentPlan, whole: bool = True) -> list[Problem]:
@@ -650,6 +653,7 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole:
         from infra.onprem import with_hosts
 
         plan = with_hosts(config, plan, hosted)
+    problems += scaling_problems(config, needs, plan)
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "

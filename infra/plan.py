@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.schedule import Schedule
+
 HOURS_PER_MONTH = 730
 
 # Local ports of the services on a node; the gateway listens on GATEWAY_PORT and routes to these.
@@ -134,6 +136,27 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class ScalingTarget:
+    """What one service of an autoscaled node group scales on: its queue depth per replica (vLLM's requests
+    waiting, TEI's queue) held near the target, or requests per target where the cloud takes no custom metric."""
+
+    service: str
+    kind: str
+    target_queue_per_replica: float
+    basis: str  # how the target was set: "targetQueuePerReplica", or the load model's derivation in words
+    # What one replica serves (the load model), for a cloud that scales on requests per node; None: an LLM without `load`.
+    requests_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """A node group that grows with its services' queues from `count` (replicas, the floor) to `max_count` nodes."""
+
+    max_count: int  # nodes the services' maxReplicas need
+    targets: tuple[ScalingTarget, ...]  # one per autoscaled service of the group
+
+
+@dataclass(frozen=True)
 class Host:
     """One of the team's servers (`cloud: onprem`), reached over SSH."""
 
@@ -164,6 +187,16 @@ class NodeGroup:
     # component may launch when the offer has no capacity (infra/placement.py, `fallback_offers`).
     fallback_offers: tuple[Offer, ...] = ()
     image: str | None = None  # the stack's `nodeImages` pin for this group; None: resolved at the first `pulumi up`, then kept
+    scaling: Autoscaling | None = None  # set by placement (infra/scaling.py) when a service has maxReplicas
+
+    @property
+    def max_count(self) -> int:
+        """Nodes at most: the autoscaling ceiling, else `count`."""
+        return self.scaling.max_count if self.scaling else self.count
+
+    @property
+    def max_hourly_usd(self) -> float:
+        return round(self.offer.hourly_usd * self.max_count, 6)
 
     @property
     def cloud(self) -> str:
@@ -228,10 +261,16 @@ class DeploymentPlan:
     source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
     onprem: OnPremSite | None = None  # cloud onprem only
     rollout_batch_size: int = 1  # `rollout.batchSize`: nodes a change replaces at once in each node group (see batch_size)
+    schedule: Schedule | None = None  # the hours it serves; zero nodes outside them
 
     @property
     def hourly_usd(self) -> float:
         return round(sum(g.hourly_usd for g in self.node_groups), 6)
+
+    @property
+    def max_hourly_usd(self) -> float:
+        """$/h with every autoscaled node group at its ceiling."""
+        return round(sum(g.max_hourly_usd for g in self.node_groups), 6)
 
     @property
     def monthly_usd(self) -> float:

@@ -96,6 +96,13 @@ def refusals(cloud: Cloud) -> list[Refusal]:
         cases.append(Refusal(cloud, "image_id_pattern", lambda _: {"cloud": name, "services": [ONE_LLM],
                                                                    "nodeImages": {"llm": "not-an-image"}},
                              "nodeImages.llm", f"is not a machine image id of {name}"))
+    llm = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192, "gpu": "L40S"}
+    if not cloud.autoscaling:  # plain instances: nothing to scale between replicas and maxReplicas
+        cases.append(Refusal(cloud, "autoscaling", lambda _: {"cloud": name, "services": [{**llm, "maxReplicas": 2}]},
+                             "services[0].maxReplicas", "has no managed GPU autoscaling"))
+    elif not cloud.queue_metric:  # it scales on requests per node, which only an LLM's load says
+        cases.append(Refusal(cloud, "queue_metric", lambda _: {"cloud": name, "services": [{**llm, "gpu": None, "maxReplicas": 2}]},
+                             "services[0].load", "scales on requests per node"))
     if cloud.secret_store is None:  # the key travels in user-data, where the node's reader takes only these characters
         cases.append(Refusal(cloud, "secret_store", lambda _: {"cloud": name, "apiKey": "key with spaces"}, "apiKey",
                              "must be non-empty and use only"))
@@ -155,7 +162,6 @@ FACTS = {
     "deployment": "components.stack.deployment_class imports it; offline_module is its package's offline.py",
     "gzip_user_data": "how bootstrap measures the user-data against user_data_limit (a case above)",
     "spot": "Cloud.spot_problem: placement finds no offer for spotPolicy spot/auto on a cloud without spot (tests/test_spot.py)",
-    "autoscaling": "what the cloud's node groups are; no stack key asks for autoscaling yet",
     "regions": "where the catalog's regions come from (catalog build, README)",
     "credentials": "env matrix and missing_credentials (infra/cli/environments.py)",
     "root_disk": "infra/node_storage.py's disk model",

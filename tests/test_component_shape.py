@@ -23,14 +23,23 @@ FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balan
 OPTIONAL_FILES = {
     "delivery.py": lambda record: record.delivery == "ssh",  # the SSH transport of node files
     "rollout.py": lambda record: bool(record.rollout_gate),  # a health gate of the program's own for its groups
+    "scaling.py": lambda record: record.autoscaling,  # target tracking and the schedule on its managed groups
 }
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
+# The component of an optional module, for the clouds whose record says so (as OPTIONAL_FILES): plain instances have
+# no managed group to attach target tracking or a schedule to.
+OPTIONAL_ROLES = {"scaling": ("Scaling", lambda cloud: cloud.autoscaling)}
+
+
+def roles_of(cloud: str) -> dict[str, str]:
+    record = clouds.get(cloud)
+    return ROLES | {module: role for module, (role, has) in OPTIONAL_ROLES.items() if has(record)}
 
 
 def components_of(cloud: str) -> list[tuple[str, type]]:
     """(role, class) of every ComponentResource a cloud package defines, its Deployment included."""
     found = []
-    for module_name, role in [*ROLES.items(), ("__init__", "Deployment")]:
+    for module_name, role in [*roles_of(cloud).items(), ("__init__", "Deployment")]:
         name = f"components.{cloud}" if module_name == "__init__" else f"components.{cloud}.{module_name}"
         module = importlib.import_module(name)
         found += [
@@ -60,12 +69,12 @@ def test_layout_holds_pure_helpers_only(cloud):
     assert not re.search(r"^\s*(import|from) pulumi", source, re.MULTILINE)
 
 
-def test_every_cloud_has_a_component_per_role_but_secrets_where_there_is_no_store():
+def test_every_cloud_has_a_component_per_role_but_secrets_without_a_store_and_scaling_without_autoscaling():
     roles = {cloud: sorted(role for c, role, _ in ALL_COMPONENTS if c == cloud) for cloud in CLOUDS}
     every = sorted([*ROLES.values(), "Deployment"])
     assert roles == {
-        "aws": every,
-        "alicloud": every,
+        "aws": sorted([*every, "Scaling"]),
+        "alicloud": sorted([*every, "Scaling"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
         # no secret store either: onprem/secrets.py puts the values in the files written 0600 over SSH

@@ -15,9 +15,10 @@ from infra.cli.cost_sources import DiffSourceError
 from infra.cli.environments import EnvCommandError
 from infra.cli.refresh import MissingCredentials, RefreshError
 from infra.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, ConfigError, LlmDeployError, Problem
+from infra.schedule import ScheduleError
 from tests.helpers import ROOT
 
-BAD_INPUT = (ConfigError, CatalogError, BuildError, DiffSourceError, UserDataTooLarge, UnreadableSecret)
+BAD_INPUT = (ConfigError, CatalogError, BuildError, DiffSourceError, UserDataTooLarge, UnreadableSecret, ScheduleError)
 FAILURES = (EnvCommandError, RefreshError, MissingCredentials)
 
 

@@ -197,17 +197,23 @@ def test_push_to_main_tests_then_updates_only_the_listed_stacks_with_preflight_a
                           "upsert": True}
 
 
+def cli_bin(tmp_path: Path) -> Path:
+    """A bin directory whose `llm-deploy` is this checkout's CLI, as the runner's venv provides it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "llm-deploy"
+    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
+    shim.chmod(0o755)
+    return bin_dir
+
+
 def run_matrix_step(tmp_path: Path, stacks: str, environment: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
     """deploy.yml's matrix step, run with bash as the runner does: the real CLI, `gh` answering the environment
     API from `environment` (the GitHub REST response of GET /repos/{repo}/environments/prod; None: 404)."""
     script = step(load("deploy.yml"), "stacks", id="matrix")["run"]
     work = tmp_path / "checkout"
     shutil.copytree(ROOT / "stacks", work / "stacks")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "llm-deploy"
-    shim.write_text(f"#!/usr/bin/env bash\nPYTHONPATH={ROOT} exec {shutil.which('python3') or 'python3'} -m infra \"$@\"\n")
-    shim.chmod(0o755)
+    bin_dir = cli_bin(tmp_path)
     answer = tmp_path / "environment.json"
     answer.write_text(json.dumps(environment) if environment is not None else "")
     gh = bin_dir / "gh"  # the real CLI's contract: `gh api PATH --jq EXPR` prints EXPR applied to the response
@@ -338,3 +344,72 @@ def test_cost_step_writes_one_comment_for_every_stack_and_fails_over_the_limit(t
             assert ":warning:" not in by_stack[stack] and "| service |" in by_stack[stack]
     assert "> :x: stacks/Pulumi.broken.yaml: clud: unknown key (did you mean llm-deploy:cloud?)" in by_stack["broken"]
     assert body.rstrip().endswith("at abc123.</sub>")
+
+
+# --- schedule.yml: DigitalOcean stacks follow their schedule by an update at each change ----------------------------
+
+
+def run_due_step(tmp_path: Path, stacks: dict[str, dict], now: str, hour_ago: str, force: str = "") -> tuple[subprocess.CompletedProcess, dict]:
+    """schedule.yml's `due` step, run with bash as the runner does: the real CLI on stack files of the test's own,
+    `date` answering the run's fixed clock (the step asks for now and for an hour ago, both in UTC)."""
+    script = step(load("schedule.yml"), "due", id="due")["run"]
+    work = tmp_path / "checkout"
+    (work / "stacks").mkdir(parents=True)
+    for name, values in stacks.items():
+        (work / "stacks" / f"Pulumi.{name}.yaml").write_text(
+            yaml.safe_dump({"config": {f"llm-deploy:{k}": v for k, v in values.items()}}, sort_keys=False))
+    bin_dir = cli_bin(tmp_path)
+    date = bin_dir / "date"
+    date.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  "-u +%Y-%m-%dT%H:%M:%SZ") echo {now} ;;
+  "-u -d -1 hour +%Y-%m-%dT%H:%M:%SZ") echo {hour_ago} ;;
+  *) echo "date: unexpected $*" >&2; exit 2 ;;
+esac
+""")
+    date.chmod(0o755)
+    tool("jq")
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STACKS": " ".join(stacks), "FORCE": force,
+           "GITHUB_OUTPUT": str(output)}
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    return result, dict(line.split("=", 1) for line in output.read_text().splitlines())
+
+
+OFFICE = {"timezone": "Europe/Berlin", "activeHours": "Mon-Fri 08:00-20:00"}
+L40S_LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192, "gpu": "L40S"}
+SCHEDULED_STACKS = {
+    "do-office": {"cloud": "digitalocean", "schedule": OFFICE, "services": [L40S_LLM]},
+    "aws-office": {"cloud": "aws", "schedule": OFFICE, "services": [{**L40S_LLM, "gpu": None}]},  # its scheduled actions do it
+    "do-always": {"cloud": "digitalocean", "services": [L40S_LLM]},
+}
+
+
+def test_the_hour_of_a_sleep_deploys_only_the_digitalocean_stack_with_a_schedule(tmp_path):
+    # Tuesday 1 December 2026, 20:00 in Berlin (CET, UTC+1) is 19:00 UTC: the office stack goes to sleep
+    result, outputs = run_due_step(tmp_path, SCHEDULED_STACKS, "2026-12-01T19:02:00Z", "2026-12-01T18:02:00Z")
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"matrix": '{"stack":["do-office"]}', "any": "true"}
+    states = [json.loads(line) for line in result.stdout.splitlines()]
+    office = next(s for s in states if s["stack"] == "do-office")
+    assert (office["active"], office["node_groups"], office["next_wake"]) == (False, {"llm": 0}, "2026-12-02T08:00:00+01:00")
+
+
+def test_a_quiet_hour_deploys_nothing_unless_forced(tmp_path):
+    result, outputs = run_due_step(tmp_path, SCHEDULED_STACKS, "2026-12-01T12:02:00Z", "2026-12-01T11:02:00Z")
+    assert result.returncode == 0, result.stderr
+    assert outputs == {"matrix": '{"stack":[]}', "any": "false"}
+    _, forced = run_due_step(tmp_path / "forced", SCHEDULED_STACKS, "2026-12-01T12:02:00Z", "2026-12-01T11:02:00Z", force="true")
+    assert forced == {"matrix": '{"stack":["do-office"]}', "any": "true"}
+
+
+def test_the_scheduled_update_runs_hourly_per_stack_beside_deploy_and_behind_its_environment():
+    workflow = load("schedule.yml")
+    assert workflow["on"]["schedule"] == [{"cron": "2 * * * *"}]
+    up = workflow["jobs"]["up"]
+    assert up["needs"] == "due" and up["if"] == "needs.due.outputs.any == 'true'"
+    assert up["concurrency"] == {"group": "deploy-${{ matrix.stack }}", "cancel-in-progress": False}  # deploy.yml's group
+    assert up["environment"] == "${{ matrix.stack }}"
+    assert 'llm-deploy env up --stack "$STACK" --policy-pack policy' in step(workflow, "up", run="llm-deploy env up")["run"]

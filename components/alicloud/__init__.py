@@ -18,6 +18,7 @@ import pulumi_alicloud as alicloud
 
 from bootstrap import render_user_data
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
+from components import stack
 from components.alicloud.layout import (
     IMAGE_ARCHITECTURE,
     IMAGE_OS_RELEASE,
@@ -34,6 +35,7 @@ from components.alicloud.load_balancer import AlicloudLoadBalancer
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
 from components.alicloud.rollout import Rollout
+from components.alicloud.scaling import AlicloudScaling
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
@@ -152,6 +154,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
                 timeout_seconds=group.boot.grace_seconds,
                 opts=pulumi.ResourceOptions(parent=built.members, depends_on=[balancer]),
             )
+        if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
+            AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
+                            stack.deploy_instant(), opts=self.child_opts)
         return balancer.endpoint
 
     @classmethod

@@ -18,6 +18,7 @@ import pulumi_alicloud as alicloud
 from components.alicloud.layout import cloud_name
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
+from components.alicloud.scaling import DRAIN_SECONDS
 from components.base import BuiltNodeGroup
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
 
@@ -143,6 +144,9 @@ class AlicloudLoadBalancer(pulumi.ComponentResource):
             server_group_type="Instance",
             scheduler="Wlc",  # least connections: LLM requests differ wildly in length
             health_check_config=health_check(service),
+            # Scale-in (scaling.py): a leaving node's requests finish before the group drops it.
+            connection_drain_config={"connection_drain_enabled": True, "connection_drain_timeout": DRAIN_SECONDS}
+            if plan.schedule or any(g.scaling for g in plan.node_groups) else None,
             # ESS adds the servers; without this every `pulumi up` would remove them again
             # (aliyun/terraform-provider-alicloud#5671, #8729).
             opts=opts.merge(pulumi.ResourceOptions(ignore_changes=["servers"])),

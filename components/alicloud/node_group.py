@@ -67,7 +67,7 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
                 cloud_name("llm-deploy", plan.stack, group.name, limit=SCALING_GROUP_NAME_LIMIT - len(fingerprint) - 2
                            - 2 * GENERATION_BYTES), "-", fingerprint, "-", secrets.generation),
             min_size=group.count,
-            max_size=group.count,
+            max_size=group.max_count,  # above count: the target-tracking rules (scaling.py) add nodes
             vswitch_ids=network.vswitch_ids(network.zones.node_zones[group.name]),
             removal_policies=["OldestScalingConfiguration", "OldestInstance"],
             # Instance health only: the ALB check fails for the whole first boot (driver, images,

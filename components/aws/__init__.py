@@ -25,6 +25,7 @@ from .layout import instance_types, pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
 from .network import AwsNetwork, offerings_by_type
 from .node_group import AwsNodeGroup, image_for, look_up_ami
+from .scaling import AwsScaling
 from .secrets import AwsSecrets, secret_store
 
 __all__ = ["AwsDeployment"]
@@ -85,6 +86,8 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
     def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup[AwsNodeGroup]]) -> pulumi.Output[str]:
         balancer = AwsLoadBalancer("lb", self.plan, network, [g.members for g in groups], opts=self.child_opts)
         self.extra_outputs.update(balancer.outputs)
+        if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
+            AwsScaling("scaling", self.plan, [g.members for g in groups], balancer.listener, opts=self.child_opts)
         return balancer.endpoint
 
     @classmethod

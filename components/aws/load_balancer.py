@@ -120,7 +120,9 @@ class AwsLoadBalancer(pulumi.ComponentResource):
             self.endpoint = pulumi.Output.from_input(f"https://{domain}")
             self.outputs["certificate_validation_records"] = records
             self.outputs["dns_record"] = self.alb.dns_name.apply(lambda dns: {"name": domain, "type": "CNAME", "value": dns})
-        for priority, (paths, target_group) in enumerate(routes(plan, {n: tg for g in node_groups for n, tg in g.target_groups.items()}), start=1):
+        self.listener = serving  # the one serving the API: the schedule's asleep rule goes on it (scaling.py)
+        first = 2 if plan.schedule else 1  # priority 1: the asleep rule, which must come before every path
+        for priority, (paths, target_group) in enumerate(routes(plan, {n: tg for g in node_groups for n, tg in g.target_groups.items()}), start=first):
             aws.lb.ListenerRule(
                 f"{name}-rule-{priority}",
                 listener_arn=serving.arn,

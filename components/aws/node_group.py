@@ -258,7 +258,7 @@ class AwsNodeGroup(pulumi.ComponentResource):
             f"{name}-asg",
             desired_capacity=group.count,
             min_size=group.count,
-            max_size=group.count,
+            max_size=group.max_count,  # above count: target tracking (scaling.py) moves the desired capacity
             mixed_instances_policy={
                 "launch_template": {
                     "launch_template_specification": {"launch_template_id": self.launch_template.id, "version": version},
@@ -277,7 +277,9 @@ class AwsNodeGroup(pulumi.ComponentResource):
             wait_for_elb_capacity=group.count,
             wait_for_capacity_timeout=f"{plan_rollout.timeout_seconds}s",  # a new group: its nodes boot at once
             tags=[{"key": k, "value": v, "propagate_at_launch": False} for k, v in tags.items()],
-            opts=child,
+            # The scaler and the schedule own the desired capacity; a raised min_size still lifts it (AWS does).
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["desiredCapacity"]))
+            if group.scaling or plan.schedule else child,
         )
         self.rollout_gate = RolloutGate(
             f"{name}-rollout",

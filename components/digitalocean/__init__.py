@@ -97,7 +97,9 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             with_volume=self.lookup.volumes[group.name],
             opts=self.child_opts,
         )
-        return BuiltNodeGroup(group=group, user_data=members.user_data[0], members=members)
+        # Asleep (schedule: zero droplets at this run) a group has no user-data to show.
+        user_data = members.user_data[0] if members.user_data else pulumi.Output.from_input("")
+        return BuiltNodeGroup(group=group, user_data=user_data, members=members)
 
     def create_load_balancer(
         self, network: DigitalOceanNetwork, groups: list[BuiltNodeGroup[DigitalOceanNodeGroup]]

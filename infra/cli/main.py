@@ -1,4 +1,4 @@
-"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, images, env.
+"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, images, schedule, env.
 
 Exit status: 0 ok, 2 bad input (config, budget, usage), 1 anything else; each is one line on
 stderr, never a traceback unless `--debug`. `cost` stops after placement and never imports a
@@ -12,6 +12,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -373,6 +374,48 @@ def images(
         out.print(f"wrote {raw.source}: nodeImages", markup=False)
     elif any(g.image is None for g in shown):
         out.print(f"{pins.UNPINNED}: resolved at the first `pulumi up`, then kept; `--update` pins the newest", markup=False)
+
+
+def _instant(text: str, option: str = "--at") -> datetime:
+    """`now`, or an ISO 8601 time with its offset (a time without one names no instant)."""
+    if text == "now":
+        return datetime.now(UTC)
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        fail([f"{option}: {text!r} is not an ISO 8601 time (e.g. 2026-12-01T08:00:00+01:00, or now)"])
+    if instant.tzinfo is None:
+        fail([f"{option}: {text!r} has no UTC offset; add one (Z, +01:00)"])
+    return instant
+
+
+@app.command()
+def schedule(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    at: Annotated[str, typer.Option("--at", help="An ISO 8601 time with offset, or now.")] = "now",
+    since: Annotated[str | None, typer.Option("--since", help="The last look: JSON `changed` says whether a wake or sleep "
+                                               "fell between it and --at.")] = None,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """What the stack's schedule says at an instant: awake or asleep, the nodes and replicas due, the next wake and
+    sleep. The scheduled workflow (.github/workflows/schedule.yml) deploys what this prints on DigitalOcean."""
+    from infra.scaling import ScheduleState
+
+    evaluation = _evaluation(stack, config, stacks_dir)
+    if evaluation.problems or evaluation.plan is None:
+        fail(list(evaluation.problems))
+    state = ScheduleState(evaluation.plan, _instant(at), _instant(since, "--since") if since else None).as_json()
+    if format is Format.json:
+        emit_json(state)
+        return
+    if state["timezone"] is None:
+        out.print(f"{state['stack']}: no schedule: always awake; nodes {state['node_groups']}", markup=False)
+        return
+    out.print(f"{state['stack']}: {'awake' if state['active'] else 'asleep'} at {state['local_time']} ({state['timezone']}, "
+              f"{state['active_hours']}); nodes due {state['node_groups']}; next wake {state['next_wake']}, next sleep "
+              f"{state['next_sleep']}; {state['active_hours_this_month']:g} active hours this month", markup=False)
 
 
 # --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------
