@@ -39,6 +39,9 @@ class Cloud:
     # allows only the catalog's types there).
     instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+    # What sends the stack's alarms to `alertEmail`; its components package then has monitoring.py (dashboard,
+    # alarms). None: llm-deploy builds no alarms there, so a stack with alertEmail is not placed on it.
+    alarms: str | None = None
 
     @property
     def package(self) -> str:
@@ -90,6 +93,7 @@ AWS = Cloud(
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+    alarms="CloudWatch alarms to an SNS topic with an email subscription; a CloudWatch dashboard",
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -104,6 +108,7 @@ DIGITALOCEAN = Cloud(
     credentials=(("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
     root_disk="droplet",
     instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
+    # alarms: None. DigitalOcean Monitoring has alert policies (digitalocean.MonitorAlert); llm-deploy builds none yet.
 )
 ALICLOUD = Cloud(
     name="alicloud",
@@ -120,6 +125,7 @@ ALICLOUD = Cloud(
     instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
+    alarms="CloudMonitor alarm rules on ALB and ECS metrics to a contact group with the email",
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie

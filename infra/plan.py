@@ -177,6 +177,7 @@ class DeploymentPlan:
     access: Access = field(default_factory=Access)
     has_hf_token: bool = False
     source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
+    alert_email: str | None = None  # where alarms go (config alertEmail); only on clouds whose record has `alarms`
 
     @property
     def hourly_usd(self) -> float:
