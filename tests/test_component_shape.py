@@ -11,6 +11,7 @@ import pulumi
 import pytest
 
 from components.base import CloudDeployment
+from infra import clouds
 from infra.cli import offline
 from infra.config import load_raw
 from tests.helpers import ROOT, STACKS_DIR, stacks_on
@@ -19,12 +20,23 @@ COMPONENTS = ROOT / "components"
 CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
+# A cloud whose record names what sends its alarms (clouds.Cloud.alarms) builds them in monitoring.py, and only it.
+MONITORING = {"monitoring": "Monitoring"}
+
+
+def roles_of(cloud: str) -> dict[str, str]:
+    """module → role of the components a cloud package defines."""
+    return {**ROLES, **(MONITORING if clouds.get(cloud).alarms else {})}
+
+
+def files_of(cloud: str) -> set[str]:
+    return FILES | {f"{module}.py" for module in roles_of(cloud).keys() - ROLES.keys()}
 
 
 def components_of(cloud: str) -> list[tuple[str, type]]:
     """(role, class) of every ComponentResource a cloud package defines, its Deployment included."""
     found = []
-    for module_name, role in [*ROLES.items(), ("__init__", "Deployment")]:
+    for module_name, role in [*roles_of(cloud).items(), ("__init__", "Deployment")]:
         name = f"components.{cloud}" if module_name == "__init__" else f"components.{cloud}.{module_name}"
         module = importlib.import_module(name)
         found += [
@@ -42,7 +54,11 @@ IDS = [cls.__name__ for _, _, cls in ALL_COMPONENTS]
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_every_cloud_package_has_the_same_files(cloud):
     files = {p.name for p in (COMPONENTS / cloud).glob("*.py")}
-    assert files == FILES
+    assert files == files_of(cloud)
+
+
+def test_the_clouds_with_monitoring_are_the_clouds_whose_record_names_their_alarms():
+    assert {c for c in CLOUDS if "monitoring.py" in files_of(c)} == {c.name for c in clouds.CLOUDS if c.alarms} == {"aws", "alicloud"}
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
@@ -56,8 +72,9 @@ def test_every_cloud_has_a_component_per_role_but_secrets_where_there_is_no_stor
     roles = {cloud: sorted(role for c, role, _ in ALL_COMPONENTS if c == cloud) for cloud in CLOUDS}
     every = sorted([*ROLES.values(), "Deployment"])
     assert roles == {
-        "aws": every,
-        "alicloud": every,
+        # alarms (the record's `alarms`): a Monitoring component
+        "aws": sorted([*every, "Monitoring"]),
+        "alicloud": sorted([*every, "Monitoring"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
     }

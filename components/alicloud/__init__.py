@@ -25,6 +25,7 @@ from components.alicloud.layout import (
     disk_layout,
 )
 from components.alicloud.load_balancer import AlicloudLoadBalancer
+from components.alicloud.monitoring import AlicloudMonitoring
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
 from components.alicloud.secrets import AlicloudSecrets, secret_store
@@ -128,7 +129,10 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     def create_load_balancer(
         self, network: AlicloudNetwork, groups: list[BuiltNodeGroup[AlicloudNodeGroup]]
     ) -> pulumi.Output[str]:
-        return AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts).endpoint
+        balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
+        monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
+        self.extra_outputs.update(monitoring.outputs)
+        return balancer.endpoint
 
     @classmethod
     def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:

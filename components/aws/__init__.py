@@ -22,6 +22,7 @@ from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
+from .monitoring import AwsMonitoring
 from .network import AwsNetwork, offerings_by_type
 from .node_group import AwsNodeGroup, image_for, look_up_ami
 from .secrets import AwsSecrets, secret_store
@@ -84,6 +85,8 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
     def create_load_balancer(self, network: AwsNetwork, groups: list[BuiltNodeGroup[AwsNodeGroup]]) -> pulumi.Output[str]:
         balancer = AwsLoadBalancer("lb", self.plan, network, [g.members for g in groups], opts=self.child_opts)
         self.extra_outputs.update(balancer.outputs)
+        monitoring = AwsMonitoring("monitoring", self.plan, balancer, [g.members for g in groups], opts=self.child_opts)
+        self.extra_outputs.update(monitoring.outputs)
         return balancer.endpoint
 
     @classmethod

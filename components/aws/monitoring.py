@@ -1,0 +1,222 @@
+"""CloudWatch for a stack: one dashboard (requests, queue depth, time to first token, tokens/s, healthy hosts,
+5xx) and the alarms a user wants to be woken by (a service with no healthy host, a 5xx rate, a queue over its
+target for 10 minutes), sent to an SNS topic that mails `alertEmail` when the stack sets one.
+
+The load balancer's metrics come from `AWS/ApplicationELB`; the services' own from the namespace the nodes'
+CloudWatch agent publishes them to (infra/service_metrics.py: the metric names the pinned vLLM and TEI publish,
+data/service_metrics.csv). The dashboard's body is built by pure functions from plain values, once Pulumi has
+the resources' names, so it is tested as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import service_metrics
+from infra.plan import DeploymentPlan, PlacedService
+
+from .layout import short_name
+from .load_balancer import AwsLoadBalancer
+from .node_group import AwsNodeGroup
+
+ELB_NAMESPACE = "AWS/ApplicationELB"
+PERIOD_S = 60  # ALB metrics come every 60 s; the agent publishes at the same interval
+NO_HOST_MINUTES = 2  # a target group without a healthy host for this long: every request to it fails
+FIVE_XX_PERCENT = 5.0  # share of requests answered 5xx (by the nodes or by the ALB itself) that alarms
+FIVE_XX_MINUTES = 5
+QUEUE_MINUTES = 10  # a queue over its target this long means the service needs more replicas than it has
+WIDTH, HEIGHT = 12, 6  # a widget: half the dashboard's 24 columns
+# Queued requests per replica the queue alarm allows, until the scaling target (issue 15 part 1: the load model's,
+# or targetQueuePerReplica) is in the plan: a replica with requests waiting this long is saturated.
+QUEUE_TARGET = 4.0
+
+
+def queue_target(service: PlacedService) -> float:
+    """Queued requests per replica above which the service is short of replicas."""
+    return QUEUE_TARGET
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """One service as the dashboard and the alarms see it: its target group and where the agent files its metrics."""
+
+    service: str
+    kind: str  # "llm" | "embedding" | "rerank"
+    group: str  # node group name
+    target_group: str  # the target group's ARN suffix (CloudWatch's TargetGroup dimension)
+    dimensions: Mapping[str, str]  # the agent's dimensions for this service's metrics
+
+    @property
+    def engine(self) -> str:
+        return service_metrics.engine_of(self.kind)
+
+
+@dataclass(frozen=True)
+class ServicePanel:
+    """A dashboard widget over the services' own metrics: per engine the metric (from the data file) that answers it."""
+
+    title: str
+    metric: Mapping[str, str]  # engine → metric name
+    # "gauge": the value (summed over nodes); "mean": a histogram's _sum over its _count; "rate": a counter's (or a
+    # histogram's _sum) increase per second
+    reading: str
+
+
+SERVICE_PANELS = (
+    ServicePanel("Queue depth (requests waiting)", {"vllm": "vllm:num_requests_waiting", "tei": "te_queue_size"}, "gauge"),
+    ServicePanel("Time to first token (s)", {"vllm": "vllm:time_to_first_token_seconds"}, "mean"),
+    ServicePanel("Request duration (s)", {"tei": "te_request_duration"}, "mean"),
+    # vLLM: output tokens; TEI: input tokens (the sum of its input-length histogram)
+    ServicePanel("Tokens per second", {"vllm": "vllm:generation_tokens_total", "tei": "te_request_input_length"}, "rate"),
+)
+QUEUE_PANEL = SERVICE_PANELS[0]
+
+
+def _widget(title: str, metrics: list, stat: str, region: str, index: int) -> dict:
+    return {
+        "type": "metric",
+        "x": (index % 2) * WIDTH,
+        "y": (index // 2) * HEIGHT,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "properties": {"title": title, "region": region, "view": "timeSeries", "stacked": False, "stat": stat,
+                       "period": PERIOD_S, "metrics": metrics},
+    }
+
+
+def _elb_metric(name: str, load_balancer: str, target: ServiceTarget | None, stat: str) -> list:
+    dimensions = ["TargetGroup", target.target_group, "LoadBalancer", load_balancer] if target else ["LoadBalancer", load_balancer]
+    label = target.service if target else "load balancer"
+    return [ELB_NAMESPACE, name, *dimensions, {"stat": stat, "label": label}]
+
+
+def _dimension_list(target: ServiceTarget) -> list[str]:
+    return [part for item in sorted(target.dimensions.items()) for part in item]
+
+
+def _service_metrics(panel: ServicePanel, targets: Sequence[ServiceTarget]) -> list:
+    """The widget's metric lines: per service with a metric for this panel, the metric itself or an expression of it."""
+    lines: list = []
+    for n, target in enumerate(t for t in targets if t.engine in panel.metric):
+        name, dims = panel.metric[target.engine], _dimension_list(target)
+        if panel.reading == "gauge":
+            lines.append([service_metrics.CLOUDWATCH_NAMESPACE, name, *dims, {"stat": "Sum", "label": target.service}])
+            continue
+        total = f"{name}_sum" if service_metrics.metric_type(target.engine, name) == "histogram" else name
+        lines.append([service_metrics.CLOUDWATCH_NAMESPACE, total, *dims, {"id": f"s{n}", "stat": "Sum", "visible": False}])
+        if panel.reading == "mean":
+            lines.append([service_metrics.CLOUDWATCH_NAMESPACE, f"{name}_count", *dims, {"id": f"c{n}", "stat": "Sum", "visible": False}])
+            lines.append([{"expression": f"s{n} / c{n}", "label": target.service, "id": f"e{n}"}])
+        else:
+            lines.append([{"expression": f"s{n} / PERIOD(s{n})", "label": target.service, "id": f"e{n}"}])
+    return lines
+
+
+def dashboard_body(region: str, load_balancer: str, targets: Sequence[ServiceTarget]) -> str:
+    """The dashboard as CloudWatch takes it: JSON naming the ALB and the target groups by their ARN suffixes."""
+    requests = ("Requests", [_elb_metric("RequestCount", load_balancer, t, "Sum") for t in targets], "Sum")
+    healthy = ("Healthy hosts", [_elb_metric("HealthyHostCount", load_balancer, t, "Minimum") for t in targets], "Minimum")
+    errors = ("5xx responses", [*(_elb_metric("HTTPCode_Target_5XX_Count", load_balancer, t, "Sum") for t in targets),
+                                _elb_metric("HTTPCode_ELB_5XX_Count", load_balancer, None, "Sum")], "Sum")
+    served = [(p.title, _service_metrics(p, targets), "Sum") for p in SERVICE_PANELS]
+    panels = [(title, lines, stat) for title, lines, stat in [requests, *served, healthy, errors] if lines]
+    return json.dumps({"widgets": [_widget(title, lines, stat, region, i) for i, (title, lines, stat) in enumerate(panels)]})
+
+
+def five_xx_queries(load_balancer: str) -> list[dict]:
+    """The 5xx rate as a metric-math alarm: 5xx answers (nodes' and the ALB's own) per 100 requests."""
+
+    def metric(query_id: str, name: str) -> dict:
+        return {"id": query_id, "return_data": False, "metric": {
+            "namespace": ELB_NAMESPACE, "metric_name": name, "dimensions": {"LoadBalancer": load_balancer},
+            "period": PERIOD_S, "stat": "Sum"}}
+
+    return [
+        metric("requests", "RequestCount"),
+        metric("target5xx", "HTTPCode_Target_5XX_Count"),
+        metric("elb5xx", "HTTPCode_ELB_5XX_Count"),
+        {"id": "rate", "return_data": True, "label": "5xx per 100 requests",
+         "expression": "100 * (FILL(target5xx, 0) + FILL(elb5xx, 0)) / requests"},
+    ]
+
+
+class AwsMonitoring(pulumi.ComponentResource):
+    """`llm-deploy:aws:Monitoring`: the stack's CloudWatch dashboard and alarms, and with `alertEmail` the SNS topic
+    they notify (AWS mails the address a confirmation link first; nothing is delivered until it is clicked)."""
+
+    def __init__(
+        self,
+        name: str,
+        plan: DeploymentPlan,
+        load_balancer: AwsLoadBalancer,
+        node_groups: Sequence[AwsNodeGroup],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("llm-deploy:aws:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        target_groups = {n: tg for m in node_groups for n, tg in m.target_groups.items()}  # service names are unique
+        actions: list[pulumi.Output[str]] = []
+        self.outputs: dict[str, object] = {}
+        if plan.alert_email:
+            topic = aws.sns.Topic(f"{name}-alarms", display_name=f"llm-deploy {plan.stack} alarms", opts=child)
+            aws.sns.TopicSubscription(f"{name}-email", topic=topic.arn, protocol="email", endpoint=plan.alert_email, opts=child)
+            actions = [topic.arn]
+            self.outputs["alarm_topic_arn"] = topic.arn
+
+        lb_suffix = load_balancer.alb.arn_suffix
+        services = [(g, s) for g in plan.node_groups for s in g.services]
+
+        def targets(suffixes: Sequence[str]) -> list[ServiceTarget]:
+            return [
+                ServiceTarget(s.name, s.kind, g.name, tg, service_metrics.cloudwatch_dimensions(plan.stack, g.name, s.name))
+                for (g, s), tg in zip(services, suffixes, strict=True)
+            ]
+
+        suffixes = [target_groups[s.name].arn_suffix for _, s in services]
+        resolved = pulumi.Output.all(lb_suffix, *suffixes).apply(lambda v: (v[0], targets(v[1:])))
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=short_name("llm-deploy", plan.stack, limit=255),
+            dashboard_body=resolved.apply(lambda v: dashboard_body(plan.region, v[0], v[1])),
+            opts=child,
+        )
+        self.outputs["dashboard_name"] = self.dashboard.dashboard_name
+
+        alarm = {"alarm_actions": actions, "ok_actions": actions, "opts": child}
+        for (g, s), suffix in zip(services, suffixes, strict=True):
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{s.name}-no-healthy-host",
+                alarm_description=f"llm-deploy {plan.stack}: no healthy node serves {s.name}; its requests fail",
+                namespace=ELB_NAMESPACE, metric_name="HealthyHostCount",
+                dimensions={"TargetGroup": suffix, "LoadBalancer": lb_suffix},
+                statistic="Minimum", period=PERIOD_S, evaluation_periods=NO_HOST_MINUTES,
+                comparison_operator="LessThanThreshold", threshold=1,
+                treat_missing_data="breaching",  # ALB reports the count while health checks run; none is no host
+                **alarm,
+            )
+            queue = QUEUE_PANEL.metric[service_metrics.engine_of(s.kind)]
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{s.name}-queue",
+                alarm_description=(f"llm-deploy {plan.stack}: {s.name} has queued more than {queue_target(s):g} "
+                                   f"requests per replica for {QUEUE_MINUTES} minutes; it needs more replicas"),
+                namespace=service_metrics.CLOUDWATCH_NAMESPACE, metric_name=queue,
+                dimensions=service_metrics.cloudwatch_dimensions(plan.stack, g.name, s.name),
+                statistic="Average", period=PERIOD_S, evaluation_periods=QUEUE_MINUTES, datapoints_to_alarm=QUEUE_MINUTES,
+                comparison_operator="GreaterThanThreshold", threshold=queue_target(s),
+                treat_missing_data="notBreaching",  # no node publishing (scaled to zero, booting) is no queue
+                **alarm,
+            )
+        aws.cloudwatch.MetricAlarm(
+            f"{name}-5xx-rate",
+            alarm_description=f"llm-deploy {plan.stack}: over {FIVE_XX_PERCENT:g} % of requests answered 5xx for {FIVE_XX_MINUTES} minutes",
+            metric_queries=lb_suffix.apply(five_xx_queries),
+            evaluation_periods=FIVE_XX_MINUTES, comparison_operator="GreaterThanThreshold", threshold=FIVE_XX_PERCENT,
+            treat_missing_data="notBreaching",  # no requests: no rate
+            **alarm,
+        )
+        self.register_outputs(self.outputs)
