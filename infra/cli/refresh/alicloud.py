@@ -28,8 +28,9 @@ class Client:
         self.key, self.secret, self.token = key, secret, token
         self.override = os.environ.get("LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT")
 
-    def call(self, action: str, endpoint: str, **params: str) -> dict:
-        url = f"{self.override or 'https://' + endpoint}/?{signed_query(action, ECS_VERSION, params, self.key, self.secret, self.token)}"
+    def call(self, action: str, endpoint: str, version: str = ECS_VERSION, **params: str) -> dict:
+        """One signed RPC call of an API (ECS by default; `version` names another, e.g. ESS's)."""
+        url = f"{self.override or 'https://' + endpoint}/?{signed_query(action, version, params, self.key, self.secret, self.token)}"
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
                 return json.loads(response.read())
