@@ -12,7 +12,15 @@ import json
 import pytest
 
 from components.aws.layout import short_name
-from components.aws.monitoring import ELB_NAMESPACE, FIVE_XX_PERCENT, NO_HOST_MINUTES, PERIOD_S, QUEUE_MINUTES, queue_target
+from components.aws.monitoring import (
+    ELB_NAMESPACE,
+    FIVE_XX_PERCENT,
+    NO_HOST_MINUTES,
+    PERIOD_S,
+    QUEUE_MINUTES,
+    agent_dimensions,
+    queue_target,
+)
 from infra import service_metrics
 from infra.plan import DeploymentPlan
 from tests.helpers import answer, of_type, one, planner, raw_config, stacks_on
@@ -22,6 +30,7 @@ TG = "aws:lb/targetGroup:TargetGroup"
 DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 TOPIC = "aws:sns/topic:Topic"
+ASG = "aws:autoscaling/group:Group"
 SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
 EMAIL = "oncall@acme-inference.io"
 
@@ -44,6 +53,11 @@ def services(plan: DeploymentPlan):
     return [(g, s) for g in plan.node_groups for s in g.services]
 
 
+def asg_name(result, group: str) -> str:
+    """The name the engine gave a node group's Auto Scaling group (the agent's dimension)."""
+    return answer(result, ASG, f"{group}-asg")["name"]
+
+
 def body(result) -> dict:
     (dashboard,) = of_type(result, DASHBOARD)
     return json.loads(dashboard["inputs"]["dashboardBody"])
@@ -51,7 +65,7 @@ def body(result) -> dict:
 
 def metric_lines(document: dict) -> list[list]:
     """Every metric line of every widget (expressions left out): [namespace, name, dim, value, ..., options]."""
-    return [line for w in document["widgets"] for line in w["properties"]["metrics"] if isinstance(line[0], str)]
+    return [line for w in document["widgets"] if w["type"] == "metric" for line in w["properties"]["metrics"] if isinstance(line[0], str)]
 
 
 def dimensions_of(line: list) -> dict[str, str]:
@@ -69,15 +83,24 @@ def test_the_dashboard_names_the_stack_and_is_valid_json(stack):
     (dashboard,) = of_type(result, DASHBOARD)
     assert dashboard["inputs"]["dashboardName"] == short_name("llm-deploy", plan.stack, limit=255)
     document = body(result)
-    assert {w["properties"]["region"] for w in document["widgets"]} == {plan.region}
+    assert {w["properties"]["region"] for w in document["widgets"] if w["type"] == "metric"} == {plan.region}
     assert result.outputs["dashboard_name"] == dashboard["inputs"]["dashboardName"]
 
 
 @pytest.mark.parametrize("stack", CASES)
 def test_the_dashboard_shows_what_the_issue_asks_for(stack):
-    titles = {w["properties"]["title"] for w in body(planned(stack)[1])["widgets"]}
-    assert {"Requests", "Queue depth (requests waiting)", "Time to first token (s)", "Tokens per second",
-            "Healthy hosts", "5xx responses"} <= titles
+    titles = {w["properties"]["title"] for w in body(planned(stack)[1])["widgets"] if w["type"] == "metric"}
+    assert {"Requests (at the load balancer)", "Queue depth (requests waiting)", "Target response time (s)",
+            "Tokens per second (generated)", "Healthy hosts", "5xx responses"} <= titles
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_the_dashboard_says_where_time_to_first_token_is(stack):
+    """The agent drops histograms (infra/service_metrics.py), so TTFT is not in CloudWatch: the dashboard says so."""
+    (note,) = [w for w in body(planned(stack)[1])["widgets"] if w["type"] == "text"]
+    ttft = service_metrics.metric("vllm", "time_to_first_token")
+    assert ttft.type == "histogram" and ttft not in service_metrics.cloudwatch_metrics("vllm")
+    assert ttft.metric in note["properties"]["markdown"] and "dashboards/llm-deploy.json" in note["properties"]["markdown"]
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -86,7 +109,7 @@ def test_load_balancer_widgets_name_the_real_alb_and_target_groups(stack):
     lb = answer(result, ALB, short_name(plan.stack, "alb"))["arnSuffix"]
     suffixes = {s.name: answer(result, TG, short_name(s.name))["arnSuffix"] for _, s in services(plan)}
     lines = [line for line in metric_lines(body(result)) if line[0] == ELB_NAMESPACE]
-    for name in ("RequestCount", "HealthyHostCount", "HTTPCode_Target_5XX_Count"):
+    for name in ("RequestCount", "HealthyHostCount", "HTTPCode_Target_5XX_Count", "TargetResponseTime"):
         per_group = {dimensions_of(line)["TargetGroup"] for line in lines if line[1] == name}
         assert per_group == set(suffixes.values()), name
     assert {dimensions_of(line)["LoadBalancer"] for line in lines} == {lb}
@@ -94,23 +117,26 @@ def test_load_balancer_widgets_name_the_real_alb_and_target_groups(stack):
 
 
 @pytest.mark.parametrize("stack", CASES)
-def test_service_widgets_use_only_metrics_the_pinned_engines_publish(stack):
+def test_service_widgets_use_only_metrics_the_nodes_publish_under_the_real_group_names(stack):
     plan, result = planned(stack)
-    engine_of = {s.name: service_metrics.engine_of(s.kind) for _, s in services(plan)}
-    lines = [line for line in metric_lines(body(result)) if line[0] == service_metrics.CLOUDWATCH_NAMESPACE]
+    engine_of = {s.name: service_metrics.ENGINES[s.kind] for _, s in services(plan)}
+    group_of = {s.name: g.name for g, s in services(plan)}
+    lines = [line for line in metric_lines(body(result)) if line[0] == service_metrics.NAMESPACE]
     assert lines
     for line in lines:
         dims = dimensions_of(line)
-        assert dims == service_metrics.cloudwatch_dimensions(plan.stack, dims["NodeGroup"], dims["Service"])
-        assert line[1] in service_metrics.series_names(engine_of[dims["Service"]]), line
+        service = dims[service_metrics.SERVICE_DIMENSION]
+        assert dims == agent_dimensions(asg_name(result, group_of[service]), service)
+        assert line[1] in {m.metric for m in service_metrics.cloudwatch_metrics(engine_of[service])}, line
     # every service's queue is on the dashboard
-    queued = {dimensions_of(line)["Service"] for line in lines if line[1] in ("vllm:num_requests_waiting", "te_queue_size")}
+    queues = {service_metrics.metric(e, "queue_depth").metric for e in ("vllm", "tei")}
+    queued = {dimensions_of(line)[service_metrics.SERVICE_DIMENSION] for line in lines if line[1] in queues}
     assert queued == set(engine_of)
 
 
 @pytest.mark.parametrize("stack", CASES)
 def test_expressions_refer_to_metrics_of_their_own_widget(stack):
-    for widget in body(planned(stack)[1])["widgets"]:
+    for widget in (w for w in body(planned(stack)[1])["widgets"] if w["type"] == "metric"):
         lines = widget["properties"]["metrics"]
         ids = {line[-1]["id"] for line in lines if isinstance(line[0], str) and "id" in line[-1]}
         for line in lines:
@@ -138,11 +164,11 @@ def test_a_queue_over_its_target_for_ten_minutes_alarms(stack):
     plan, result = planned(stack)
     for group, service in services(plan):
         alarm = one(result, ALARM, f"monitoring-{service.name}-queue")["inputs"]
-        engine = service_metrics.engine_of(service.kind)
-        assert alarm["namespace"] == service_metrics.CLOUDWATCH_NAMESPACE
-        assert alarm["metricName"] in service_metrics.series_names(engine)
-        assert service_metrics.metric_type(engine, alarm["metricName"]) == "gauge"
-        assert alarm["dimensions"] == service_metrics.cloudwatch_dimensions(plan.stack, group.name, service.name)
+        engine = service_metrics.ENGINES[service.kind]
+        assert alarm["namespace"] == service_metrics.NAMESPACE
+        assert alarm["metricName"] == service_metrics.metric(engine, "queue_depth").metric
+        assert service_metrics.metric(engine, "queue_depth") in service_metrics.cloudwatch_metrics(engine)
+        assert alarm["dimensions"] == agent_dimensions(asg_name(result, group.name), service.name)
         assert alarm["threshold"] == queue_target(service) and alarm["statistic"] == "Average"
         assert alarm["period"] == PERIOD_S and alarm["evaluationPeriods"] == alarm["datapointsToAlarm"] == QUEUE_MINUTES
         assert QUEUE_MINUTES * PERIOD_S == 600

@@ -1,6 +1,5 @@
-"""The Grafana dashboard shipped for users' own Prometheus (dashboards/llm-deploy.json), and the metric data it is
-checked against (data/service_metrics.csv): it parses, and every PromQL expression names only series the pinned
-vLLM and TEI publish."""
+"""The Grafana dashboard shipped for users' own Prometheus (dashboards/llm-deploy.json): it parses, and every PromQL
+expression names only series the pinned vLLM and TEI publish (data/service_metrics.csv, infra/service_metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +8,8 @@ import re
 
 import pytest
 
-from infra import service_metrics
 from infra.data_files import data_rows
+from infra.service_metrics import metric, service_metrics
 from tests.helpers import ROOT
 
 DASHBOARD = ROOT / "dashboards" / "llm-deploy.json"
@@ -36,6 +35,12 @@ def metric_names(expression: str) -> set[str]:
             continue  # the unit of a number (1e3) or a duration outside brackets (offset 5m)
         names.add(match.group())
     return names
+
+
+def published() -> set[str]:
+    """Every series the pinned engines' /metrics carry: a gauge's or counter's name, a histogram's _bucket, _sum and
+    _count (its bare name selects nothing)."""
+    return {series for m in service_metrics() for series in m.series}
 
 
 def expressions(dashboard: dict) -> list[str]:
@@ -66,33 +71,26 @@ def test_the_dashboard_parses_as_a_grafana_dashboard(dashboard):
 
 
 def test_every_expression_names_only_series_the_pinned_engines_publish(dashboard):
-    published = service_metrics.series_names("vllm") | service_metrics.series_names("tei")
     named = {name for e in expressions(dashboard) for name in metric_names(e)}
-    assert named and named <= published, sorted(named - published)
+    assert named and named <= published(), sorted(named - published())
 
 
 def test_a_name_the_engines_do_not_publish_would_be_caught(dashboard):
     """vLLM v0.19 renamed vllm:gpu_cache_usage_perc (kv_cache_usage_perc now); an old dashboard's name fails the check."""
-    published = service_metrics.series_names("vllm") | service_metrics.series_names("tei")
-    assert metric_names("max(vllm:gpu_cache_usage_perc)") - published == {"vllm:gpu_cache_usage_perc"}
+    assert metric_names("max(vllm:gpu_cache_usage_perc)") - published() == {"vllm:gpu_cache_usage_perc"}
 
 
 def test_the_dashboard_shows_queue_depth_time_to_first_token_and_tokens_per_second_of_both_engines(dashboard):
     named = {name for e in expressions(dashboard) for name in metric_names(e)}
-    assert {"vllm:num_requests_waiting", "te_queue_size", "vllm:time_to_first_token_seconds_bucket",
-            "vllm:generation_tokens_total", "te_request_input_length_sum"} <= named
+    wanted = {metric("vllm", "queue_depth").metric, metric("tei", "queue_depth").metric,
+              f"{metric('vllm', 'time_to_first_token').metric}_bucket", metric("vllm", "generation_tokens").metric}
+    assert wanted <= named
 
 
-def test_metric_rows_have_a_source_and_the_pinned_engine_versions():
-    """Each row names the version it was read from, and that version is the one the nodes run (data/images.csv)."""
+def test_the_metric_names_are_those_of_the_versions_the_nodes_run():
+    """Each row names the version it was read from; that is the version of every image of its engine (data/images.csv)."""
     tags: dict[str, set[str]] = {}  # engine → the tags of its images (TEI: one per GPU flavour, `86-1.9`)
     for row in data_rows("images.csv"):
         tags.setdefault(row["engine"], set()).add(row["image"].rpartition(":")[2])
-    rows = data_rows("service_metrics.csv")
-    assert {r["engine"] for r in rows} == {"vllm", "tei"}
-    for row in rows:
-        assert row["source"] and row["as_of"] and row["meaning"], row
-        assert row["type"] in ("gauge", "counter", "histogram"), row
-        version = row["engine_version"]
-        assert all(tag == version or tag.endswith(f"-{version}") for tag in tags[row["engine"]]), (row, tags[row["engine"]])
-    assert len({(r["engine"], r["metric"]) for r in rows}) == len(rows)
+    for m in service_metrics():
+        assert all(tag == m.engine_version or tag.endswith(f"-{m.engine_version}") for tag in tags[m.engine]), (m, tags[m.engine])

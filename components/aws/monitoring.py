@@ -3,15 +3,17 @@
 target for 10 minutes), sent to an SNS topic that mails `alertEmail` when the stack sets one.
 
 The load balancer's metrics come from `AWS/ApplicationELB`; the services' own from the namespace the nodes'
-CloudWatch agent publishes them to (infra/service_metrics.py: the metric names the pinned vLLM and TEI publish,
-data/service_metrics.csv). The dashboard's body is built by pure functions from plain values, once Pulumi has
-the resources' names, so it is tested as JSON.
+CloudWatch agent publishes them to, under the names and dimensions of infra/service_metrics.py (the metric names
+the pinned vLLM and TEI publish, data/service_metrics.csv). The agent drops Prometheus histograms, so time to
+first token is not in CloudWatch: its widget says where it is (the Grafana dashboard, from /metrics/<service>),
+beside the ALB's target response time. The dashboard's body is built by pure functions from plain values, once
+Pulumi has the resources' names, so it is tested as JSON.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -34,6 +36,10 @@ WIDTH, HEIGHT = 12, 6  # a widget: half the dashboard's 24 columns
 # Queued requests per replica the queue alarm allows, until the scaling target (issue 15 part 1: the load model's,
 # or targetQueuePerReplica) is in the plan: a replica with requests waiting this long is saturated.
 QUEUE_TARGET = 4.0
+TTFT_NOTE = ("**Time to first token** is not in CloudWatch: vLLM publishes it as a histogram "
+             "(`{metric}`), which the CloudWatch agent drops. Scrape `/metrics/<service>` with your own Prometheus and "
+             "import `dashboards/llm-deploy.json` (README: Scaling and monitoring). Beside it: the ALB's target response "
+             "time (for streamed answers, the time to the response's first byte).")
 
 
 def queue_target(service: PlacedService) -> float:
@@ -47,34 +53,44 @@ class ServiceTarget:
 
     service: str
     kind: str  # "llm" | "embedding" | "rerank"
-    group: str  # node group name
     target_group: str  # the target group's ARN suffix (CloudWatch's TargetGroup dimension)
-    dimensions: Mapping[str, str]  # the agent's dimensions for this service's metrics
+    autoscaling_group: str  # the name of its node group's Auto Scaling group (the agent's dimension)
 
     @property
     def engine(self) -> str:
-        return service_metrics.engine_of(self.kind)
+        return service_metrics.ENGINES[self.kind]
+
+    @property
+    def dimensions(self) -> dict[str, str]:
+        return agent_dimensions(self.autoscaling_group, self.service)
+
+
+def agent_dimensions(autoscaling_group: str, service: str) -> dict[str, str]:
+    """The dimensions the nodes' agent files a service's metrics under."""
+    return {service_metrics.ASG_DIMENSION: autoscaling_group, service_metrics.SERVICE_DIMENSION: service}
 
 
 @dataclass(frozen=True)
 class ServicePanel:
-    """A dashboard widget over the services' own metrics: per engine the metric (from the data file) that answers it."""
+    """A dashboard widget over the services' own metrics: the signal (data/service_metrics.csv) it shows of each
+    engine that publishes it to CloudWatch."""
 
     title: str
-    metric: Mapping[str, str]  # engine → metric name
-    # "gauge": the value (summed over nodes); "mean": a histogram's _sum over its _count; "rate": a counter's (or a
-    # histogram's _sum) increase per second
-    reading: str
+    signal: str
+    reading: str  # "gauge": the value, summed over the group's replicas; "rate": a counter's increase per second
 
 
 SERVICE_PANELS = (
-    ServicePanel("Queue depth (requests waiting)", {"vllm": "vllm:num_requests_waiting", "tei": "te_queue_size"}, "gauge"),
-    ServicePanel("Time to first token (s)", {"vllm": "vllm:time_to_first_token_seconds"}, "mean"),
-    ServicePanel("Request duration (s)", {"tei": "te_request_duration"}, "mean"),
-    # vLLM: output tokens; TEI: input tokens (the sum of its input-length histogram)
-    ServicePanel("Tokens per second", {"vllm": "vllm:generation_tokens_total", "tei": "te_request_input_length"}, "rate"),
+    ServicePanel("Queue depth (requests waiting)", "queue_depth", "gauge"),
+    ServicePanel("Requests per second (by the services)", "requests", "rate"),
+    ServicePanel("Tokens per second (generated)", "generation_tokens", "rate"),
+    ServicePanel("Running requests", "running", "gauge"),
 )
-QUEUE_PANEL = SERVICE_PANELS[0]
+
+
+def cloudwatch_metric(engine: str, signal: str) -> str | None:
+    """The name under which the nodes publish an engine's signal to CloudWatch, or None when they do not."""
+    return next((m.metric for m in service_metrics.cloudwatch_metrics(engine) if m.signal == signal), None)
 
 
 def _widget(title: str, metrics: list, stat: str, region: str, index: int) -> dict:
@@ -89,43 +105,45 @@ def _widget(title: str, metrics: list, stat: str, region: str, index: int) -> di
     }
 
 
-def _elb_metric(name: str, load_balancer: str, target: ServiceTarget | None, stat: str) -> list:
+def _elb_metric(name: str, load_balancer: str, target: ServiceTarget | None, stat: str, label: str | None = None) -> list:
     dimensions = ["TargetGroup", target.target_group, "LoadBalancer", load_balancer] if target else ["LoadBalancer", load_balancer]
-    label = target.service if target else "load balancer"
-    return [ELB_NAMESPACE, name, *dimensions, {"stat": stat, "label": label}]
-
-
-def _dimension_list(target: ServiceTarget) -> list[str]:
-    return [part for item in sorted(target.dimensions.items()) for part in item]
+    return [ELB_NAMESPACE, name, *dimensions, {"stat": stat, "label": label or (target.service if target else "load balancer")}]
 
 
 def _service_metrics(panel: ServicePanel, targets: Sequence[ServiceTarget]) -> list:
-    """The widget's metric lines: per service with a metric for this panel, the metric itself or an expression of it."""
+    """The widget's lines: per service whose engine publishes the panel's signal, the metric or its rate."""
     lines: list = []
-    for n, target in enumerate(t for t in targets if t.engine in panel.metric):
-        name, dims = panel.metric[target.engine], _dimension_list(target)
-        if panel.reading == "gauge":
-            lines.append([service_metrics.CLOUDWATCH_NAMESPACE, name, *dims, {"stat": "Sum", "label": target.service}])
+    for n, target in enumerate(targets):
+        name = cloudwatch_metric(target.engine, panel.signal)
+        if name is None:
             continue
-        total = f"{name}_sum" if service_metrics.metric_type(target.engine, name) == "histogram" else name
-        lines.append([service_metrics.CLOUDWATCH_NAMESPACE, total, *dims, {"id": f"s{n}", "stat": "Sum", "visible": False}])
-        if panel.reading == "mean":
-            lines.append([service_metrics.CLOUDWATCH_NAMESPACE, f"{name}_count", *dims, {"id": f"c{n}", "stat": "Sum", "visible": False}])
-            lines.append([{"expression": f"s{n} / c{n}", "label": target.service, "id": f"e{n}"}])
-        else:
-            lines.append([{"expression": f"s{n} / PERIOD(s{n})", "label": target.service, "id": f"e{n}"}])
+        dims = [part for item in target.dimensions.items() for part in item]
+        if panel.reading == "gauge":
+            lines.append([service_metrics.NAMESPACE, name, *dims, {"stat": "Sum", "label": target.service}])
+        else:  # the agent publishes a counter's increase per scrape: the period's sum over its seconds
+            lines.append([service_metrics.NAMESPACE, name, *dims, {"id": f"m{n}", "stat": "Sum", "visible": False}])
+            lines.append([{"expression": f"m{n} / PERIOD(m{n})", "label": target.service, "id": f"e{n}"}])
     return lines
 
 
 def dashboard_body(region: str, load_balancer: str, targets: Sequence[ServiceTarget]) -> str:
-    """The dashboard as CloudWatch takes it: JSON naming the ALB and the target groups by their ARN suffixes."""
-    requests = ("Requests", [_elb_metric("RequestCount", load_balancer, t, "Sum") for t in targets], "Sum")
+    """The dashboard as CloudWatch takes it: JSON naming the ALB, the target groups (ARN suffixes) and the Auto
+    Scaling groups (names)."""
+    requests = ("Requests (at the load balancer)", [_elb_metric("RequestCount", load_balancer, t, "Sum") for t in targets], "Sum")
+    latency = ("Target response time (s)", [_elb_metric("TargetResponseTime", load_balancer, t, "p95", f"{t.service} p95")
+                                            for t in targets], "p95")
     healthy = ("Healthy hosts", [_elb_metric("HealthyHostCount", load_balancer, t, "Minimum") for t in targets], "Minimum")
     errors = ("5xx responses", [*(_elb_metric("HTTPCode_Target_5XX_Count", load_balancer, t, "Sum") for t in targets),
                                 _elb_metric("HTTPCode_ELB_5XX_Count", load_balancer, None, "Sum")], "Sum")
-    served = [(p.title, _service_metrics(p, targets), "Sum") for p in SERVICE_PANELS]
-    panels = [(title, lines, stat) for title, lines, stat in [requests, *served, healthy, errors] if lines]
-    return json.dumps({"widgets": [_widget(title, lines, stat, region, i) for i, (title, lines, stat) in enumerate(panels)]})
+    queue, *served = [(p.title, _service_metrics(p, targets), "Sum") for p in SERVICE_PANELS]
+    panels = [(title, lines, stat) for title, lines, stat in [requests, queue, latency, *served, healthy, errors] if lines]
+    widgets = [_widget(title, lines, stat, region, i) for i, (title, lines, stat) in enumerate(panels)]
+    ttft = service_metrics.metric("vllm", "time_to_first_token").metric
+    if any(t.engine == "vllm" for t in targets):
+        row = (len(widgets) + 1) // 2 * HEIGHT
+        widgets.append({"type": "text", "x": 0, "y": row, "width": 2 * WIDTH, "height": 2,
+                        "properties": {"markdown": TTFT_NOTE.format(metric=ttft)}})
+    return json.dumps({"widgets": widgets})
 
 
 def five_xx_queries(load_balancer: str) -> list[dict]:
@@ -160,6 +178,8 @@ class AwsMonitoring(pulumi.ComponentResource):
         super().__init__("llm-deploy:aws:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         target_groups = {n: tg for m in node_groups for n, tg in m.target_groups.items()}  # service names are unique
+        # node group → its Auto Scaling group's name (the components are in the plan's order)
+        asgs = {g.name: m.autoscaling_group.name for g, m in zip(plan.node_groups, node_groups, strict=True)}
         actions: list[pulumi.Output[str]] = []
         self.outputs: dict[str, object] = {}
         if plan.alert_email:
@@ -171,14 +191,15 @@ class AwsMonitoring(pulumi.ComponentResource):
         lb_suffix = load_balancer.alb.arn_suffix
         services = [(g, s) for g in plan.node_groups for s in g.services]
 
-        def targets(suffixes: Sequence[str]) -> list[ServiceTarget]:
-            return [
-                ServiceTarget(s.name, s.kind, g.name, tg, service_metrics.cloudwatch_dimensions(plan.stack, g.name, s.name))
-                for (g, s), tg in zip(services, suffixes, strict=True)
-            ]
-
         suffixes = [target_groups[s.name].arn_suffix for _, s in services]
-        resolved = pulumi.Output.all(lb_suffix, *suffixes).apply(lambda v: (v[0], targets(v[1:])))
+        asg_names = [asgs[g.name] for g, _ in services]
+
+        def targets(values: Sequence[str]) -> list[ServiceTarget]:
+            count = len(services)
+            return [ServiceTarget(s.name, s.kind, tg, asg)
+                    for (_, s), tg, asg in zip(services, values[:count], values[count:], strict=True)]
+
+        resolved = pulumi.Output.all(lb_suffix, *suffixes, *asg_names).apply(lambda v: (v[0], targets(v[1:])))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=short_name("llm-deploy", plan.stack, limit=255),
@@ -188,7 +209,7 @@ class AwsMonitoring(pulumi.ComponentResource):
         self.outputs["dashboard_name"] = self.dashboard.dashboard_name
 
         alarm = {"alarm_actions": actions, "ok_actions": actions, "opts": child}
-        for (g, s), suffix in zip(services, suffixes, strict=True):
+        for (g, s), suffix, asg in zip(services, suffixes, asg_names, strict=True):
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{s.name}-no-healthy-host",
                 alarm_description=f"llm-deploy {plan.stack}: no healthy node serves {s.name}; its requests fail",
@@ -199,13 +220,13 @@ class AwsMonitoring(pulumi.ComponentResource):
                 treat_missing_data="breaching",  # ALB reports the count while health checks run; none is no host
                 **alarm,
             )
-            queue = QUEUE_PANEL.metric[service_metrics.engine_of(s.kind)]
+            queue = service_metrics.metric(service_metrics.ENGINES[s.kind], "queue_depth").metric
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{s.name}-queue",
                 alarm_description=(f"llm-deploy {plan.stack}: {s.name} has queued more than {queue_target(s):g} "
                                    f"requests per replica for {QUEUE_MINUTES} minutes; it needs more replicas"),
-                namespace=service_metrics.CLOUDWATCH_NAMESPACE, metric_name=queue,
-                dimensions=service_metrics.cloudwatch_dimensions(plan.stack, g.name, s.name),
+                namespace=service_metrics.NAMESPACE, metric_name=queue,
+                dimensions=asg.apply(lambda name, service=s.name: agent_dimensions(name, service)),
                 statistic="Average", period=PERIOD_S, evaluation_periods=QUEUE_MINUTES, datapoints_to_alarm=QUEUE_MINUTES,
                 comparison_operator="GreaterThanThreshold", threshold=queue_target(s),
                 treat_missing_data="notBreaching",  # no node publishing (scaled to zero, booting) is no queue
