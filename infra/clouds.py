@@ -11,6 +11,7 @@ Adding a cloud: README "Adding a cloud".
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from infra.boot_time import NodeImage, node_image
@@ -42,6 +43,29 @@ class Cloud:
     # What sends the stack's alarms to `alertEmail`; its components package then has monitoring.py (dashboard,
     # alarms). None: llm-deploy builds no alarms there, so a stack with alertEmail is not placed on it.
     alarms: str | None = None
+    # The instance types it sells as spot (a regular expression, whole name), where spot is sizes of their own;
+    # None: any instance type can be rented as spot (with `spot`). `spotPolicy` spot/auto is refused elsewhere.
+    spot_instance_types: str | None = None
+    # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
+    # against it; None: the cloud takes no image pins.
+    image_id_pattern: str | None = None
+    # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
+
+    def spot_problem(self, instance_type: str) -> str | None:
+        """Why a node of this instance type cannot be rented as spot here, or None."""
+        if not self.spot:
+            return f"{self.name} rents no spot capacity"
+        if self.spot_instance_types and not re.fullmatch(self.spot_instance_types, instance_type):
+            return f"{self.name} sells spot only as its own sizes ({self.spot_instance_types}), not {instance_type}"
+        return None
+
+    def image_id_problem(self, image_id: str) -> str | None:
+        """Why `image_id` cannot be a machine image id of this cloud, or None."""
+        if self.image_id_pattern is None:
+            return f"{self.name} takes no image pins"
+        if not re.fullmatch(self.image_id_pattern, image_id):
+            return f"{image_id!r} is not a machine image id of {self.name} ({self.image_id_pattern})"
+        return None
 
     @property
     def package(self) -> str:
@@ -94,6 +118,7 @@ AWS = Cloud(
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
     alarms="CloudWatch alarms to an SNS topic with an email subscription; a CloudWatch dashboard",
+    image_id_pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",  # EC2 AMI ids: 8 or 17 hex digits
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -109,6 +134,8 @@ DIGITALOCEAN = Cloud(
     root_disk="droplet",
     instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
     # alarms: None. DigitalOcean Monitoring has alert policies (digitalocean.MonitorAlert); llm-deploy builds none yet.
+    spot_instance_types=r".+-spot",  # gpu-mi300x1-192gb-spot, ...: /v2/sizes (../shared/data/digitalocean.csv)
+    image_id_pattern=r"[0-9]{1,12}",  # an image's numeric id (/v2/images); a slug (gpu-h100x1-base) names whatever is newest
 )
 ALICLOUD = Cloud(
     name="alicloud",
@@ -125,7 +152,9 @@ ALICLOUD = Cloud(
     instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
-    alarms="CloudMonitor alarm rules on ALB and ECS metrics to a contact group with the email",
+    alarms="CloudMonitor alarm rules on ALB metrics to a contact group with the email",
+    # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
+    image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie
