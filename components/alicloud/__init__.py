@@ -130,8 +130,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
         self, network: AlicloudNetwork, groups: list[BuiltNodeGroup[AlicloudNodeGroup]]
     ) -> pulumi.Output[str]:
         balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
-        monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
-        self.extra_outputs.update(monitoring.outputs)
+        if self.plan.alert_email:  # a CloudMonitor alarm needs a contact group: without an address, no alarm
+            monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
+            self.extra_outputs.update(monitoring.outputs)
         return balancer.endpoint
 
     @classmethod

@@ -5,7 +5,8 @@ What CloudMonitor has of the AWS side (components/aws/monitoring.py): ALB metric
 publishes no 5xx share per instance to alarm on). What it does not have here: the services' own metrics (no
 node publishes vLLM's or TEI's queue to CloudMonitor, so there is no queue alarm), and a dashboard (the provider
 has no CloudMonitor dashboard resource): scrape `/metrics/<service>` with your own Prometheus and import
-dashboards/llm-deploy.json. Without `alertEmail` nothing is created: a CloudMonitor alarm needs a contact group.
+dashboards/llm-deploy.json. The deployment creates this component only with `alertEmail`: a CloudMonitor alarm
+needs a contact group.
 """
 
 from __future__ import annotations
@@ -53,10 +54,7 @@ class AlicloudMonitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__("llm-deploy:alicloud:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.outputs: dict[str, object] = {}
-        if not plan.alert_email:
-            self.register_outputs(self.outputs)
-            return
+        assert plan.alert_email, "created only for a stack with alertEmail"
         contact = alicloud.cms.AlarmContact(
             f"{name}-contact",
             alarm_contact_name=cloud_name("llm-deploy", plan.stack, limit=40),
@@ -95,5 +93,5 @@ class AlicloudMonitoring(pulumi.ComponentResource):
             contact_groups=[group.alarm_contact_group_name],
             opts=child,
         )
-        self.outputs["alarm_contact_group"] = group.alarm_contact_group_name
+        self.outputs: dict[str, object] = {"alarm_contact_group": group.alarm_contact_group_name}
         self.register_outputs(self.outputs)
