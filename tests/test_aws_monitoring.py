@@ -169,7 +169,7 @@ def test_a_queue_over_its_target_for_ten_minutes_alarms(stack):
         assert alarm["metricName"] == service_metrics.metric(engine, "queue_depth").metric
         assert service_metrics.metric(engine, "queue_depth") in service_metrics.cloudwatch_metrics(engine)
         assert alarm["dimensions"] == agent_dimensions(asg_name(result, group.name), service.name)
-        assert alarm["threshold"] == queue_target(service) and alarm["statistic"] == "Average"
+        assert alarm["threshold"] == queue_target(group, service) and alarm["statistic"] == "Average"
         assert alarm["period"] == PERIOD_S and alarm["evaluationPeriods"] == alarm["datapointsToAlarm"] == QUEUE_MINUTES
         assert QUEUE_MINUTES * PERIOD_S == 600
 

@@ -20,7 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import service_metrics
-from infra.plan import DeploymentPlan, PlacedService
+from infra.plan import DeploymentPlan, NodeGroup, PlacedService
 
 from .layout import short_name
 from .load_balancer import AwsLoadBalancer
@@ -42,8 +42,9 @@ TTFT_NOTE = ("**Time to first token** is not in CloudWatch: vLLM publishes it as
              "time (for streamed answers, the time to the response's first byte).")
 
 
-def queue_target(service: PlacedService) -> float:
-    """Queued requests per replica above which the service is short of replicas."""
+def queue_target(group: NodeGroup, service: PlacedService) -> float:
+    """Queued requests per replica above which the service is short of replicas (the seam for the plan's scaling
+    target of an autoscaled service, once the plan carries it)."""
     return QUEUE_TARGET
 
 
@@ -223,12 +224,12 @@ class AwsMonitoring(pulumi.ComponentResource):
             queue = service_metrics.metric(service_metrics.ENGINES[s.kind], "queue_depth").metric
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{s.name}-queue",
-                alarm_description=(f"llm-deploy {plan.stack}: {s.name} has queued more than {queue_target(s):g} "
+                alarm_description=(f"llm-deploy {plan.stack}: {s.name} has queued more than {queue_target(g, s):g} "
                                    f"requests per replica for {QUEUE_MINUTES} minutes; it needs more replicas"),
                 namespace=service_metrics.NAMESPACE, metric_name=queue,
                 dimensions=asg.apply(lambda name, service=s.name: agent_dimensions(name, service)),
                 statistic="Average", period=PERIOD_S, evaluation_periods=QUEUE_MINUTES, datapoints_to_alarm=QUEUE_MINUTES,
-                comparison_operator="GreaterThanThreshold", threshold=queue_target(s),
+                comparison_operator="GreaterThanThreshold", threshold=queue_target(g, s),
                 treat_missing_data="notBreaching",  # no node publishing (scaled to zero, booting) is no queue
                 **alarm,
             )
