@@ -9,13 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import boto3
-import moto
 import pytest
 
 from bootstrap.files.alicloud_oos import sign
@@ -23,23 +20,8 @@ from infra.cli import status
 from infra.cli.environments import INSTALL_HINT
 from infra.cli.status.alicloud import ESS_VERSION
 from infra.cli.status.digitalocean import group_tag
-from tests.helpers import ROOT, shipped_plan
+from tests.helpers import ALI_KEY, ALI_SECRET, DO_TOKEN, ROOT, JsonStub, moto_account, shipped_plan, stub_api
 from tests.test_environments import FAKE_PULUMI, FakePulumi
-
-DO_TOKEN = "dop_v1_" + "c" * 64
-ALI_KEY, ALI_SECRET = "LTAI5tQ2example7key8X", "s3cr3tExampleKeyOfThirtyChars0"
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DIGITALOCEAN_TOKEN",
-               "DIGITALOCEAN_ACCESS_TOKEN", "ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY", "ALICLOUD_SECURITY_TOKEN")
-
-
-@pytest.fixture
-def no_credentials(monkeypatch, tmp_path):
-    for name in CREDENTIALS:
-        monkeypatch.delenv(name, raising=False)
-    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        monkeypatch.setenv(name, str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
 
 # --- without the Pulumi CLI ------------------------------------------------------------------------
 
@@ -99,11 +81,7 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch, no_credentials):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    with moto.mock_aws():
-        fake = Aws("us-east-1")
-        monkeypatch.setattr("infra.cli.refresh.aws.credentialed_session", lambda: fake)
+    with moto_account(monkeypatch, lambda: Aws("us-east-1")) as fake:
         yield fake
 
 
@@ -196,7 +174,7 @@ def test_the_json_report_carries_every_field(aws):
 # --- DigitalOcean and Alibaba Cloud: stubs on 127.0.0.1 ---------------------------------------------
 
 
-class Api(BaseHTTPRequestHandler):
+class Api(JsonStub):
     """DigitalOcean's /v2/droplets (bearer token), the nodes' gateways behind the load balancer (/healthz...),
     and Alibaba Cloud's ESS RPC (signed)."""
 
@@ -205,17 +183,6 @@ class Api(BaseHTTPRequestHandler):
     scaling_groups: ClassVar[list[dict]] = []
     scaling_instances: ClassVar[dict[str, list[dict]]] = {}
     calls: ClassVar[list[str]] = []
-
-    def log_message(self, *args):
-        pass
-
-    def _json(self, code: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -254,16 +221,9 @@ class Api(BaseHTTPRequestHandler):
 @pytest.fixture
 def api(monkeypatch, no_credentials):
     Api.droplets, Api.health, Api.scaling_groups, Api.scaling_instances, Api.calls = [], {}, [], {}, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    for name, value in {"DIGITALOCEAN_TOKEN": DO_TOKEN, "DIGITALOCEAN_API_URL": endpoint, "ALICLOUD_ACCESS_KEY": ALI_KEY,
-                        "ALICLOUD_SECRET_KEY": ALI_SECRET, "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    Api.endpoint = endpoint  # type: ignore[attr-defined]
-    yield Api
-    server.shutdown()
-    server.server_close()
+    with stub_api(monkeypatch, Api) as endpoint:
+        Api.endpoint = endpoint  # type: ignore[attr-defined]
+        yield Api
 
 
 def droplet(number: int, status_: str, *tags: str) -> dict:

@@ -10,16 +10,14 @@ import os
 from pathlib import Path
 
 import pytest
-from live import PROJECT_DIR, SMALL_SERVICES, _workspace_env, deployed_stack, skip_reason, unique_stack_name, wait_healthy
+from live import PROJECT_DIR, _workspace_env, deployed_stack, skip_reason, unique_stack_name, wait_healthy
+from test_aws_live import CONFIG as AWS_CONFIG
 
 from infra import clouds
 from infra.cli import status
 
 CONFIG = {
-    "cloud": "aws",
-    "region": os.environ.get("LLM_DEPLOY_LIVE_AWS_REGION", "us-east-1"),
-    "services": SMALL_SERVICES,
-    "budgetUsdPerHour": 2,
+    **AWS_CONFIG,  # the live AWS test's small stack
     # alarms to your own address (AWS mails it a confirmation link first); none without it
     **({"alertEmail": os.environ["LLM_DEPLOY_LIVE_ALERT_EMAIL"]} if os.environ.get("LLM_DEPLOY_LIVE_ALERT_EMAIL") else {}),
 }
