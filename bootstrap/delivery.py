@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bootstrap.services import Sources
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,4 @@ class BootTarget:
     image_has_driver: bool  # NVIDIA driver (and usually Docker + toolkit) preinstalled
     os_release: str = "ubuntu-22.04"
     data_device: str | None = None  # block device to format and mount for the model cache; None: use the root disk
+    sources: Sources = field(default_factory=Sources)  # where images and weights come from (air-gapped on-prem hosts: a mirror, staged models)

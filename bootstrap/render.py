@@ -139,7 +139,7 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
             "LLM_DEPLOY_IMAGE_HAS_DRIVER": int(target.image_has_driver),
             "LLM_DEPLOY_DRIVER_BRANCH": DRIVER_BRANCH,
             "LLM_DEPLOY_FABRIC_MANAGER": int(group.offer.gpu_count >= 8 and not target.image_has_driver),
-            "LLM_DEPLOY_CUDA_CHECK_IMAGE": CUDA_CHECK_IMAGE,
+            "LLM_DEPLOY_CUDA_CHECK_IMAGE": target.sources.image(CUDA_CHECK_IMAGE),
         }
     if isinstance(secrets, SecretStore):
         values |= {
@@ -298,7 +298,7 @@ def render_user_data(
     could not read, and ValueError for a node group or target it could not run (a bug upstream).
     """
     check_inputs(group, target, secrets)
-    launches = service_launches(group)
+    launches = service_launches(group, target.sources)
     cloud = clouds.get(group.cloud)
     conditions = {"always", group.accelerator, *(["metadata"] if cloud.metadata else [])}
     if cloud.metrics_agent:

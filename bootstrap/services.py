@@ -44,6 +44,30 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 
 
 @dataclass(frozen=True)
+class Sources:
+    """Where a node gets its images and weights: the public registries and Hugging Face, or, air-gapped, a
+    registry mirror holding the pinned images under their own paths and a directory of pre-staged models
+    (`<model_dir>/<model id>`, each model's Hugging Face files), mounted read-only: no download."""
+
+    image_registry: str | None = None
+    model_dir: str | None = None
+
+    def image(self, image: str) -> str:
+        """The pinned image, from the mirror when there is one (`ghcr.io/x/y:t` → `<mirror>/x/y:t`)."""
+        if self.image_registry is None:
+            return image
+        first, _, rest = image.partition("/")
+        return f"{self.image_registry}/{rest if '.' in first or ':' in first else image}"
+
+    def model(self, model: str) -> str:
+        """What the server loads: the Hugging Face id, or its pre-staged directory as the container sees it."""
+        return model if self.model_dir is None else f"{STAGED_MODELS}/{model}"
+
+
+STAGED_MODELS = "/models"  # the model directory inside the container
+
+
+@dataclass(frozen=True)
 class ServiceLaunch:
     """One container: its image, `docker run` options and the server's own arguments.
 
@@ -104,12 +128,12 @@ def assign_gpus(group: NodeGroup) -> dict[str, tuple[int, ...]]:
     return {s.name: tuple(range(start, start + width)) for s, start, width in zip(on_gpu, starts, widths, strict=True)}
 
 
-def vllm_args(service: PlacedService) -> tuple[str, ...]:
+def vllm_args(service: PlacedService, sources: Sources = Sources()) -> tuple[str, ...]:
     if service.dtype not in VLLM_DTYPE_ARGS:
         raise ValueError(f"service {service.name!r}: dtype {service.dtype!r} is not one of {', '.join(VLLM_DTYPE_ARGS)}")
-    # The image's entrypoint is `vllm serve`, which takes the model positionally.
+    # The image's entrypoint is `vllm serve`, which takes the model (an id or a directory) positionally.
     args = [
-        service.model,
+        sources.model(service.model),
         "--served-model-name", service.model,
         "--tensor-parallel-size", str(max(service.tensor_parallel_size, 1)),
     ]  # fmt: skip
@@ -121,13 +145,13 @@ def vllm_args(service: PlacedService) -> tuple[str, ...]:
     return tuple(args)
 
 
-def tei_args(service: PlacedService) -> tuple[str, ...]:
+def tei_args(service: PlacedService, sources: Sources = Sources()) -> tuple[str, ...]:
     # TEI's own body limit (2 MB by default) matches the gateway's, so a batch nginx lets through is not a 413 here.
-    return ("--model-id", service.model, "--port", str(service.port), "--auto-truncate", "--payload-limit", str(MAX_BODY_BYTES))
+    return ("--model-id", sources.model(service.model), "--port", str(service.port), "--auto-truncate", "--payload-limit", str(MAX_BODY_BYTES))
 
 
-def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
-    """The containers of a node group, in the plan's order."""
+def service_launches(group: NodeGroup, sources: Sources = Sources()) -> list[ServiceLaunch]:
+    """The containers of a node group, in the plan's order, their images and weights from SOURCES."""
     gpus = assign_gpus(group)
     servers = replica_services(group)
     llm_gpus = {s.name: set(gpus.get(s.name, ())) for s in servers if s.kind == "llm"}
@@ -135,6 +159,8 @@ def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
     for service in servers:
         devices = gpus.get(service.name, ())
         docker_args = ["-p", f"127.0.0.1:{service.port}:{service.port}"]
+        if sources.model_dir is not None:
+            docker_args += ["-v", f"{sources.model_dir}:{STAGED_MODELS}:ro"]
         if devices:
             docker_args += ["--gpus", '"device=' + ",".join(map(str, devices)) + '"']
         if service.kind == "llm":
@@ -142,7 +168,7 @@ def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
                 raise ValueError(
                     f"node group {group.name!r}: service {service.name!r} (llm) needs a GPU; vLLM has no CPU image here"
                 )
-            image = VLLM_IMAGE
+            image = sources.image(VLLM_IMAGE)
             # --ipc=host: PyTorch shares tensors between the tensor-parallel workers through shared memory.
             # The compile cache (~/.cache/vllm) lives on the cache disk too: a restart reuses it.
             docker_args += [
@@ -150,17 +176,17 @@ def service_launches(group: NodeGroup) -> list[ServiceLaunch]:
                 "-v", f"{CACHE_DIR}/huggingface:/root/.cache/huggingface",
                 "-v", f"{CACHE_DIR}/vllm:/root/.cache/vllm",
             ]  # fmt: skip
-            args = vllm_args(service)
+            args = vllm_args(service, sources)
             waits_for: tuple[str, ...] = ()
         else:
             if devices and group.offer.gpu_arch is None:
                 raise ValueError(
                     f"node group {group.name!r}: offer.gpu_arch is not set for {group.offer.gpu}; TEI needs it to pick its image"
                 )
-            image = tei_image(group.offer.gpu_arch if devices else None)
+            image = sources.image(tei_image(group.offer.gpu_arch if devices else None))
             # TEI keeps its hub cache in /data: the same layout as vLLM's, so both share one cache.
             docker_args += ["-v", f"{CACHE_DIR}/huggingface/hub:/data"]
-            args = tei_args(service)
+            args = tei_args(service, sources)
             waits_for = tuple(name for name, shared in llm_gpus.items() if shared & set(devices))
         launches.append(ServiceLaunch(service, image, tuple(docker_args), args, devices, waits_for))
     return launches

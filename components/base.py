@@ -25,6 +25,15 @@ class StackSecrets:
 
     api_key: pulumi.Output[str]
     hf_token: pulumi.Output[str] | None = None
+    ssh_private_key: pulumi.Output[str] | None = None  # onprem: None, the SSH agent
+    tls_certificate: pulumi.Output[str] | None = None  # onprem: the front gateway's certificate and key (PEM)
+    tls_private_key: pulumi.Output[str] | None = None
+
+
+def inline_delivery(secrets: StackSecrets) -> pulumi.Output[SecretDelivery]:
+    """For a cloud without a secret store: the values themselves, as one secret output, for the node's files."""
+    both = pulumi.Output.all(secrets.api_key, secrets.hf_token)
+    return pulumi.Output.secret(both.apply(lambda values: InlineSecrets(api_key=values[0], hf_token=values[1])))
 
 
 NetworkT = TypeVar("NetworkT", bound=pulumi.ComponentResource)  # the cloud's Network component
@@ -75,8 +84,9 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, Membe
         return {b.group.name: b.user_data for b in self.node_groups}
 
     @abc.abstractmethod
-    def create_provider(self) -> pulumi.ProviderResource:
-        """An explicit provider for the plan's region, so no ambient default decides it.
+    def create_provider(self) -> pulumi.ProviderResource | None:
+        """An explicit provider for the plan's region, so no ambient default decides it (None: the cloud's
+        resources are dynamic ones, each its own provider).
 
         Raises: nothing of its own; the provider reads its credentials when a resource is first created.
         """

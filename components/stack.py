@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass
 
 import pulumi
+from pydantic import SecretStr
 
 from bootstrap import InlineSecrets, UnreadableSecret, UserDataTooLarge
 from components.base import CloudDeployment, StackSecrets
@@ -45,8 +46,11 @@ def stack_secrets(config: StackConfig) -> StackSecrets:
         import pulumi_random
 
         api_key = pulumi_random.RandomPassword("api-key", length=GENERATED_API_KEY_LENGTH, special=False).result
-    hf_token = pulumi.Output.secret(config.hf_token.get_secret_value()) if config.hf_token is not None else None
-    return StackSecrets(api_key=api_key, hf_token=hf_token)
+    def secret(value: SecretStr | None) -> pulumi.Output[str] | None:
+        return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
+
+    return StackSecrets(api_key=api_key, hf_token=secret(config.hf_token), ssh_private_key=secret(config.ssh_private_key),
+                        tls_certificate=secret(config.tls_certificate), tls_private_key=secret(config.tls_private_key))
 
 
 def stack_outputs(plan: DeploymentPlan, endpoint: pulumi.Output[str], api_key: pulumi.Output[str]) -> dict[str, object]:

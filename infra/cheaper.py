@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from infra import clouds
 from infra.config import ServiceConfig, StackConfig
 from infra.models import SIXTEEN_BIT, served_dtype
 from infra.placement import Evaluation, FitMemo, RegionPlan, plan_region, service_need, stack_offers
@@ -70,6 +71,8 @@ def suggestions(evaluation: Evaluation) -> list[Suggestion]:
     memo: FitMemo = {}  # shared by every variant: a changed service gets an index of its own, the others keep their fits
     changes = [(need, change) for need in evaluation.needs
                for change in _service_changes(need.index, need.config, need.max_model_len)]
+    if clouds.get(plan.cloud).offers == "hosts":
+        changes = []  # plan_region would not count the hosts, each usable once: only other clouds are compared
     for variant, (original, (field, value, update)) in enumerate(changes):
         changed = replace(service_need(original.index, original.config.model_copy(update=update), original.spot_policy), index=VARIANT_INDEX * (variant + 1))
         needs = [changed if n is original else n for n in evaluation.needs]

@@ -19,7 +19,7 @@ from infra.data_files import data_rows
 from infra.node_metadata import ALICLOUD_METADATA, AWS_IMDS, MetadataService
 
 # How a cloud's root disk (and the model cache on it) performs; infra/node_storage.py has one model per kind.
-ROOT_DISKS = ("ebs-gp3", "essd-pl1", "droplet")
+ROOT_DISKS = ("ebs-gp3", "essd-pl1", "droplet", "host")
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,21 @@ class Cloud:
     # What sends the stack's alarms to `alertEmail`; its components package then has monitoring.py (dashboard,
     # alarms). None: llm-deploy builds no alarms there, so a stack with alertEmail is not placed on it.
     alarms: str | None = None
+    # Where its offers come from: "catalog" (rented instance types, data/catalog.csv) or "hosts" (the stack's
+    # own servers, `hosts`, each usable once); a "hosts" cloud is a target of `cloud:`, never of `auto`.
+    offers: str = "catalog"
+    # How a node gets its files: "user-data" (cloud-init at first boot) or "ssh" (copied to a running host by
+    # the package's delivery.py, a dynamic provider; its load balancer is a front gateway on one of the hosts).
+    delivery: str = "user-data"
     # The instance types it sells as spot (a regular expression, whole name), where spot is sizes of their own;
     # None: any instance type can be rented as spot (with `spot`). `spotPolicy` spot/auto is refused elsewhere.
     spot_instance_types: str | None = None
     # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
     # against it; None: the cloud takes no image pins.
     image_id_pattern: str | None = None
+    # Its managed groups have no rolling update that waits for load-balancer health, so the component gates a
+    # replaced group with a poller of its own (`<package>/rollout.py`, a Pulumi dynamic resource).
+    rollout_gate: bool = False
     metadata: MetadataService | None = None  # what a node's watcher polls for notices of its end; None: nothing to poll
     metrics_agent: str | None = None  # the agent a node publishes its services' metrics with (bootstrap/files/llm-deploy-<agent>)
     # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
@@ -160,12 +169,33 @@ ALICLOUD = Cloud(
     alarms="CloudMonitor alarm rules on ALB metrics to a contact group with the email",
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
     image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
+    rollout_gate=True,  # ESS instance refresh takes an image or launch template only, and no ALB health grace
     metadata=ALICLOUD_METADATA,
 )
 
-CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie
+ONPREM = Cloud(
+    name="onprem",
+    deployment="components.onprem:OnPremDeployment",
+    managed_tls=False,  # TLS from the user's certificate and key (tlsCertificate, tlsPrivateKey) on the front gateway
+    user_data_limit=1024 * 1024,  # no user-data: the same files go over SSH; the cap only bounds what is copied
+    gzip_user_data=False,
+    secret_store=None,  # written 0600 over SSH, Pulumi secrets in state
+    spot=False,
+    autoscaling=False,
+    regions="one region, `onprem`: the stack's hosts",
+    credentials=(),  # sshPrivateKey or the SSH agent, from the stack's own config
+    root_disk="host",
+    instance_type_inputs=(),  # no instance types: the hosts are the user's
+    offers="hosts",
+    delivery="ssh",
+)
+
+CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # the catalog's clouds, in catalog order: the first wins a price tie
 NAMES = tuple(c.name for c in CLOUDS)
-_BY_NAME = {c.name: c for c in CLOUDS}
+HOSTED: tuple[Cloud, ...] = (ONPREM,)  # clouds whose offers are the stack's own hosts
+HOSTED_NAMES = tuple(c.name for c in HOSTED)
+TARGETS = NAMES + HOSTED_NAMES  # what `cloud:` may name besides auto
+_BY_NAME = {c.name: c for c in (*CLOUDS, *HOSTED)}
 
 
 def get(name: str) -> Cloud:

@@ -7,6 +7,7 @@ config (the program under `pulumi up` or the mock engine). Both become a `RawCon
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import json
@@ -35,7 +36,7 @@ from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
 from infra.plan import DEFAULT_SPOT_POLICY, SPOT_POLICIES
 
 CONFIG_NAMESPACE = "llm-deploy"
-SECRET_KEYS = ("apiKey", "hfToken")
+SECRET_KEYS = ("apiKey", "hfToken", "sshPrivateKey", "tlsCertificate", "tlsPrivateKey")
 # Stands in for a `secure:` value that only the Pulumi CLI could decrypt.
 SECRET_PLACEHOLDER = "offline-secret-placeholder"
 SpotPolicy = Literal[SPOT_POLICIES]  # type: ignore[valid-type]
@@ -108,6 +109,18 @@ class LatencyConfig(_Model):
     time_per_output_token_ms: float | None = Field(None, gt=0, le=60_000, allow_inf_nan=False)
 
 
+def known_gpu(gpu: str | None) -> str | None:
+    """The catalog's spelling of a GPU name (any case), or Invalid naming the known ones."""
+    from infra.catalog import gpu_specs
+
+    if gpu is None:
+        return None
+    known = {name.upper(): name for name in gpu_specs()}
+    if gpu.upper() not in known:
+        raise Invalid(f"unknown GPU {gpu!r}", hint=f"known: {', '.join(sorted(known.values()))}")
+    return known[gpu.upper()]
+
+
 class ServiceConfig(_Model):
     name: str
     kind: Literal["llm", "embedding", "rerank"]
@@ -134,14 +147,7 @@ class ServiceConfig(_Model):
     @field_validator("gpu")
     @classmethod
     def _known_gpu(cls, gpu: str | None) -> str | None:
-        from infra.catalog import gpu_specs
-
-        if gpu is None:
-            return None
-        known = {name.upper(): name for name in gpu_specs()}
-        if gpu.upper() not in known:
-            raise Invalid(f"unknown GPU {gpu!r}", hint=f"known: {', '.join(sorted(known.values()))}")
-        return known[gpu.upper()]
+        return known_gpu(gpu)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceConfig:
@@ -218,6 +224,56 @@ def _email(value: str) -> str:
 Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 
 
+HOST_ADDRESS = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^[0-9a-fA-F:]+$"
+# One OpenSSH known_hosts line: host names (plain, [host]:port or hashed |1|salt|hash), key type, key; no markers
+# (@cert-authority, @revoked): every host key is pinned on its own.
+KNOWN_HOSTS_LINE = re.compile(
+    r"(?P<hosts>[^\s@#][^\s]*)\s+(?P<type>ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521))\s+(?P<key>[A-Za-z0-9+/]+={0,3})(\s.*)?"
+)
+
+
+def _known_hosts_line(value: str) -> str:
+    match = KNOWN_HOSTS_LINE.fullmatch(value.strip())
+    if not match:
+        raise ValueError("must be a known_hosts line ('host ssh-ed25519 AAAA...', as `ssh-keyscan -t ed25519 host` prints it)")
+    blob = base64.b64decode(match["key"] + "=" * (-len(match["key"]) % 4))
+    name = blob[4 : 4 + int.from_bytes(blob[:4], "big")] if len(blob) > 4 else b""
+    if name.decode(errors="replace") != match["type"]:
+        raise ValueError(f"the key is not a {match['type']} key (it names {name.decode(errors='replace')!r}): copy the whole line")
+    return value.strip()
+
+
+KnownHostsLine = Annotated[str, AfterValidator(_known_hosts_line)]
+
+
+class HostConfig(_Model):
+    """One of the team's servers (`cloud: onprem`): how to reach it over SSH, and its GPUs (read with
+    nvidia-smi over SSH when not given) and what an hour of it costs (none: owned, 0 $/h)."""
+
+    address: str = Field(max_length=253, pattern=HOST_ADDRESS)
+    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    port: int = Field(22, ge=1, le=65535)
+    gpu: str | None = Field(None, max_length=64)
+    gpu_count: int | None = Field(None, ge=0, le=16)
+    hourly_usd: float | None = Field(None, ge=0, le=MAX_HOURLY_USD, allow_inf_nan=False)
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, gpu: str | None) -> str | None:
+        return known_gpu(gpu)
+
+    @property
+    def label(self) -> str:
+        """How known_hosts and messages name it: `address`, or `[address]:port` off port 22."""
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+class ModelSourceConfig(_Model):
+    """Pre-staged weights on every host (air-gapped): `<path>/<model id>` holds each model's Hugging Face files."""
+
+    path: str = Field(max_length=1024, pattern=r"^/[A-Za-z0-9._/-]*$")
+
+
 class RolloutConfig(_Model):
     """How a change replaces a running node group's nodes: `batchSize` at a time, each batch healthy before the next."""
 
@@ -229,7 +285,7 @@ class StackConfig(_Model):
 
     stack: str
     source: str
-    cloud: Literal[(*clouds.NAMES, "auto")] = "auto"  # type: ignore[valid-type]
+    cloud: Literal[(*clouds.TARGETS, "auto")] = "auto"  # type: ignore[valid-type]
     region: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,63}$")
     services: list[ServiceConfig] = Field(default_factory=default_services, min_length=1)
     allowed_cidrs: list[Cidr] = Field(default_factory=lambda: ["0.0.0.0/0"], min_length=1, max_length=50)
@@ -243,6 +299,15 @@ class StackConfig(_Model):
     alert_email: Email | None = None  # where the stack's alarms go, on clouds with an alarm channel (clouds.Cloud.alarms)
     api_key: SecretStr | None = None
     hf_token: SecretStr | None = None
+    hosts: list[HostConfig] = Field(default_factory=list, max_length=100)
+    ssh_private_key: SecretStr | None = None
+    ssh_known_hosts: list[KnownHostsLine] = Field(default_factory=list)
+    endpoint_host: str | None = Field(None, max_length=253)
+    own_load_balancer: bool = False
+    tls_certificate: SecretStr | None = None
+    tls_private_key: SecretStr | None = None
+    model_source: ModelSourceConfig | None = None
+    image_registry: str | None = Field(None, max_length=255, pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
     spot_policy: SpotPolicy = DEFAULT_SPOT_POLICY
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # node group name → machine image id: each checked against the plan's groups and its cloud's id format
@@ -291,7 +356,43 @@ class StackConfig(_Model):
             self._ssh_needs_a_key()
             self._ssh_from_anywhere()
             self._unique_services()
+            self._onprem()
         return self
+
+    def _onprem(self) -> None:
+        """`cloud: onprem` needs hosts whose keys are all pinned; its keys mean nothing elsewhere."""
+        from infra.onprem import known_host_problem
+
+        uses = ("cloud", "hosts", "sshKnownHosts", "endpointHost", "tlsCertificate", "tlsPrivateKey")
+        hosted = clouds.get(self.cloud).offers == "hosts" if self.cloud != "auto" else False
+        if not hosted:
+            for key in ("hosts", "ssh_private_key", "ssh_known_hosts", "endpoint_host", "tls_certificate", "tls_private_key",
+                        "model_source", "image_registry", "own_load_balancer"):
+                if key in self.model_fields_set:
+                    raise Invalid("only with cloud: onprem (the stack's own servers)", to_camel(key), uses=uses)
+            return
+        if not self.hosts:
+            raise Invalid("cloud onprem needs at least one host", "hosts", "hosts: [{address: 10.0.0.11, user: ubuntu}]", uses=uses)
+        labels = [h.label for h in self.hosts]
+        for index, label in enumerate(labels):
+            if labels.index(label) != index:
+                raise Invalid(f"{label} is listed twice", f"hosts[{index}].address", uses=uses)
+        if not self.ssh_known_hosts:
+            raise Invalid("required with cloud onprem: host keys are pinned, never accepted on first use", "sshKnownHosts",
+                          "ssh-keyscan -t ed25519 HOST prints the line (check its fingerprint on the host itself)", uses=uses)
+        for index, host in enumerate(self.hosts):
+            if found := known_host_problem(host.address, host.port, self.ssh_known_hosts):
+                raise Invalid(f"hosts[{index}] ({host.label}): {found}", "sshKnownHosts",
+                              f"ssh-keyscan -t ed25519 -p {host.port} {host.address} prints the line", uses=uses)
+        addresses = [h.address for h in self.hosts]
+        if self.endpoint_host is not None and self.endpoint_host not in addresses:
+            raise Invalid(f"{self.endpoint_host!r} is not the address of one of the hosts", "endpointHost",
+                          f"one of: {', '.join(addresses)}", uses=uses)
+        if (self.tls_certificate is None) != (self.tls_private_key is None):
+            missing_key = "tlsPrivateKey" if self.tls_private_key is None else "tlsCertificate"
+            raise Invalid("TLS needs both tlsCertificate and tlsPrivateKey (PEM)", missing_key, uses=uses)
+        if self.domain and self.tls_certificate is None:
+            raise Invalid("on onprem, TLS for domain comes from your certificate: set tlsCertificate and tlsPrivateKey", "domain", uses=uses)
 
     def _ssh_needs_a_key(self) -> None:
         if self.ssh_cidrs and not self.ssh_public_keys:
@@ -487,7 +588,8 @@ def read_pulumi_config() -> RawConfig:
     return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys=secret_keys)
 
 
-STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "rollout", "nodeImages")
+STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "rollout", "nodeImages", "hosts",
+                   "sshKnownHosts", "modelSource")
 
 
 def _decode_runtime_value(text: Any) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
 from infra.cheaper import Suggestion, suggestions
+from infra.clouds import HOSTED_NAMES as HOSTED
 from infra.errors import Problem
 from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
@@ -59,6 +60,8 @@ def price_note(offer: Offer) -> str:
             return (f"the project's specified cost table; {offer.cloud} list price: {listed}, the lowest across its regions "
                     f"(none sourced for {offer.region} itself)")
         return f"the project's specified cost table; {offer.cloud} list price in {offer.region}: {listed}"
+    if offer.cloud in HOSTED:
+        return offer.source  # the hosts, and whether hourlyUsd prices them or they are owned (0 $/h)
     if offer.price_basis == "override":
         return f"the stack's priceOverrides; catalog price in {offer.region}: {listed}"
     if offer.price_basis == "lowest-across-regions":
@@ -326,7 +329,7 @@ def _placed(plan: DeploymentPlan | None, need: ServiceNeed) -> Placed | None:
 def cost_preview(evaluation: Evaluation) -> CostPreview:
     config, plan = evaluation.config, evaluation.plan
     by_cloud = []
-    for cloud in CLOUDS:
+    for cloud in (c for c in (*CLOUDS, *HOSTED) if c in evaluation.by_cloud):  # the stack's own hosts beside the clouds
         result = evaluation.by_cloud[cloud]
         chosen = result.plan
         by_cloud.append(CloudTotal(cloud, result.region, chosen.hourly_usd if chosen else None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infra.catalog import CLOUDS
+from infra.clouds import HOSTED_NAMES
 from infra.cost import CostPreview, Option, ServiceCost, monthly, policy_hourly_usd, price_note
 from infra.plan import Offer
 from infra.report import Block, Column, Prose, Table, usd
@@ -35,7 +36,7 @@ def shown_options(service: ServiceCost) -> list[Option]:
     services and may not be among them), or the offer that comes closest (the most memory) to say
     why nothing there fits."""
     shown = []
-    for cloud in CLOUDS:
+    for cloud in (*CLOUDS, *HOSTED_NAMES):
         ranked = [o for o in service.options if o.offer.cloud == cloud]
         feasible = [o for o in ranked if o.feasible]
         cheapest = feasible[:ALTERNATIVES_PER_CLOUD]

@@ -79,7 +79,13 @@ def _droplet(offer: Offer, size_gb: int) -> Storage:
     return Storage(constant("do_droplet_disk_mbps"), constant("do_volume_mbps"))
 
 
-ROOT_DISK_MODELS = {"ebs-gp3": _ebs_gp3, "essd-pl1": _essd_pl1, "droplet": _droplet}  # keyed by clouds.ROOT_DISKS
+def _host(offer: Offer, size_gb: int) -> Storage:
+    """The team's own server: its local disk holds the OS, the images and the model cache."""
+    mbps = constant("onprem_host_disk_mbps")
+    return Storage(mbps, mbps)
+
+
+ROOT_DISK_MODELS = {"ebs-gp3": _ebs_gp3, "essd-pl1": _essd_pl1, "droplet": _droplet, "host": _host}  # keyed by clouds.ROOT_DISKS
 
 
 def _local_cache(offer: Offer, disks: Storage, cache_gb: float) -> Storage:

@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from infra import clouds
 from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
@@ -36,6 +37,9 @@ from infra.node_storage import node_group
 from infra.plan import DEFAULT_SPOT_POLICY, SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService, safest_policy
 from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
+
+if TYPE_CHECKING:
+    from infra.onprem import Detector
 
 IDLE_GPUS = "GPUs idle"  # how a fit refused for idle GPUs ends its reason (a pin problem, not a size problem)
 LATENCY_MISSED = "cannot meet the latency target"
@@ -602,8 +606,10 @@ def _pin_problems(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> li
     return []
 
 
-def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole: bool = True) -> Evaluation:
-    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`.
+def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole: bool = True,
+             detect: Detector | None = None) -> Evaluation:
+    """Place the stack on every cloud (for the comparison) and choose per `config.cloud`; on `cloud: onprem`
+    also on its hosts (infra.onprem), `detect` reading the GPUs of a host that does not name them.
 
     `positions` are the services' indices in the stack file when `config` holds only some of them
     (load_config's partial stack), so problems name the right `services[i]`; `whole` False: that part places
@@ -619,6 +625,12 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole:
         if config.region and region is None and config.cloud == cloud:
             region = config.region
         by_cloud[cloud] = _evaluate_cloud(config, needs, cloud, region, offers)
+    hosted = None
+    if config.cloud in (c.name for c in clouds.HOSTED):
+        from infra.onprem import evaluate_hosts  # it builds on this module
+
+        by_cloud[config.cloud], hosted = evaluate_hosts(config, needs, detect)
+        offers, problems = (*offers, *hosted.offers), [*problems, *hosted.problems]
     targets = list(CLOUDS) if config.cloud == "auto" else [config.cloud]
     if config.cloud == "auto" and config.region:
         targets = [c for c in targets if config.region in _regions(offers, c)] or targets
@@ -629,10 +641,21 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole:
     chosen = min(feasible, key=lambda p: (p.hourly_usd, targets.index(p.cloud)), default=None)
     if chosen is None or pins:
         others = [n for n in needs if n.index not in pins]
-        problems += _diagnose(config, others, offers, targets, together=not pins)
+        short: list[Problem] = []
+        if hosted is not None and not pins:  # the stack's own hosts: too few of them, or no number would do
+            from infra.onprem import capacity_problems
+
+            short = capacity_problems(config, others, hosted)
+        problems += short or _diagnose(config, others, offers, targets, together=not pins)
         return Evaluation(config, needs, by_cloud, None, tuple(problems))
-    plan = to_deployment_plan(config, needs, chosen, [o for o in offers if o.cloud == chosen.cloud and o.region == chosen.region])
+    # The stack's own hosts are no capacity to fall back on: each is placed once.
+    alike = [] if hosted is not None else [o for o in offers if o.cloud == chosen.cloud and o.region == chosen.region]
+    plan = to_deployment_plan(config, needs, chosen, alike)
     problems += image_problems(config, plan, whole)
+    if hosted is not None:
+        from infra.onprem import with_hosts
+
+        plan = with_hosts(config, plan, hosted)
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "

@@ -134,6 +134,19 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class Host:
+    """One of the team's servers (`cloud: onprem`), reached over SSH."""
+
+    address: str
+    user: str = "root"
+    port: int = 22
+
+    @property
+    def label(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
 class NodeGroup:
     """Identical nodes (same instance type, same services) behind the load balancer."""
 
@@ -144,6 +157,7 @@ class NodeGroup:
     disk_gb: int  # root/data disk for OS, images and the model cache
     storage: Storage | None = None  # set by placement
     boot: BootEstimate | None = None  # set by placement
+    hosts: tuple[Host, ...] = ()  # cloud onprem: the servers that are its nodes, one per node
     spot_policy: str = DEFAULT_SPOT_POLICY  # one of SPOT_POLICIES: the safest its services ask for
     # Offers of the same cloud and region its user-data serves as it is (same GPU model and count, the same
     # placed services, no less vCPU or RAM), cheapest first, the group's own offer not among them: what a
@@ -189,6 +203,19 @@ class Access:
 
 
 @dataclass(frozen=True)
+class OnPremSite:
+    """What a stack on its own servers needs besides its node groups: where the one endpoint runs, the pinned
+    host keys, and the air-gapped sources (pre-staged weights, an image mirror)."""
+
+    endpoint_host: Host  # runs the front gateway (nginx), unless the user's own load balancer does its job
+    known_hosts: tuple[str, ...]  # known_hosts lines: every host key pinned
+    model_source: str | None = None  # directory on every host with the models' files (<path>/<model id>): no download
+    image_registry: str | None = None  # registry mirror the pinned images are pulled from
+    own_load_balancer: bool = False  # the user's load balancer: no front gateway, the upstream list is printed
+    tls: bool = False  # the front gateway serves HTTPS with the user's certificate and key
+
+
+@dataclass(frozen=True)
 class DeploymentPlan:
     """Everything that will be built for one stack. All node groups share one cloud and region."""
 
@@ -200,6 +227,7 @@ class DeploymentPlan:
     has_hf_token: bool = False
     source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
     alert_email: str | None = None  # where alarms go (config alertEmail); only on clouds whose record has `alarms`
+    onprem: OnPremSite | None = None  # cloud onprem only
     rollout_batch_size: int = 1  # `rollout.batchSize`: nodes a change replaces at once in each node group (see batch_size)
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,7 @@ def catalog_instance_types_only(resource_type: str, props: Props, allowed: Mappi
     named: list[tuple[str, Any]] = []
     for key in keys:
         value = props.get(key)
-        if isinstance(value, list):
+        if isinstance(value, Sequence) and not isinstance(value, str):  # a list (the running pack: a read-only proxy)
             named += [(f"{key}[{i}]", v) for i, v in enumerate(value)]
         elif value is not None:
             named.append((key, value))

@@ -13,6 +13,7 @@ venv=.venv
 missing=()
 command -v cloud-init >/dev/null || missing+=(cloud-init)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)  # stands in for gh's --jq in tests/test_workflows.py
 command -v nginx >/dev/null && [ -x "$(command -v nginx)" ] || missing+=(nginx)
 command -v npm >/dev/null || missing+=(npm)
@@ -35,6 +36,7 @@ command -v systemd-nspawn >/dev/null || boot_missing+=(systemd-container)
 command -v ip >/dev/null || boot_missing+=(iproute2)
 command -v gpg >/dev/null || boot_missing+=(gnupg)
 command -v openssl >/dev/null || boot_missing+=(openssl)
+command -v ssh-keygen >/dev/null || boot_missing+=(openssh-client)
 if ((${#boot_missing[@]})) && [ "$(id -u)" -eq 0 ]; then
   echo "installing Debian packages for the boot test: ${boot_missing[*]}"
   apt-get update -qq

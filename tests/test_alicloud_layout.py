@@ -8,16 +8,21 @@ import pytest
 
 from components.alicloud.layout import (
     DATA_DEVICE,
+    NODE_ZONE_COUNT,
     SYSTEM_DISK_MAX_GB,
     SYSTEM_DISK_MIN_GB,
     VPC_CIDR,
+    Capacity,
     ZonePlan,
+    capacity,
     choose_zones,
     cloud_name,
     disk_layout,
     launch_fingerprint,
     node_secrets_policy,
+    rollout_steps,
     secret_parameter_name,
+    zones_of_any,
 )
 
 ZONES = ["ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c"]
@@ -37,9 +42,37 @@ def test_a_gpu_zone_without_alb_still_gets_a_vswitch():
     assert plan.zones == ("ap-southeast-1a", "ap-southeast-1b", "ap-southeast-1c")
 
 
-def test_node_groups_use_at_most_two_zones_alb_zones_first():
+def test_node_groups_use_every_zone_offering_a_type_alb_zones_first():
     plan = choose_zones(ZONES[:2], {"llm": ["ap-southeast-1c", "ap-southeast-1b", "ap-southeast-1a"]})
-    assert plan.node_zones["llm"] == ("ap-southeast-1b", "ap-southeast-1a")
+    assert plan.node_zones["llm"] == ("ap-southeast-1b", "ap-southeast-1a", "ap-southeast-1c")
+
+
+def test_node_groups_take_at_most_the_vswitches_ess_accepts():
+    many = [f"ap-southeast-1{letter}" for letter in "abcdefghij"]
+    assert len(choose_zones(many[:2], {"llm": many}).node_zones["llm"]) == NODE_ZONE_COUNT == 8
+
+
+def test_a_group_runs_in_the_zones_of_any_of_its_types_the_placed_type_first():
+    offered = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1c"], "ecs.gn7i-c32g1.8xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}
+    assert zones_of_any(["ecs.gn7i-c16g1.4xlarge", "ecs.gn7i-c32g1.8xlarge"], offered) == ["ap-southeast-1c", "ap-southeast-1a"]
+
+
+@pytest.mark.parametrize(("count", "batch", "steps"), [(1, 1, (1,)), (3, 1, (1, 2, 3)), (3, 2, (2, 3)), (4, 2, (2, 4)), (2, 2, (2,))])
+def test_a_rollout_grows_the_new_group_a_batch_at_a_time(count, batch, steps):
+    assert rollout_steps(count, batch) == steps
+
+
+def test_on_demand_groups_keep_balance_and_no_spot():
+    assert capacity("on-demand", 3) == Capacity({"multi_az_policy": "BALANCE"}, None)
+
+
+@pytest.mark.parametrize(("policy", "fallback"), [("spot", False), ("auto", True)])
+def test_spot_groups_are_cost_optimized_and_auto_falls_back_to_pay_as_you_go(policy, fallback):
+    spot = capacity(policy, 3)
+    assert spot.spot_strategy == "SpotAsPriceGo"
+    assert spot.group_args == {"multi_az_policy": "COST_OPTIMIZED", "on_demand_base_capacity": 0,
+                               "on_demand_percentage_above_base_capacity": 0, "spot_instance_pools": 3,
+                               "spot_instance_remedy": True, "compensate_with_on_demand": fallback}
 
 
 def test_vswitch_cidrs_are_disjoint_and_inside_the_vpc():

@@ -104,7 +104,8 @@ def test_instance_types_follow_the_placement(stack):
         assert template["inputs"]["instanceType"] == group.offer.instance_type
         asg = one(result, ASG, f"{group.name}-asg")["inputs"]
         assert asg["desiredCapacity"] == asg["minSize"] == asg["maxSize"] == group.count
-        assert asg["launchTemplate"]["id"].startswith("lt-")
+        spec = asg["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+        assert spec["launchTemplateId"] == id_of(result, LT, f"{group.name}-lt") and spec["version"] == "1"
     assert len(of_type(result, LT)) == len(plan.node_groups)
     assert result.outputs["instance_types"] == {g.name: g.offer.instance_type for g in plan.node_groups}
 
@@ -188,7 +189,8 @@ def test_root_volume_never_shrinks_below_the_ami_snapshot():
 def test_autoscaling_groups_wait_for_elb_health_and_roll_without_downtime(stack):
     plan, result = planned(stack)
     subnets = {r["name"]: r for r in of_type(result, "aws:ec2/subnet:Subnet")}
-    assert len({s["inputs"]["availabilityZone"] for s in subnets.values()}) == 2
+    zones = [s["inputs"]["availabilityZone"] for s in subnets.values()]
+    assert len(zones) == len(set(zones)) >= 2
     for group in plan.node_groups:
         asg = one(result, ASG, f"{group.name}-asg")["inputs"]
         assert asg["healthCheckType"] == "ELB"
@@ -200,6 +202,7 @@ def test_autoscaling_groups_wait_for_elb_health_and_roll_without_downtime(stack)
         assert asg["instanceRefresh"]["strategy"] == "Rolling"
         assert asg["instanceRefresh"]["preferences"]["minHealthyPercentage"] == 100
         assert asg["instanceRefresh"]["preferences"]["maxHealthyPercentage"] > 100
+        assert asg["waitForElbCapacity"] == group.count
         assert asg["vpcZoneIdentifiers"] and all(s.startswith("subnet-") for s in asg["vpcZoneIdentifiers"])
 
 
@@ -264,7 +267,7 @@ def test_load_balancer_keeps_streams_open(stack):
     (alb,) = of_type(result, ALB)
     assert alb["inputs"]["idleTimeout"] >= 600 and IDLE_TIMEOUT_S >= 600
     assert alb["inputs"]["loadBalancerType"] == "application"
-    assert len(alb["inputs"]["subnets"]) == 2
+    assert len(alb["inputs"]["subnets"]) == len(of_type(result, "aws:ec2/subnet:Subnet")) >= 2
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -371,11 +374,14 @@ def test_everything_uses_the_explicit_provider_of_the_plans_region(stack):
         assert of_type(result, f"llm-deploy:aws:{token}"), token
 
 
-def test_zone_choice_prefers_zones_offering_the_instance_types():
+def test_zone_choice_takes_every_zone_offering_a_type_and_at_least_two():
     zones = ["z-a", "z-b", "z-c", "z-d"]
     assert pick_zones(zones, {"p5.4xlarge": {"z-c", "z-d"}}, ["p5.4xlarge"]) == ["z-c", "z-d"]
     assert pick_zones(zones, {"p5.4xlarge": {"z-c"}}, ["p5.4xlarge"]) == ["z-c", "z-a"]
     assert pick_zones(zones, {}, ["g6.xlarge"]) == ["z-a", "z-b"]
+    # a fallback type offered elsewhere adds its zones, those offering both types first
+    both = {"p5.4xlarge": {"z-c", "z-d"}, "p4d.24xlarge": {"z-b", "z-d"}}
+    assert pick_zones(zones, both, ["p5.4xlarge", "p4d.24xlarge"]) == ["z-d", "z-b", "z-c"]
     with pytest.raises(ValueError, match="availability zone"):
         pick_zones(["z-a"], {}, ["g6.xlarge"])
 

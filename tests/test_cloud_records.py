@@ -164,6 +164,9 @@ FACTS = {
     "root_disk": "infra/node_storage.py's disk model",
     "bandwidth_limit": "infra/node_storage.py caps a node's downloads",
     "instance_type_inputs": "the policy pack's catalog-instance-types check (policy/llm_deploy_policies.py)",
+    "offers": "placement places on the catalog's offers or on the stack's hosts (infra/onprem.py, tests/test_onprem.py)",
+    "delivery": "which packages have delivery.py, the SSH transport (tests/test_component_shape.py)",
+    "rollout_gate": "which cloud packages hold rollout.py (tests/test_component_shape.py); no stack key asks for it",
     "metadata": "node.env's LLM_DEPLOY_METADATA_* / NOTICE_*: the node's drain watcher polls it (bootstrap/render.py)",
     "metrics_agent": "which agent script and configuration bootstrap ships to publish the services' metrics (bootstrap/render.py)",
 }
@@ -180,7 +183,7 @@ def test_every_record_field_is_a_refused_trait_or_a_read_fact():
 def test_the_project_file_offers_every_cloud():
     """Pulumi.yaml's `cloud` key, which `pulumi config` shows, lists the records' names in their order."""
     described = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["cloud"]["description"]
-    assert described.startswith(" | ".join((*clouds.NAMES, "auto")))
+    assert described.startswith(" | ".join((*clouds.TARGETS, "auto")))
 
 
 def _cloud_name_branches(path: Path) -> list[str]:

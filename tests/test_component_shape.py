@@ -17,8 +17,14 @@ from infra.config import load_raw
 from tests.helpers import ROOT, STACKS_DIR, stacks_on
 
 COMPONENTS = ROOT / "components"
-CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud"}  # package → class prefix
+CLOUDS = {"aws": "Aws", "digitalocean": "DigitalOcean", "alicloud": "Alicloud", "onprem": "OnPrem"}  # package → class prefix
 FILES = {"__init__.py", "network.py", "secrets.py", "node_group.py", "load_balancer.py", "layout.py", "offline.py"}
+# modules a cloud package has when its record says so
+OPTIONAL_FILES = {
+    "delivery.py": lambda record: record.delivery == "ssh",  # the SSH transport of node files
+    "rollout.py": lambda record: bool(record.rollout_gate),  # a health gate of the program's own for its groups
+    "monitoring.py": lambda record: bool(record.alarms),  # what sends its alarms to alertEmail: a Monitoring component
+}
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
 # A cloud whose record names what sends its alarms (clouds.Cloud.alarms) builds them in monitoring.py, and only it.
 MONITORING = {"monitoring": "Monitoring"}
@@ -27,10 +33,6 @@ MONITORING = {"monitoring": "Monitoring"}
 def roles_of(cloud: str) -> dict[str, str]:
     """module → role of the components a cloud package defines."""
     return {**ROLES, **(MONITORING if clouds.get(cloud).alarms else {})}
-
-
-def files_of(cloud: str) -> set[str]:
-    return FILES | {f"{module}.py" for module in roles_of(cloud).keys() - ROLES.keys()}
 
 
 def components_of(cloud: str) -> list[tuple[str, type]]:
@@ -53,12 +55,15 @@ IDS = [cls.__name__ for _, _, cls in ALL_COMPONENTS]
 
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_every_cloud_package_has_the_same_files(cloud):
+    """The seven files, plus a module for each trait the cloud's record has (OPTIONAL_FILES)."""
+    record = clouds.get(cloud)
     files = {p.name for p in (COMPONENTS / cloud).glob("*.py")}
-    assert files == files_of(cloud)
+    assert files == FILES | {name for name, has in OPTIONAL_FILES.items() if has(record)}
 
 
 def test_the_clouds_with_monitoring_are_the_clouds_whose_record_names_their_alarms():
-    assert {c for c in CLOUDS if "monitoring.py" in files_of(c)} == {c.name for c in clouds.CLOUDS if c.alarms} == {"aws", "alicloud"}
+    with_module = {c for c in CLOUDS if (COMPONENTS / c / "monitoring.py").exists()}
+    assert with_module == {c for c in CLOUDS if clouds.get(c).alarms} == {"aws", "alicloud"}
 
 
 @pytest.mark.parametrize("cloud", CLOUDS)
@@ -77,6 +82,8 @@ def test_every_cloud_has_a_component_per_role_but_secrets_where_there_is_no_stor
         "alicloud": sorted([*every, "Monitoring"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
+        # no secret store either: onprem/secrets.py puts the values in the files written 0600 over SSH
+        "onprem": sorted(set(every) - {"Secrets"}),
     }
 
 

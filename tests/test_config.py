@@ -15,7 +15,7 @@ KNOWN_GPUS = "A10, A100, A100-80GB, A10G, B200, B300, H100, H200, L20, L4, L40S,
 
 # name → (the stack's keys, the field named, the message (or how it starts), the hint)
 BAD_INPUTS = {
-    "unknown cloud": ({"cloud": "gcp"}, "cloud", "must be one of 'aws', 'digitalocean', 'alicloud' or 'auto'", None),
+    "unknown cloud": ({"cloud": "gcp"}, "cloud", "must be one of 'aws', 'digitalocean', 'alicloud', 'onprem' or 'auto'", None),
     "unknown kind": ({"services": [{**LLM, "kind": "chat"}]}, "services[0].kind", "must be one of 'llm', 'embedding' or 'rerank'", None),
     "unknown key (typo)": ({"allowedCidr": ["10.0.0.0/8"]}, "allowedCidr", "unknown key (did you mean llm-deploy:allowedCidrs?)",
                            "known: " + ", ".join(USER_KEYS)),

@@ -90,3 +90,11 @@ def release(version: str) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def test_every_package_is_shipped():
+    """A package missing from [tool.setuptools] packages works in the editable install and is absent from a
+    built wheel (infra.cli.preflight and infra.cli.images once were)."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in FIRST_PARTY for p in (ROOT / top).rglob("__init__.py")}
+    assert found == listed

@@ -47,7 +47,7 @@ STACK_FILES: dict[str, tuple[str | bytes, str]] = {
         'config:\n  llm-deploy:services: [{name: "llm\\n", kind: llm, model: Qwen/Qwen2.5-7B-Instruct}]\n',
         "services[0].name: must be lowercase letters"),
     "secure on a key that is not a secret": ("config:\n  llm-deploy:budgetUsdPerHour: {secure: v1:AAAA}\n",
-                                             "budgetUsdPerHour: is not a secret (apiKey, hfToken are)"),
+                                             "budgetUsdPerHour: is not a secret (apiKey, hfToken, sshPrivateKey, tlsCertificate, tlsPrivateKey are)"),
     "duplicate key": ("config:\n  llm-deploy:cloud: aws\n  llm-deploy:cloud: digitalocean\n", "cloud: duplicate key"),
     "duplicate key in a service": (("config:\n  llm-deploy:services:\n    - {name: llm, kind: llm, model: Qwen/Qwen2.5-7B-Instruct, "
                                    "replicas: 1, replicas: 3}\n"), "services[0].replicas: duplicate key"),

@@ -337,3 +337,17 @@ def test_the_running_pack_rejects_violations_and_an_over_budget_stack():
         assert name == "stack-budget" and "budgetUsdPerHour" in message and "over the budget of 2.00 $/h" in message
     finally:
         pack.close()
+
+
+def test_the_running_pack_reads_each_of_a_list_of_instance_types():
+    """The running pack hands a list input over as a read-only sequence proxy, not a list: each entry is checked."""
+    import pulumi_alicloud as alicloud
+
+    launch = only(lambda: alicloud.ess.ScalingConfiguration(
+        "launch", scaling_group_id="asg-t4n0tsb3cl2m2kxpzhqd", instance_types=["ecs.gn7i-c16g1.4xlarge", "ecs.t5-lc2m1.nano"]))
+    pack = Pack("alicloud-dev", runtime_config("alicloud-dev"))
+    try:
+        assert pack.analyze(launch) == [("catalog-instance-types",
+                                         "launch: instanceTypes[1] 'ecs.t5-lc2m1.nano' is not a alicloud instance type in the llm-deploy catalog")]
+    finally:
+        pack.close()

@@ -17,6 +17,7 @@ import pytest
 
 from bootstrap.files.alicloud_oos import sign
 from infra import clouds
+from infra.catalog import read_catalog
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
@@ -124,8 +125,19 @@ def test_aws_groups_on_one_quota_are_counted_together(aws):
     assert len(result.problems()) == 2 and all(f"vCPU quota {G_QUOTA}" in line for line in result.problems())
 
 
-def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
-    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there."""
+def with_fallbacks(plan, kind: str, *instance_types: str):
+    """The plan with the group serving `kind` given these catalog types of its region as fallback offers."""
+    group = plan.group_serving(kind)
+    offers = {(o.instance_type, o.region): o for o in read_catalog() if o.cloud == "aws"}
+    fallbacks = tuple(dataclasses.replace(offers[t, "us-east-1"], region=group.region) for t in instance_types)
+    changed = dataclasses.replace(group, fallback_offers=fallbacks)
+    return dataclasses.replace(plan, node_groups=tuple(changed if g is group else g for g in plan.node_groups)), changed
+
+
+@pytest.mark.parametrize("fallbacks", [(), ("g6.2xlarge",)])
+def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws, fallbacks):
+    """g6 is not offered in eu-west-1 (moto's EC2 data, FACTS.md): the account could not launch the group there,
+    nor fall back to another g6 size."""
     aws.quotas = aws.session.client("service-quotas", region_name="eu-west-1")
     aws.stubber = Stubber(aws.quotas)
     aws.ec2 = aws.session.client("ec2", region_name="eu-west-1")
@@ -133,14 +145,47 @@ def test_aws_a_type_the_region_does_not_offer_fails_naming_the_node_group(aws):
     llm = plan.group_serving("llm")
     moved = dataclasses.replace(llm, offer=dataclasses.replace(llm.offer, instance_type="g6.xlarge", region="eu-west-1"))
     plan = dataclasses.replace(plan, node_groups=tuple(moved if g is llm else g for g in plan.node_groups))
+    plan, _ = with_fallbacks(plan, "llm", *fallbacks)
     aws.quota(G_QUOTA, 64)
     with aws.stubber:
         result = preflight.run(plan)
     offering = by(result)[(llm.name, "offering")]
     assert offering.status == preflight.FAILED and offering.zones == ()
-    assert offering.detail.startswith("g6.xlarge is not offered in any zone of eu-west-1")
+    also = " nor are its fallback types g6.2xlarge" if fallbacks else ""
+    assert offering.detail.startswith(f"g6.xlarge is not offered in any zone of eu-west-1{also} (DescribeInstanceTypeOfferings)")
+    for fallback in fallbacks:
+        check = by(result)[(llm.name, f"fallback {fallback}")]
+        assert check.status == preflight.OK and check.zones == () and "does not fall back to it here" in check.detail
     assert by(result)[("rerank", "offering")].status == preflight.OK
     assert result.problems()[0].startswith(f"preflight: dev: {llm.name}: offering: g6.xlarge is not offered")
+
+
+def test_aws_reports_the_zones_of_each_fallback_type_too(aws):
+    """dev's LLM group on g6.xlarge with g6.2xlarge and g6.4xlarge (one L4 each) to fall back to: moto's us-east-1
+    offers all three in five zones."""
+    plan, llm = with_fallbacks(plan_of("dev"), "llm", "g6.2xlarge", "g6.4xlarge")
+    aws.quota(G_QUOTA, 64)
+    checks = by(preflight.run(plan))
+    zones = tuple(f"us-east-1{z}" for z in "abcdf")
+    assert checks[(llm.name, "offering")].zones == zones
+    for fallback in ("g6.2xlarge", "g6.4xlarge"):
+        check = checks[(llm.name, f"fallback {fallback}")]
+        assert (check.status, check.zones) == (preflight.OK, zones)
+        assert check.detail == f"{fallback} offered in 5 zone(s): {', '.join(zones)}"
+    for group in plan.node_groups:  # one check per fallback offer, no more
+        assert {c for s, c in checks if s == group.name and c.startswith("fallback")} == {
+            f"fallback {o.instance_type}" for o in group.fallback_offers}
+
+
+def test_aws_a_group_whose_own_type_is_not_offered_launches_a_fallback():
+    from infra.cli.preflight.aws import _offering
+
+    _, llm = with_fallbacks(plan_of("dev"), "llm", "g6.2xlarge", "g6.4xlarge")
+    offered = {"g6.4xlarge": {"us-east-1c", "us-east-1a"}}  # as DescribeInstanceTypeOfferings' zones would read
+    check = _offering(llm, offered, "us-east-1")
+    assert (check.status, check.zones) == (preflight.OK, ("us-east-1a", "us-east-1c"))
+    assert check.detail == ("g6.xlarge is not offered in any zone of us-east-1; the group launches its fallback types there, "
+                            "in 2 zone(s): us-east-1a, us-east-1c")
 
 
 def test_aws_a_refused_quota_call_is_not_checked_and_does_not_fail(aws):
@@ -304,17 +349,32 @@ def test_digitalocean_a_refused_token_is_not_checked(api, monkeypatch):
 
 
 def test_alicloud_reports_the_zones_with_stock_and_fails_a_sold_out_type(api):
-    api.stock = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}  # gn6i sold out everywhere
-    result = preflight.run(plan_of("alicloud-dev"))
+    plan = plan_of("alicloud-dev")
+    groups = {g.name: g for g in plan.node_groups}
+    llm = next(n for n, g in groups.items() if g.offer.instance_type == "ecs.gn7i-c16g1.4xlarge")
+    embedding = next(n for n, g in groups.items() if g.offer.instance_type == "ecs.gn6i-c4g1.xlarge")
+    api.stock = {"ecs.gn7i-c16g1.4xlarge": ["ap-southeast-1a", "ap-southeast-1c"]}  # gn6i sold out everywhere, every size
+    result = preflight.run(plan)
     checks = by(result)
-    names = {g.name: g.offer.instance_type for g in plan_of("alicloud-dev").node_groups}
-    llm = next(n for n, t in names.items() if t == "ecs.gn7i-c16g1.4xlarge")
-    embedding = next(n for n, t in names.items() if t == "ecs.gn6i-c4g1.xlarge")
     assert checks[(llm, "offering")].zones == ("ap-southeast-1a", "ap-southeast-1c")
     assert checks[(embedding, "offering")].status == preflight.FAILED
-    assert result.problems() == [(f"preflight: alicloud-dev: {embedding}: offering: ecs.gn6i-c4g1.xlarge has no stock in any zone "
+    listed = ", ".join([g.offer.instance_type for g in [groups[embedding]]] + [o.instance_type for o in groups[embedding].fallback_offers])
+    assert groups[embedding].fallback_offers, "the catalog holds other T4 sizes in the region"
+    assert result.problems() == [(f"preflight: alicloud-dev: {embedding}: offering: none of {listed} has stock in any zone "
                                  "of ap-southeast-1 (DescribeAvailableResource, pay-as-you-go); choose another region or instance type")]
-    assert sorted(api.calls) == sorted(f"DescribeAvailableResource ap-southeast-1 {t}" for t in names.values())
+    every_type = {t.instance_type for g in groups.values() for t in (g.offer, *g.fallback_offers)}
+    assert sorted(api.calls) == sorted(f"DescribeAvailableResource ap-southeast-1 {t}" for t in every_type)  # each type asked once
+
+
+def test_alicloud_a_fallback_type_in_stock_passes_the_group(api):
+    plan = plan_of("alicloud-dev")
+    group = next(g for g in plan.node_groups if g.offer.instance_type == "ecs.gn7i-c16g1.4xlarge")
+    fallback = group.fallback_offers[-1].instance_type
+    api.stock = {fallback: ["ap-southeast-1b"]}  # the placed type sold out, the last fallback in stock in one zone
+    check = by(preflight.run(plan))[(group.name, "offering")]
+    assert check.status == preflight.OK and check.zones == ("ap-southeast-1b",)
+    assert check.detail == (f"ecs.gn7i-c16g1.4xlarge has no stock; ESS launches the fallback types: "
+                            f"{fallback} in stock in 1 zone(s): ap-southeast-1b")
 
 
 # --- env up / env preview run it before anything is created ---------------------------------------
@@ -347,7 +407,7 @@ def test_env_preview_goes_on_to_pulumi_after_a_passing_preflight(api, monkeypatc
     assert "preflight staging (digitalocean atl1): ok" in logged and logged[-1] == "changes: create 9"
 
 
-@pytest.mark.parametrize("cloud", clouds.CLOUDS, ids=lambda c: c.name)
+@pytest.mark.parametrize("cloud", (*clouds.CLOUDS, *clouds.HOSTED), ids=lambda c: c.name)
 def test_every_cloud_has_its_preflight_module(cloud):
     """`run` finds a cloud's checks by its record's name, like the catalog refresh."""
     module = importlib.import_module(f"infra.cli.preflight.{cloud.name}")

@@ -3,7 +3,8 @@
 The steps of `components.base.CloudDeployment`. Its look-up step reads everything from the cloud
 (zones, images, account) and renders every node group's user-data, so a region without the GPU type,
 a missing image or an oversized user-data fails with nothing built. Then: VPC + vSwitches + security group → OOS encrypted parameters + the node RAM role → one ESS
-scaling group per node group → the ALB with path rules.
+scaling group per node group → the ALB with path rules → per node group the rollout gate that enables
+its scaling group and waits until its nodes are healthy behind the ALB (components/alicloud/rollout.py).
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ import pulumi_alicloud as alicloud
 from bootstrap import render_user_data
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
 from components.alicloud.layout import (
+    IMAGE_ARCHITECTURE,
     IMAGE_OS_RELEASE,
+    IMAGE_OS_TYPE,
+    IMAGE_OWNER,
     UBUNTU_IMAGE_REGEX,
     ZonePlan,
     choose_zones,
     disk_layout,
+    launch_types,
+    zones_of_any,
 )
 from components.alicloud.load_balancer import AlicloudLoadBalancer
 from components.alicloud.monitoring import AlicloudMonitoring
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
+from components.alicloud.rollout import Rollout
 from components.alicloud.secrets import AlicloudSecrets, secret_store
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
@@ -42,7 +49,7 @@ class AlicloudLookup:
     """Everything read from the cloud or rendered before the first resource is created."""
 
     zones: ZonePlan
-    image_ids: Mapping[str, str]  # instance type → Ubuntu 22.04 image
+    image_ids: Mapping[str, str]  # node group name → its pinned image, else the newest Ubuntu 22.04 for its type
     account_id: str
     delivery: SecretStore
     user_data: Mapping[str, str]  # node group name → cloud-config text
@@ -59,16 +66,17 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     def look_up(self, invoke: pulumi.InvokeOptions) -> AlicloudLookup:
         """Zones, images and the account id from the cloud, and every node group's user-data."""
         plan = self.plan
-        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
+        instance_types = sorted({t for g in plan.node_groups for t in launch_types(g)})
         offered = {t: self.zones_offering(t, invoke) for t in instance_types}
         alb_zones = [zone.zone_id for zone in alicloud.alb.get_zones(opts=invoke).zones]
         try:
-            zones = choose_zones(alb_zones, {g.name: offered[g.offer.instance_type] for g in plan.node_groups})
+            zones = choose_zones(alb_zones, {g.name: zones_of_any(launch_types(g), offered) for g in plan.node_groups})
         except ValueError as error:
             raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
+        newest = {t: self.ubuntu_image(t, invoke) for t in sorted({g.offer.instance_type for g in plan.node_groups if not g.image})}
         return AlicloudLookup(
             zones=zones,
-            image_ids={t: self.ubuntu_image(t, invoke) for t in instance_types},
+            image_ids={g.name: g.image or newest[g.offer.instance_type] for g in plan.node_groups},
             account_id=alicloud.get_caller_identity(opts=invoke).account_id,
             delivery=secret_store(plan),
             # bootstrap refuses user-data over ECS's limit here, before any resource
@@ -92,10 +100,10 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
         """The newest Ubuntu 22.04 x86_64 system image that runs on the instance type."""
         images = alicloud.ecs.get_images(
             name_regex=UBUNTU_IMAGE_REGEX,
-            owners="system",
+            owners=IMAGE_OWNER,
             most_recent=True,
-            os_type="linux",
-            architecture="x86_64",
+            os_type=IMAGE_OS_TYPE,
+            architecture=IMAGE_ARCHITECTURE,
             instance_type=instance_type,
             opts=invoke,
         ).images
@@ -119,7 +127,7 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
             self.plan,
             group,
             user_data,
-            self.lookup.image_ids[group.offer.instance_type],
+            self.lookup.image_ids[group.name],
             network,
             self.secrets,
             opts=self.child_opts,
@@ -129,7 +137,22 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     def create_load_balancer(
         self, network: AlicloudNetwork, groups: list[BuiltNodeGroup[AlicloudNodeGroup]]
     ) -> pulumi.Output[str]:
+        """The ALB, then each node group's rollout gate: it enables the group once the ALB attachments and rules exist."""
         balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
+        for built in groups:
+            group = built.group
+            Rollout(
+                f"{self.name}-{group.name}-rollout",
+                node_group=group.name,
+                region=self.plan.region,
+                scaling_group_id=built.members.scaling_group_id,
+                listener_id=balancer.listener.id,
+                server_group_ids=[balancer.server_groups[s.name].id for s in group.services],
+                size=group.count,
+                batch=self.plan.batch_size(group),
+                timeout_seconds=group.boot.grace_seconds,
+                opts=pulumi.ResourceOptions(parent=built.members, depends_on=[balancer]),
+            )
         if self.plan.alert_email:  # a CloudMonitor alarm needs a contact group: without an address, no alarm
             monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
             self.extra_outputs.update(monitoring.outputs)

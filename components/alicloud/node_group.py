@@ -1,11 +1,14 @@
 """GPU nodes of one node group: an ESS scaling group (min = max = replicas) and its scaling configuration.
 
 Every node group is a scaling group, one replica or many: ESS replaces a node whose instance stops
-or is released, and with a vSwitch in each of two zones it launches where the GPU type is in stock
-(a plain ecs.Instance is pinned to one zone and fails when that zone has none). The scaling group's
-name carries a fingerprint of what the nodes boot with, and a change of that name replaces the
-group, so a new model or instance type really reaches the nodes; the new group is created before
-the old one is deleted.
+or is released, and with a vSwitch in every zone that offers one of its instance types (the placed
+type first, then the plan's fallback offers) it launches where a type is in stock (a plain
+ecs.Instance is pinned to one zone and fails when that zone has none). The scaling group's name
+carries a fingerprint of what the nodes boot with (type, disks, user-data, a pinned image, the spot
+policy) and the generation of the secrets they read at boot, and a change of that name replaces the
+group: blue/green. The new group is created disabled;
+components/alicloud/rollout.py grows it `rollout.batchSize` nodes at a time, each batch healthy in the
+ALB before the next, and only then, at the end of the update, Pulumi deletes the old group.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import pulumi
 import pulumi_alicloud as alicloud
 
 from bootstrap import encode_user_data
-from components.alicloud.layout import cloud_name, disk_layout, launch_fingerprint
+from components.alicloud.layout import capacity, cloud_name, disk_layout, launch_fingerprint, launch_types
 from components.alicloud.network import AlicloudNetwork
-from components.alicloud.secrets import AlicloudSecrets
+from components.alicloud.secrets import GENERATION_BYTES, AlicloudSecrets
 from infra.boot_time import constant
 from infra.plan import DeploymentPlan, NodeGroup
 
@@ -26,6 +29,7 @@ from infra.plan import DeploymentPlan, NodeGroup
 # estimate (infra/boot_time.py) downloads at this rate too, so it is read from the same data file.
 PUBLIC_BANDWIDTH_MBPS = int(constant("alicloud_public_bandwidth_mbit"))
 ESSD = "cloud_essd"
+SCALING_GROUP_NAME_LIMIT = 64  # ESS CreateScalingGroup ScalingGroupName: 2 to 64 characters
 
 
 def data_disks(size_gb: int | None) -> list[dict] | None:
@@ -49,27 +53,36 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
         super().__init__("llm-deploy:alicloud:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         disks = disk_layout(group.disk_gb)
-        fingerprint = launch_fingerprint(group.offer.instance_type, disks, user_data)
+        instance_types = launch_types(group)
+        spot = capacity(group.spot_policy, len(instance_types))
+        # A pinned image and a spot policy enter the fingerprint only when set, so a stack using neither keeps its nodes.
+        fingerprint = launch_fingerprint(group.offer.instance_type, disks, user_data,
+                                         *([group.image] if group.image else []),
+                                         *([group.spot_policy] if spot.spot_strategy else []))
         tags = {"llm-deploy-stack": plan.stack, "llm-deploy-group": group.name}
         self.scaling_group = alicloud.ess.ScalingGroup(
             f"{name}-nodes",
-            scaling_group_name=cloud_name("llm-deploy", plan.stack, group.name, fingerprint),
+            # The fingerprint and the secrets' generation in full at the end of the name (ESS allows 64 characters).
+            scaling_group_name=pulumi.Output.concat(
+                cloud_name("llm-deploy", plan.stack, group.name, limit=SCALING_GROUP_NAME_LIMIT - len(fingerprint) - 2
+                           - 2 * GENERATION_BYTES), "-", fingerprint, "-", secrets.generation),
             min_size=group.count,
             max_size=group.count,
             vswitch_ids=network.vswitch_ids(network.zones.node_zones[group.name]),
-            multi_az_policy="BALANCE",
             removal_policies=["OldestScalingConfiguration", "OldestInstance"],
             # Instance health only: the ALB check fails for the whole first boot (driver, images,
             # weights) and ESS has no grace period, so LOAD_BALANCER checks would recycle booting nodes.
+            # The rollout gate waits for ALB health instead.
             health_check_types=["ECS"],
             tags=tags,
+            **spot.group_args,
             opts=child.merge(pulumi.ResourceOptions(replace_on_changes=["scaling_group_name"])),
         )
         self.configuration = alicloud.ess.ScalingConfiguration(
             f"{name}-launch",
             scaling_group_id=self.scaling_group.id,
             scaling_configuration_name=cloud_name("llm-deploy", plan.stack, group.name, fingerprint),
-            instance_type=group.offer.instance_type,
+            instance_types=instance_types,  # in order: ESS launches the first with stock in a zone
             image_id=image_id,
             security_group_id=network.security_group.id,
             role_name=secrets.role_name,
@@ -80,12 +93,19 @@ class AlicloudNodeGroup(pulumi.ComponentResource):
             internet_charge_type="PayByTraffic",
             internet_max_bandwidth_out=PUBLIC_BANDWIDTH_MBPS,
             instance_name=cloud_name("llm-deploy", plan.stack, group.name),
+            spot_strategy=spot.spot_strategy,
             tags=tags,
             active=True,
-            enable=True,  # enables the group: ESS launches min_size instances
+            # Left disabled: the rollout gate enables the group once the ALB attachments exist and grows it
+            # in batches; later updates leave the group's state to it.
+            enable=False,
             force_delete=True,  # the last configuration goes with its group
-            opts=child.merge(pulumi.ResourceOptions(depends_on=secrets.ready)),
+            opts=child.merge(pulumi.ResourceOptions(
+                depends_on=secrets.ready,
+                # An unpinned image is the newest at the first `pulumi up`, then kept (README "Changing a running stack").
+                ignore_changes=["enable", *([] if group.image else ["image_id"])],
+            )),
         )
-        # Read through the configuration, so whatever attaches to the group waits until it is enabled.
+        # Read through the configuration, so whatever attaches to the group waits until it has an active configuration.
         self.scaling_group_id: pulumi.Output[str] = self.configuration.scaling_group_id
         self.register_outputs({"scaling_group_id": self.scaling_group_id})

@@ -107,6 +107,11 @@ def _ess_alb_attachment(name: str, inputs: dict) -> dict:
     return {"id": f"{inputs['scalingGroupId']}:{inputs['albServerGroupId']}:{inputs['port']}"}
 
 
+def _random_id(name: str, inputs: dict) -> dict:
+    """components/alicloud/secrets.py's generation id: hex digits of the byte length asked."""
+    return {"id": f"generation-{_suffix(name)}", "hex": _suffix(name, 2 * int(inputs["byteLength"]))}
+
+
 INVOKES = {
     "alicloud:index/getZones:getZones": _get_zones,
     "alicloud:alb/getZones:getZones": _get_alb_zones,
@@ -125,6 +130,7 @@ OUTPUTS = {
     "alicloud:ram/policy:Policy": _policy,
     "alicloud:ram/rolePolicyAttachment:RolePolicyAttachment": _role_policy_attachment,
     "alicloud:ess/scalingGroup:ScalingGroup": _prefixed("asg"),
+    "random:index/randomId:RandomId": _random_id,
     "alicloud:ess/scalingConfiguration:ScalingConfiguration": _prefixed("asc"),
     "alicloud:ess/albServerGroupAttachment:AlbServerGroupAttachment": _ess_alb_attachment,
     "alicloud:alb/loadBalancer:LoadBalancer": _alb,

@@ -1,7 +1,10 @@
 """The stack's secrets as OOS encrypted parameters, and the RAM role the nodes read them with.
 
 Nodes fetch the values at boot with the instance RAM role's temporary credentials, so user-data
-carries only the parameter names.
+carries only the parameter names. Because they read them at boot only, a changed value must reach them
+through new nodes: `generation` is a random id replaced whenever a value changes (its keepers), and the
+scaling groups carry it in their names, so a rotated key rolls the nodes like any other change
+(components/alicloud/rollout.py). The id is random, not derived from the values.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 
 import pulumi
 import pulumi_alicloud as alicloud
+import pulumi_random
 
 from bootstrap.delivery import SecretStore
 from components.alicloud.layout import ECS_TRUST_POLICY, cloud_name, node_secrets_policy, secret_parameter_name
@@ -17,6 +21,7 @@ from components.base import StackSecrets
 from infra.plan import DeploymentPlan
 
 SECRET_STORE_KIND = "alicloud-oos"
+GENERATION_BYTES = 3  # six hex digits in each scaling group's name
 
 
 def secret_store(plan: DeploymentPlan) -> SecretStore:
@@ -88,6 +93,8 @@ class AlicloudSecrets(pulumi.ComponentResource):
             policy_type="Custom",
             opts=child,
         )
+        self.generation: pulumi.Output[str] = pulumi_random.RandomId(
+            f"{name}-generation", byte_length=GENERATION_BYTES, keepers=values, opts=child).hex
         self.role_name: pulumi.Output[str] = role.role_name
         # Nodes must not boot before they can read their secrets.
         self.ready: list[pulumi.Resource] = [*self.parameters, attachment]

@@ -1,8 +1,9 @@
 """AWS: a VPC, SSM-held secrets, one autoscaling group per node group and an ALB routing by path.
 
 The reference implementation of `components.base.CloudDeployment`; its look-up step reads the
-region's availability zones, where EC2 offers the plan's instance types and the AMIs, and refuses a
-region with too few zones, before any resource. Each building step is a ComponentResource of its own
+region's availability zones, where EC2 offers the plan's instance types (fallback types too) and the
+AMIs (a node group's `nodeImages` pin, else the SSM parameter's AMI of today, which the launch template
+then keeps), and refuses a region with too few zones, before any resource. Each building step is a ComponentResource of its own
 module (network, secrets, node_group, load_balancer).
 """
 
@@ -20,7 +21,7 @@ from infra.config import problem
 from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .layout import pick_zones, stack_tags
+from .layout import instance_types, pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
 from .monitoring import AwsMonitoring
 from .network import AwsNetwork, offerings_by_type
@@ -36,7 +37,7 @@ class AwsLookup:
 
     zones: tuple[str, ...]  # the subnets' availability zones
     offered: Mapping[str, set[str]]  # instance type → the zones where EC2 offers it
-    amis: Mapping[str, aws.ec2.GetAmiResult]  # accelerator ("gpu", "cpu") → the AMI its nodes boot
+    amis: Mapping[str, aws.ec2.GetAmiResult]  # node group → the AMI its nodes boot
 
 
 class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
@@ -54,18 +55,18 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
 
     def look_up(self, invoke: pulumi.InvokeOptions) -> AwsLookup:
         plan = self.plan
-        instance_types = sorted({g.offer.instance_type for g in plan.node_groups})
+        types = sorted({t for g in plan.node_groups for t in instance_types(g)})
         zones = aws.get_availability_zones(
             state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}], opts=invoke
         ).names
         offered = offerings_by_type(aws.ec2.get_instance_type_offerings(
-            location_type="availability-zone", filters=[{"name": "instance-type", "values": instance_types}], opts=invoke
+            location_type="availability-zone", filters=[{"name": "instance-type", "values": types}], opts=invoke
         ))
         try:
-            chosen = pick_zones(zones, offered, instance_types)
+            chosen = pick_zones(zones, offered, types)
         except ValueError as error:
             raise ConfigError([problem(plan.source, "region", f"{plan.region}: {error}")]) from None
-        amis = {g.accelerator: look_up_ami(image_for(g), invoke) for g in plan.node_groups}
+        amis = {g.name: look_up_ami(g, invoke) for g in plan.node_groups}
         return AwsLookup(tuple(chosen), offered, amis)
 
     def create_network(self) -> AwsNetwork:
@@ -78,7 +79,7 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
     def create_node_group(self, group: NodeGroup, network: AwsNetwork, delivery: SecretDelivery) -> BuiltNodeGroup[AwsNodeGroup]:
         user_data = self.render(self.plan, group, delivery)
         members = AwsNodeGroup(
-            group.name, self.plan, group, network, self.secrets, user_data, self.lookup.amis[group.accelerator], opts=self.child_opts
+            group.name, self.plan, group, network, self.secrets, user_data, self.lookup.amis[group.name], opts=self.child_opts
         )
         return BuiltNodeGroup(group=group, user_data=pulumi.Output.from_input(user_data), members=members)
 

@@ -1,4 +1,4 @@
-"""VPC, two public subnets and the two security groups: the internet reaches the ALB only, the ALB reaches the nodes."""
+"""VPC, a public subnet per availability zone the node groups can launch in (at least two) and the two security groups: the internet reaches the ALB only, the ALB reaches the nodes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pulumi_aws as aws
 
 from infra.plan import GATEWAY_PORT, DeploymentPlan
 
-from .layout import SUBNET_CIDRS, VPC_CIDR, cidr_field
+from .layout import VPC_CIDR, cidr_field, subnet_cidrs
 
 HTTP_PORT, HTTPS_PORT, SSH_PORT = 80, 443, 22
 
@@ -53,7 +53,7 @@ class AwsNetwork(pulumi.ComponentResource):
             opts=child,
         )
         self.subnets: list[aws.ec2.Subnet] = []
-        for index, cidr in enumerate(SUBNET_CIDRS):
+        for index, cidr in enumerate(subnet_cidrs(len(self.zones))):
             subnet = aws.ec2.Subnet(
                 f"{name}-public-{index}",
                 vpc_id=self.vpc.id,
@@ -104,10 +104,10 @@ class AwsNetwork(pulumi.ComponentResource):
             name, security_group_id=group.id, description=description, **ports, **source, opts=pulumi.ResourceOptions(parent=self)
         )
 
-    def subnet_ids_offering(self, instance_type: str) -> pulumi.Output[list[str]]:
-        """The subnets whose AZ offers the instance type (all of them if EC2 lists none: the ASG then says why)."""
-        offered = self.offered.get(instance_type, set())
+    def subnet_ids_offering(self, instance_types: Sequence[str]) -> pulumi.Output[list[str]]:
+        """The subnets whose AZ offers any of the instance types (all of them if EC2 lists none: the ASG then says why)."""
+        offered = set().union(*(self.offered.get(t, set()) for t in instance_types))
         chosen = [subnet.id for subnet, zone in zip(self.subnets, self.zones, strict=True) if zone in offered]
         if not chosen:
-            pulumi.log.warn(f"{instance_type} is not offered in the chosen zones; the autoscaling group will report it")
+            pulumi.log.warn(f"{', '.join(instance_types)}: not offered in the chosen zones; the autoscaling group will report it")
         return pulumi.Output.all(*(chosen or [subnet.id for subnet in self.subnets]))

@@ -186,4 +186,6 @@ OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:cloudwatch/metricAlarm:MetricAlarm": _arn_named("cloudwatch", "alarm:"),
     "aws:cloudwatch/dashboard:Dashboard": lambda name, inputs: {
         "id": inputs["dashboardName"], "dashboardArn": _arn("cloudwatch", f"dashboard/{inputs['dashboardName']}", region=False)},
+    # components/aws/node_group.py's dynamic resource: a new group has seen no instance refresh yet
+    "pulumi-python:dynamic/llm-deploy:RolloutGate": lambda name, inputs: {"id": inputs["group"], "refresh": ""},
 }

@@ -1,10 +1,13 @@
-"""AWS preflight: the zones offering each node group's type, and its On-Demand vCPU quota against the quota left."""
+"""AWS preflight: the zones offering each node group's type and each of its fallback types, and its On-Demand vCPU
+quota against the quota left."""
 
 from __future__ import annotations
 
 import functools
 import re
 
+# the types a node group's autoscaling group may launch, in its order (components/aws/layout.py is plain functions)
+from components.aws.layout import instance_types
 from infra.cli.preflight import FAILED, NOT_CHECKED, OK, Check
 from infra.cli.refresh import RefreshError
 from infra.data_files import data_rows
@@ -41,7 +44,7 @@ def checks(plan: DeploymentPlan) -> list[Check]:
 
     failures = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
     ec2 = session.client("ec2", region_name=plan.region)
-    types = sorted({g.offer.instance_type for g in plan.node_groups})
+    types = sorted({t for g in plan.node_groups for t in instance_types(g)})
 
     def zones() -> dict[str, set[str]]:
         try:
@@ -61,17 +64,35 @@ def checks(plan: DeploymentPlan) -> list[Check]:
         offered = None
         checks += [Check(g.name, "offering", NOT_CHECKED, str(error)) for g in plan.node_groups]
     if offered is not None:
-        checks += [_offering(g, sorted(offered.get(g.offer.instance_type, ())), plan.region) for g in plan.node_groups]
+        for group in plan.node_groups:
+            checks.append(_offering(group, offered, plan.region))
+            checks += [_fallback(group, t, sorted(offered.get(t, ())), plan.region) for t in instance_types(group)[1:]]
     checks += _aws_quotas(plan, session, ec2, failures)
     return checks
 
 
-def _offering(group: NodeGroup, zones: list[str], region: str) -> Check:
-    instance_type = group.offer.instance_type
+def _offering(group: NodeGroup, offered: dict[str, set[str]], region: str) -> Check:
+    """The placed type's zones; with fallback types a group whose own type is offered nowhere still launches."""
+    primary, *fallbacks = instance_types(group)
+    zones = sorted(offered.get(primary, ()))
+    if zones:
+        return Check(group.name, "offering", OK, f"{primary} offered in {len(zones)} zone(s): {', '.join(zones)}", zones=tuple(zones))
+    usable = sorted(set().union(*(offered.get(t, set()) for t in fallbacks)))
+    if usable:
+        return Check(group.name, "offering", OK, f"{primary} is not offered in any zone of {region}; the group launches its "
+                     f"fallback types there, in {len(usable)} zone(s): {', '.join(usable)}", zones=tuple(usable))
+    also = f" nor are its fallback types {', '.join(fallbacks)}" if fallbacks else ""
+    return Check(group.name, "offering", FAILED, f"{primary} is not offered in any zone of {region}{also} "
+                 "(DescribeInstanceTypeOfferings); choose another region or instance type")
+
+
+def _fallback(group: NodeGroup, instance_type: str, zones: list[str], region: str) -> Check:
+    """A fallback type's zones: where the group may launch it when EC2 has no capacity of the types before it."""
     if not zones:
-        return Check(group.name, "offering", FAILED, f"{instance_type} is not offered in any zone of {region} "
-                     "(DescribeInstanceTypeOfferings); choose another region or instance type")
-    return Check(group.name, "offering", OK, f"{instance_type} offered in {len(zones)} zone(s): {', '.join(zones)}", zones=tuple(zones))
+        return Check(group.name, f"fallback {instance_type}", OK, f"{instance_type} is not offered in any zone of {region}: "
+                     "the group does not fall back to it here")
+    return Check(group.name, f"fallback {instance_type}", OK, f"{instance_type} offered in {len(zones)} zone(s): {', '.join(zones)}",
+                 zones=tuple(zones))
 
 
 def _aws_quotas(plan: DeploymentPlan, session, ec2, failures: tuple[type[Exception], ...]) -> list[Check]:

@@ -3,7 +3,8 @@ signs it): DescribeRegions, then per region DescribeAvailableResource (pay-as-yo
 stock in some zone) and DescribePrice per type (the hourly pay-as-you-go price of the instance itself).
 
 Credentials: ALICLOUD_ACCESS_KEY and ALICLOUD_SECRET_KEY (ALICLOUD_SECURITY_TOKEN for STS).
-LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT sends every call to one endpoint instead (the tests' stub server).
+LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT sends every call to one endpoint instead (the tests' stub server); the rollout
+gate (components/alicloud/rollout.py) makes its ESS and ALB calls through the same client.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class Client:
         self.override = os.environ.get("LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT")
 
     def call(self, action: str, endpoint: str, version: str = ECS_VERSION, **params: str) -> dict:
-        """One signed RPC call of an API (ECS by default; `version` names another, e.g. ESS's)."""
+        """One signed RPC GET; `version` is the product's API version (ECS by default; ESS and ALB for the rollout gate,
+        ESS for `status`)."""
         url = f"{self.override or 'https://' + endpoint}/?{signed_query(action, version, params, self.key, self.secret, self.token)}"
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT) as response:

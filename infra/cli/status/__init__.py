@@ -11,6 +11,7 @@ the endpoint and every service are healthy, 1 otherwise (the report is printed e
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import urllib.error
 import urllib.request
@@ -124,8 +125,9 @@ def schedule_state(plan: DeploymentPlan) -> str:
 
 
 def reader(plan: DeploymentPlan):
-    """The cloud's status module, found through its record."""
-    return importlib.import_module(f"{__name__}.{clouds.get(plan.cloud).name}")
+    """The cloud's status module, found through its record; None when the cloud has none yet."""
+    name = f"{__name__}.{clouds.get(plan.cloud).name}"
+    return importlib.import_module(name) if importlib.util.find_spec(name) else None
 
 
 def collect(plan: DeploymentPlan, outputs: Mapping[str, Any], get: Callable[[str], tuple[str, str]] = probe) -> Status:
@@ -142,11 +144,16 @@ def collect(plan: DeploymentPlan, outputs: Mapping[str, Any], get: Callable[[str
     if deployed is not None and deployed != planned:
         notes.append(f"the stack file now places {planned}, the stack runs {deployed}: `llm-deploy env up` applies it")
     module = reader(plan)
-    try:
-        reading = module.read(plan, outputs, get)
-    except (MissingCredentials, RefreshError) as error:
-        notes.append(f"{plan.cloud}: {error}; not read: {module.UNREAD}")
-        reading = Reading((), tuple(ServiceStatus(s.name, g.name, UNKNOWN, "not read") for g in plan.node_groups for s in g.services))
+    unread = Reading((), tuple(ServiceStatus(s.name, g.name, UNKNOWN, "not read") for g in plan.node_groups for s in g.services))
+    if module is None:
+        notes.append(f"{plan.cloud}: no status reader (infra/cli/status/{plan.cloud}.py): its nodes are not read")
+        reading = unread
+    else:
+        try:
+            reading = module.read(plan, outputs, get)
+        except (MissingCredentials, RefreshError) as error:
+            notes.append(f"{plan.cloud}: {error}; not read: {module.UNREAD}")
+            reading = unread
     return Status(plan.stack, plan.cloud, plan.region, endpoint, state, detail, schedule_state(plan), reading.groups,
                   reading.services, plan.hourly_usd, tuple(notes))
 
