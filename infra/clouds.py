@@ -41,6 +41,9 @@ class Cloud:
     # allows only the catalog's types there).
     instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+    # What sends the stack's alarms to `alertEmail`; its components package then has monitoring.py (dashboard,
+    # alarms). None: llm-deploy builds no alarms there, so a stack with alertEmail is not placed on it.
+    alarms: str | None = None
     # Where its offers come from: "catalog" (rented instance types, data/catalog.csv) or "hosts" (the stack's
     # own servers, `hosts`, each usable once); a "hosts" cloud is a target of `cloud:`, never of `auto`.
     offers: str = "catalog"
@@ -132,6 +135,7 @@ AWS = Cloud(
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+    alarms="CloudWatch alarms to an SNS topic with an email subscription; a CloudWatch dashboard",
     image_id_pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",  # EC2 AMI ids: 8 or 17 hex digits
     metadata=AWS_IMDS,
     metrics_agent="cloudwatch",  # the CloudWatch agent: queue depth per autoscaling group, for target tracking
@@ -149,6 +153,7 @@ DIGITALOCEAN = Cloud(
     credentials=(("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
     root_disk="droplet",
     instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
+    # alarms: None. DigitalOcean Monitoring has alert policies (digitalocean.MonitorAlert); llm-deploy builds none yet.
     spot_instance_types=r".+-spot",  # gpu-mi300x1-192gb-spot, ...: /v2/sizes (../shared/data/digitalocean.csv)
     image_id_pattern=r"[0-9]{1,12}",  # an image's numeric id (/v2/images); a slug (gpu-h100x1-base) names whatever is newest
 )
@@ -167,6 +172,7 @@ ALICLOUD = Cloud(
     instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
+    alarms="CloudMonitor alarm rules on ALB metrics to a contact group with the email",
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
     image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
     rollout_gate=True,  # ESS instance refresh takes an image or launch template only, and no ALB health grace

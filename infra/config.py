@@ -245,6 +245,19 @@ def _ssh_public_key(value: str) -> str:
 
 
 SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+# One address, as alarm channels take it (SNS email, CloudMonitor contacts): no display name, no list.
+EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+
+
+def _email(value: str) -> str:
+    if not EMAIL.fullmatch(value):
+        raise ValueError(f"{value!r} is not one email address ('ops@your-company.com', no name, no list)")
+    return value
+
+
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+
+
 HOST_ADDRESS = r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^[0-9a-fA-F:]+$"
 # One OpenSSH known_hosts line: host names (plain, [host]:port or hashed |1|salt|hash), key type, key; no markers
 # (@cert-authority, @revoked): every host key is pinned on its own.
@@ -317,6 +330,7 @@ class StackConfig(_Model):
     budget_usd_per_hour: float | None = Field(None, gt=0, le=MAX_HOURLY_USD, allow_inf_nan=False)
     price_overrides: dict[str, Annotated[float, Field(gt=0, le=MAX_HOURLY_USD, allow_inf_nan=False)]] = Field(default_factory=dict)
     catalog_file: str | None = Field(None, min_length=1, max_length=4096)
+    alert_email: Email | None = None  # where the stack's alarms go, on clouds with an alarm channel (clouds.Cloud.alarms)
     api_key: SecretStr | None = None
     hf_token: SecretStr | None = None
     schedule: ScheduleConfig | None = None

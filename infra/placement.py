@@ -49,6 +49,8 @@ MIN_COMPUTE_CAPABILITY = 7.5  # vLLM and TEI GPU images
 # Clouds that can issue a certificate for `domain` by themselves (their record's managed_tls): a stack with a
 # domain cannot go elsewhere.
 CLOUDS_WITH_MANAGED_TLS = tuple(c.name for c in clouds.CLOUDS if c.managed_tls)
+# Clouds where llm-deploy builds alarms (their record's alarms): a stack with alertEmail cannot go elsewhere.
+CLOUDS_WITH_ALARMS = tuple(c.name for c in clouds.CLOUDS if c.alarms)
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,7 @@ def _regions(offers: Sequence[Offer], cloud: str) -> list[str]:
 def _evaluate_cloud(config: StackConfig, needs: Sequence[ServiceNeed], cloud: str, region: str | None,
                     offers: Sequence[Offer]) -> CloudResult:
     regions = [region] if region else _regions(offers, cloud)
-    if config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS:
+    if (config.domain and cloud not in CLOUDS_WITH_MANAGED_TLS) or (config.alert_email and cloud not in CLOUDS_WITH_ALARMS):
         regions = []
     if config.cloud == "auto" and any(s.autoscaled for s in config.services) and not clouds.get(cloud).autoscaling:
         regions = []  # maxReplicas: `auto` picks among clouds whose record says they autoscale (config refuses a named other)
@@ -413,6 +415,7 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain, tuple(config.ssh_public_keys)),
         has_hf_token=config.hf_token is not None,
         source=config.source,
+        alert_email=config.alert_email,
         rollout_batch_size=config.rollout.batch_size,
     ))
 
@@ -442,6 +445,9 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
     if config.domain and not set(clouds) & set(CLOUDS_WITH_MANAGED_TLS):
         return [problem(src, "domain", f"TLS for {config.domain} needs a certificate that {'/'.join(clouds)} cannot issue by itself",
                         f"remove domain (plain HTTP endpoint) or deploy on {' or '.join(CLOUDS_WITH_MANAGED_TLS)}")]
+    if config.alert_email and not set(clouds) & set(CLOUDS_WITH_ALARMS):
+        return [problem(src, "alertEmail", f"llm-deploy builds no alarms on {'/'.join(clouds)}, so nothing would send to {config.alert_email}",
+                        f"remove alertEmail (scrape /metrics/<service> with your own Prometheus) or deploy on {' or '.join(CLOUDS_WITH_ALARMS)}")]
     scoped = [o for o in offers if o.cloud in clouds]
     if config.region and not any(o.region == config.region for o in scoped):
         known = ", ".join(sorted({o.region for o in scoped}))

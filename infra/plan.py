@@ -259,6 +259,7 @@ class DeploymentPlan:
     access: Access = field(default_factory=Access)
     has_hf_token: bool = False
     source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
+    alert_email: str | None = None  # where alarms go (config alertEmail); only on clouds whose record has `alarms`
     onprem: OnPremSite | None = None  # cloud onprem only
     rollout_batch_size: int = 1  # `rollout.batchSize`: nodes a change replaces at once in each node group (see batch_size)
     schedule: Schedule | None = None  # the hours it serves; zero nodes outside them

@@ -17,7 +17,7 @@ os.environ.pop("COLUMNS", None)
 import pytest
 import yaml
 
-from tests.helpers import CASES, ROOT, CliResult
+from tests.helpers import CASES, CREDENTIAL_VARIABLES, ROOT, CliResult
 
 
 @pytest.fixture
@@ -50,6 +50,16 @@ def stack_file(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    """No cloud's credentials in the environment, nor in AWS's files or instance metadata."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,11 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NoReturn
 
@@ -49,6 +52,60 @@ def missing(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{message}, and CI must run this check")
     pytest.skip(message)
+
+
+# --- stubs of the clouds' APIs on 127.0.0.1 -------------------------------------------------------
+
+DO_TOKEN = "dop_v1_" + "b" * 64  # a DigitalOcean personal access token's shape
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DIGITALOCEAN_TOKEN",
+                        "DIGITALOCEAN_ACCESS_TOKEN", "ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY", "ALICLOUD_SECURITY_TOKEN")
+ALI_KEY, ALI_SECRET = "LTAI5tQ2example7key8X", "s3cr3tExampleKeyOfThirtyChars0"
+
+
+class JsonStub(BaseHTTPRequestHandler):
+    """A stub of a cloud's API: quiet, answering JSON (a test's subclass answers what the test sets)."""
+
+    def log_message(self, *args):
+        pass
+
+    def _json(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextmanager
+def moto_account(monkeypatch, make: Callable[[], object]) -> Iterator:
+    """An AWS account in moto (test keys in the environment) whose session `make()` builds: what the CLI's AWS
+    readers get from `credentialed_session` (a test's fake may wrap a client, e.g. with a Stubber)."""
+    import moto
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    with moto.mock_aws():
+        fake = make()
+        monkeypatch.setattr("infra.cli.refresh.aws.credentialed_session", lambda: fake)
+        yield fake
+
+
+@contextmanager
+def stub_api(monkeypatch, handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """`handler` served on 127.0.0.1, with DigitalOcean's and Alibaba Cloud's clients pointed at it and holding the
+    stub's credentials; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    for name, value in {"DIGITALOCEAN_TOKEN": DO_TOKEN, "DIGITALOCEAN_API_URL": endpoint, "ALICLOUD_ACCESS_KEY": ALI_KEY,
+                        "ALICLOUD_SECRET_KEY": ALI_SECRET, "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- the CLI -------------------------------------------------------------------------------------

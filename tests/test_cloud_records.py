@@ -89,6 +89,9 @@ def refusals(cloud: Cloud) -> list[Refusal]:
     if not cloud.managed_tls:
         cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.acme-inference.io"}, "domain",
                              "cannot issue by itself"))
+    if not cloud.alarms:  # nothing would send to the address
+        cases.append(Refusal(cloud, "alarms", lambda _: {"cloud": name, "alertEmail": "oncall@acme-inference.io"}, "alertEmail",
+                             f"llm-deploy builds no alarms on {name}"))
     if cloud.spot and cloud.spot_instance_types:  # spot is sizes of their own, and the catalog's on-demand sizes are not
         cases.append(Refusal(cloud, "spot_instance_types", lambda _: {"cloud": name, "spotPolicy": "spot"}, "spotPolicy",
                              "sells spot only as its own sizes"))
@@ -138,7 +141,7 @@ def test_refused_before_the_component_naming_the_field(case, tmp_path, monkeypat
     assert in_program.value.problems == refused.value.problems
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.trait in ("base_images", "managed_tls")], ids=str)
+@pytest.mark.parametrize("case", [c for c in CASES if c.trait in ("base_images", "managed_tls", "alarms")], ids=str)
 def test_placement_itself_refuses_what_no_offer_could_build(case, tmp_path):
     with pytest.raises(ConfigError) as refused:
         place(parse_config(raw(case, tmp_path)))

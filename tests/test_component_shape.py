@@ -24,14 +24,17 @@ OPTIONAL_FILES = {
     "delivery.py": lambda record: record.delivery == "ssh",  # the SSH transport of node files
     "rollout.py": lambda record: bool(record.rollout_gate),  # a health gate of the program's own for its groups
     "scaling.py": lambda record: record.autoscaling,  # target tracking and the schedule on its managed groups
+    "monitoring.py": lambda record: bool(record.alarms),  # what sends its alarms to alertEmail: a Monitoring component
 }
 ROLES = {"network": "Network", "secrets": "Secrets", "node_group": "NodeGroup", "load_balancer": "LoadBalancer"}
 # The component of an optional module, for the clouds whose record says so (as OPTIONAL_FILES): plain instances have
-# no managed group to attach target tracking or a schedule to.
-OPTIONAL_ROLES = {"scaling": ("Scaling", lambda cloud: cloud.autoscaling)}
+# no managed group to attach target tracking or a schedule to; a cloud whose record names what sends its alarms
+# (clouds.Cloud.alarms) builds them in monitoring.py, and only it.
+OPTIONAL_ROLES = {"scaling": ("Scaling", lambda cloud: cloud.autoscaling), "monitoring": ("Monitoring", lambda cloud: bool(cloud.alarms))}
 
 
 def roles_of(cloud: str) -> dict[str, str]:
+    """module → role of the components a cloud package defines."""
     record = clouds.get(cloud)
     return ROLES | {module: role for module, (role, has) in OPTIONAL_ROLES.items() if has(record)}
 
@@ -62,6 +65,11 @@ def test_every_cloud_package_has_the_same_files(cloud):
     assert files == FILES | {name for name, has in OPTIONAL_FILES.items() if has(record)}
 
 
+def test_the_clouds_with_monitoring_are_the_clouds_whose_record_names_their_alarms():
+    with_module = {c for c in CLOUDS if (COMPONENTS / c / "monitoring.py").exists()}
+    assert with_module == {c for c in CLOUDS if clouds.get(c).alarms} == {"aws", "alicloud"}
+
+
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_layout_holds_pure_helpers_only(cloud):
     """layout.py is plain data and functions: no Pulumi, no provider SDK, so its rules are tested alone."""
@@ -73,8 +81,8 @@ def test_every_cloud_has_a_component_per_role_but_secrets_without_a_store_and_sc
     roles = {cloud: sorted(role for c, role, _ in ALL_COMPONENTS if c == cloud) for cloud in CLOUDS}
     every = sorted([*ROLES.values(), "Deployment"])
     assert roles == {
-        "aws": sorted([*every, "Scaling"]),
-        "alicloud": sorted([*every, "Scaling"]),
+        "aws": sorted([*every, "Monitoring", "Scaling"]),
+        "alicloud": sorted([*every, "Monitoring", "Scaling"]),
         # no secret store: digitalocean/secrets.py puts the values in user-data, it creates no resource
         "digitalocean": sorted(set(every) - {"Secrets"}),
         # no secret store either: onprem/secrets.py puts the values in the files written 0600 over SSH

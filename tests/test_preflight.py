@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
@@ -23,16 +21,12 @@ from infra.catalog import read_catalog
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
-from tests.helpers import ROOT
+from tests.helpers import ALI_KEY, ALI_SECRET, DO_TOKEN, ROOT, JsonStub, moto_account, stub_api
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is the `refresh` extra; scripts/test.sh installs it")
 moto = pytest.importorskip("moto", reason="moto is a dev dependency; scripts/test.sh installs it")
 from botocore.stub import Stubber
 
-DO_TOKEN = "dop_v1_" + "b" * 64  # a DigitalOcean personal access token's shape
-ALI_KEY, ALI_SECRET = "LTAI5tQ2example7key8X", "s3cr3tExampleKeyOfThirtyChars0"
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "DIGITALOCEAN_TOKEN",
-                        "DIGITALOCEAN_ACCESS_TOKEN", "ALICLOUD_ACCESS_KEY", "ALICLOUD_SECRET_KEY")
 P_QUOTA, G_QUOTA = "L-417A185B", "L-DB2E81BA"
 
 
@@ -43,15 +37,6 @@ def plan_of(stack: str, **changes):
     evaluation = evaluate(parse_config(raw))
     assert evaluation.plan is not None, evaluation.problems
     return evaluation.plan
-
-
-@pytest.fixture
-def no_credentials(monkeypatch, tmp_path):
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
-        monkeypatch.setenv(name, str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 # --- AWS -----------------------------------------------------------------------------------------
@@ -91,14 +76,9 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch, no_credentials):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    with moto.mock_aws():
-        fake = Aws("us-east-1")
-        monkeypatch.setattr("infra.cli.refresh.aws.credentialed_session", lambda: fake)
-        with fake.stubber:
-            yield fake
-            fake.stubber.assert_no_pending_responses()  # every stubbed quota was asked for
+    with moto_account(monkeypatch, lambda: Aws("us-east-1")) as fake, fake.stubber:
+        yield fake
+        fake.stubber.assert_no_pending_responses()  # every stubbed quota was asked for
 
 
 def by(result: preflight.Preflight) -> dict[tuple[str, str], preflight.Check]:
@@ -254,7 +234,7 @@ def test_bad_config_exits_2_before_asking_any_cloud(cli, stack_file):
 # --- DigitalOcean and Alibaba Cloud: a stub of their APIs -----------------------------------------
 
 
-class Api(BaseHTTPRequestHandler):
+class Api(JsonStub):
     """DigitalOcean's `/v2/...` (bearer token) and Alibaba Cloud's ECS RPC (signed), answering what a test sets."""
 
     sizes: ClassVar[list[dict]] = []
@@ -263,17 +243,6 @@ class Api(BaseHTTPRequestHandler):
     domains: ClassVar[set[str]] = set()
     stock: ClassVar[dict[str, list[str]]] = {}  # Alibaba instance type -> zones with stock
     calls: ClassVar[list[str]] = []
-
-    def log_message(self, *args):
-        pass
-
-    def _json(self, status: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
@@ -327,15 +296,8 @@ class Api(BaseHTTPRequestHandler):
 def api(monkeypatch, no_credentials):
     Api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["atl1", "nyc2"], "price_hourly": 3.44, "vcpus": 24}]
     Api.droplet_limit, Api.droplets, Api.domains, Api.stock, Api.calls = 25, [], set(), {}, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    for name, value in {"DIGITALOCEAN_TOKEN": DO_TOKEN, "DIGITALOCEAN_API_URL": endpoint, "ALICLOUD_ACCESS_KEY": ALI_KEY,
-                        "ALICLOUD_SECRET_KEY": ALI_SECRET, "LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT": endpoint}.items():
-        monkeypatch.setenv(name, value)
-    yield Api
-    server.shutdown()
-    server.server_close()
+    with stub_api(monkeypatch, Api):
+        yield Api
 
 
 def droplet(number: int, *tags: str) -> dict:

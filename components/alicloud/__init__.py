@@ -32,6 +32,7 @@ from components.alicloud.layout import (
     zones_of_any,
 )
 from components.alicloud.load_balancer import AlicloudLoadBalancer
+from components.alicloud.monitoring import AlicloudMonitoring
 from components.alicloud.network import AlicloudNetwork
 from components.alicloud.node_group import AlicloudNodeGroup
 from components.alicloud.rollout import Rollout
@@ -157,6 +158,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
         if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
             AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
                             stack.deploy_instant(), opts=self.child_opts)
+        if self.plan.alert_email:  # a CloudMonitor alarm needs a contact group: without an address, no alarm
+            monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
+            self.extra_outputs.update(monitoring.outputs)
         return balancer.endpoint
 
     @classmethod

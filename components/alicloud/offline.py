@@ -140,4 +140,8 @@ OUTPUTS = {
     "alicloud:alb/acl:Acl": _prefixed("acl"),
     "alicloud:alb/aclEntryAttachment:AclEntryAttachment": _prefixed("acl-entries"),
     "alicloud:alb/listenerAclAttachment:ListenerAclAttachment": _prefixed("lsn-acl"),
+    # CloudMonitor names contacts and contact groups by the names they are given; alarm rules get an id
+    "alicloud:cms/alarmContact:AlarmContact": lambda name, inputs: {"id": inputs["alarmContactName"]},
+    "alicloud:cms/alarmContactGroup:AlarmContactGroup": lambda name, inputs: {"id": inputs["alarmContactGroupName"]},
+    "alicloud:cms/alarm:Alarm": _prefixed("alarm"),
 }

@@ -23,6 +23,7 @@ from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import instance_types, pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
+from .monitoring import AwsMonitoring
 from .network import AwsNetwork, offerings_by_type
 from .node_group import AwsNodeGroup, image_for, look_up_ami
 from .scaling import AwsScaling
@@ -88,6 +89,8 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
         self.extra_outputs.update(balancer.outputs)
         if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
             AwsScaling("scaling", self.plan, [g.members for g in groups], balancer.listener, opts=self.child_opts)
+        monitoring = AwsMonitoring("monitoring", self.plan, balancer, [g.members for g in groups], opts=self.child_opts)
+        self.extra_outputs.update(monitoring.outputs)
         return balancer.endpoint
 
     @classmethod

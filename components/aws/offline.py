@@ -105,6 +105,16 @@ def _named(service: str, kind: str, region: bool = True) -> Callable[[str, dict]
     return outputs
 
 
+def _arn_named(service: str, kind: str) -> Callable[[str, dict], dict]:
+    """Autonamed resources whose ARN ends in `<kind><name>` (SNS topics: no kind; alarms: `alarm:`)."""
+
+    def outputs(name: str, inputs: dict) -> dict:
+        physical = inputs.get("name") or f"{name}-{_hex(name, 7)}"
+        return {"id": physical if kind else _arn(service, physical), "name": physical, "arn": _arn(service, f"{kind}{physical}")}
+
+    return outputs
+
+
 def _parameter_resource(name: str, inputs: dict) -> dict:
     return {"id": inputs["name"], "arn": _arn("ssm", f"parameter{inputs['name']}"), "version": 1}
 
@@ -169,6 +179,13 @@ OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     "aws:lb/listenerRule:ListenerRule": _elb("listener-rule/app"),
     "aws:acm/certificate:Certificate": _certificate,
     "aws:acm/certificateValidation:CertificateValidation": lambda name, inputs: {"id": inputs["certificateArn"]},
+    "aws:sns/topic:Topic": _arn_named("sns", ""),
+    # an email subscription stays "pending confirmation" until its link is clicked
+    "aws:sns/topicSubscription:TopicSubscription": lambda name, inputs: {
+        "id": f"{inputs['topic']}:{_hex(name, 8)}", "arn": f"{inputs['topic']}:{_hex(name, 8)}", "pendingConfirmation": True},
+    "aws:cloudwatch/metricAlarm:MetricAlarm": _arn_named("cloudwatch", "alarm:"),
+    "aws:cloudwatch/dashboard:Dashboard": lambda name, inputs: {
+        "id": inputs["dashboardName"], "dashboardArn": _arn("cloudwatch", f"dashboard/{inputs['dashboardName']}", region=False)},
     # components/aws/node_group.py's dynamic resource: a new group has seen no instance refresh yet
     "pulumi-python:dynamic/llm-deploy:RolloutGate": lambda name, inputs: {"id": inputs["group"], "refresh": ""},
 }

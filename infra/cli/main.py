@@ -1,4 +1,4 @@
-"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, images, schedule, env.
+"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, images, schedule, env, status.
 
 Exit status: 0 ok, 2 bad input (config, budget, usage), 1 anything else; each is one line on
 stderr, never a traceback unless `--debug`. `cost` stops after placement and never imports a
@@ -488,6 +488,26 @@ def env_matrix(stacks_dir: StacksDirOption = Path("stacks"), format: Annotated[F
         return
     for entry in entries:
         out.print(f"{entry['stack']}: {entry['cloud']} (needs {entry['credentials']})", markup=False)
+
+
+@app.command()
+def status(
+    stack: EnvStackOption,
+    project_dir: ProjectDirOption = Path("."),
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """A deployed stack now: endpoint, each service's health, healthy/desired nodes per node group, the schedule's
+    state and the cost per hour of what runs. Needs the Pulumi CLI and the cloud's credentials; exit 1 when not healthy."""
+    from infra.cli import status as report
+
+    result = report.run(stack, project_dir, err=_err_line)
+    if format is Format.json:
+        emit_json(result.as_json())
+    else:
+        for line in report.lines(result):
+            out.print(line, markup=False, highlight=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

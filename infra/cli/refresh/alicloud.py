@@ -30,7 +30,8 @@ class Client:
         self.override = os.environ.get("LLM_DEPLOY_ALICLOUD_ECS_ENDPOINT")
 
     def call(self, action: str, endpoint: str, version: str = ECS_VERSION, **params: str) -> dict:
-        """One signed RPC GET; `version` is the product's API version (ECS by default; ESS and ALB for the rollout gate)."""
+        """One signed RPC GET; `version` is the product's API version (ECS by default; ESS and ALB for the rollout gate,
+        ESS for `status`)."""
         url = f"{self.override or 'https://' + endpoint}/?{signed_query(action, version, params, self.key, self.secret, self.token)}"
         try:
             with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
