@@ -71,7 +71,7 @@ def suggestions(evaluation: Evaluation) -> list[Suggestion]:
     changes = [(need, change) for need in evaluation.needs
                for change in _service_changes(need.index, need.config, need.max_model_len)]
     for variant, (original, (field, value, update)) in enumerate(changes):
-        changed = replace(service_need(original.index, original.config.model_copy(update=update)), index=VARIANT_INDEX * (variant + 1))
+        changed = replace(service_need(original.index, original.config.model_copy(update=update), original.spot_policy), index=VARIANT_INDEX * (variant + 1))
         needs = [changed if n is original else n for n in evaluation.needs]
         better = plan_region(needs, plan.cloud, plan.region, chosen.offers, memo)
         if better is not None and better.hourly_usd < plan.hourly_usd:

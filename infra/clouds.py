@@ -11,6 +11,7 @@ Adding a cloud: README "Adding a cloud".
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from infra.boot_time import NodeImage, node_image
@@ -39,6 +40,29 @@ class Cloud:
     # allows only the catalog's types there).
     instance_type_inputs: tuple[tuple[str, tuple[str, ...]], ...]
     bandwidth_limit: str | None = None  # data/boot_time.csv constant (Mbit/s) capping a node's downloads; None: no cap
+    # The instance types it sells as spot (a regular expression, whole name), where spot is sizes of their own;
+    # None: any instance type can be rented as spot (with `spot`). `spotPolicy` spot/auto is refused elsewhere.
+    spot_instance_types: str | None = None
+    # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
+    # against it; None: the cloud takes no image pins.
+    image_id_pattern: str | None = None
+    # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
+
+    def spot_problem(self, instance_type: str) -> str | None:
+        """Why a node of this instance type cannot be rented as spot here, or None."""
+        if not self.spot:
+            return f"{self.name} rents no spot capacity"
+        if self.spot_instance_types and not re.fullmatch(self.spot_instance_types, instance_type):
+            return f"{self.name} sells spot only as its own sizes ({self.spot_instance_types}), not {instance_type}"
+        return None
+
+    def image_id_problem(self, image_id: str) -> str | None:
+        """Why `image_id` cannot be a machine image id of this cloud, or None."""
+        if self.image_id_pattern is None:
+            return f"{self.name} takes no image pins"
+        if not re.fullmatch(self.image_id_pattern, image_id):
+            return f"{image_id!r} is not a {self.name} image id ({self.image_id_pattern})"
+        return None
 
     @property
     def package(self) -> str:
@@ -90,6 +114,7 @@ AWS = Cloud(
     credentials=(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), ("AWS_PROFILE",)),
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
+    image_id_pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",  # EC2 AMI ids: 8 or 17 hex digits
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -104,6 +129,8 @@ DIGITALOCEAN = Cloud(
     credentials=(("DIGITALOCEAN_TOKEN",), ("DIGITALOCEAN_ACCESS_TOKEN",)),
     root_disk="droplet",
     instance_type_inputs=(("digitalocean:index/droplet:Droplet", ("size",)),),
+    spot_instance_types=r".+-spot",  # gpu-mi300x1-192gb-spot, ...: /v2/sizes (../shared/data/digitalocean.csv)
+    image_id_pattern=r"[0-9]{1,12}",  # an image's numeric id (/v2/images); a slug (gpu-h100x1-base) names whatever is newest
 )
 ALICLOUD = Cloud(
     name="alicloud",
@@ -120,6 +147,8 @@ ALICLOUD = Cloud(
     instance_type_inputs=(("alicloud:ecs/instance:Instance", ("instanceType",)),
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
+    # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
+    image_id_pattern=r"m-[a-z0-9]{8,32}|[a-z0-9][a-z0-9_.-]{2,120}\.vhd",
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie

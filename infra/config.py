@@ -32,11 +32,15 @@ from pydantic.alias_generators import to_camel
 
 from infra import clouds
 from infra.errors import CONTROL_CHARACTERS, ConfigError, Problem
+from infra.plan import DEFAULT_SPOT_POLICY, SPOT_POLICIES
 
 CONFIG_NAMESPACE = "llm-deploy"
 SECRET_KEYS = ("apiKey", "hfToken")
 # Stands in for a `secure:` value that only the Pulumi CLI could decrypt.
 SECRET_PLACEHOLDER = "offline-secret-placeholder"
+SpotPolicy = Literal[SPOT_POLICIES]  # type: ignore[valid-type]
+NODE_GROUP_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"  # placement's names: services joined, at most 40 characters
+IMAGE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # the cloud's own format is checked against the plan (Cloud.image_id_pattern)
 DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")  # used with fullmatch: `$` would let a final newline through
 
 # Limits on what a stack file may hold (README, "Limits"): checked before anything else reads the values.
@@ -120,6 +124,7 @@ class ServiceConfig(_Model):
     min_concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
     load: LoadConfig | None = None
     latency: LatencyConfig | None = None
+    spot_policy: SpotPolicy | None = None  # None: the stack's spotPolicy
 
     @field_validator("name")
     @classmethod
@@ -204,6 +209,12 @@ def _ssh_public_key(value: str) -> str:
 SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
 
 
+class RolloutConfig(_Model):
+    """How a change replaces a running node group's nodes: `batchSize` at a time, each batch healthy before the next."""
+
+    batch_size: int = Field(1, ge=1, le=MAX_REPLICAS)  # above a group's count: the whole group at once
+
+
 class StackConfig(_Model):
     """A validated stack; `stack` and `source` are set by the loader, the rest are the user's keys."""
 
@@ -222,6 +233,15 @@ class StackConfig(_Model):
     catalog_file: str | None = Field(None, min_length=1, max_length=4096)
     api_key: SecretStr | None = None
     hf_token: SecretStr | None = None
+    spot_policy: SpotPolicy = DEFAULT_SPOT_POLICY
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    # node group name → machine image id; names and ids are checked against the plan (infra/placement.py)
+    node_images: dict[Annotated[str, Field(pattern=NODE_GROUP_NAME)], Annotated[str, Field(pattern=IMAGE_ID)]] = Field(
+        default_factory=dict)
+
+    def spot_policy_of(self, service: ServiceConfig) -> str:
+        """The policy a service asks for: its own spotPolicy, else the stack's."""
+        return service.spot_policy or self.spot_policy
 
     @field_validator("allowed_cidrs", "ssh_cidrs")
     @classmethod
@@ -457,7 +477,7 @@ def read_pulumi_config() -> RawConfig:
     return RawConfig(stack=stack, source=f"stacks/Pulumi.{stack}.yaml", values=values, secret_keys=secret_keys)
 
 
-STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides")
+STRUCTURED_KEYS = ("services", "allowedCidrs", "sshCidrs", "sshPublicKeys", "priceOverrides", "rollout", "nodeImages")
 
 
 def _decode_runtime_value(text: Any) -> Any:

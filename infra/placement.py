@@ -32,7 +32,7 @@ from infra.models import (
     valid_tensor_parallel,
 )
 from infra.node_storage import node_group
-from infra.plan import SERVICE_PORTS, Access, DeploymentPlan, Offer, PlacedService
+from infra.plan import DEFAULT_SPOT_POLICY, SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService, safest_policy
 from infra.sizing import best_layout, divides, idle_reason, layouts
 from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
 
@@ -54,13 +54,19 @@ class ServiceNeed:
     info: ModelInfo
     max_model_len: int | None
     required_gb: float
+    spot_policy: str = DEFAULT_SPOT_POLICY  # what the service asks for: its own spotPolicy, else the stack's
 
     @property
     def field(self) -> str:
         return f"services[{self.index}]"
 
+    @property
+    def spot_policy_field(self) -> str:
+        """The key that set its policy: the service's own `spotPolicy`, else the stack's."""
+        return f"{self.field}.spotPolicy" if self.config.spot_policy else "spotPolicy"
 
-def service_need(index: int, service: ServiceConfig) -> ServiceNeed:
+
+def service_need(index: int, service: ServiceConfig, stack_spot_policy: str = DEFAULT_SPOT_POLICY) -> ServiceNeed:
     info = model_info(service.model, service.kind, service.params_b, service.dtype)
     if service.kind == "llm":
         max_len = effective_max_model_len(info, service.max_model_len)
@@ -68,7 +74,7 @@ def service_need(index: int, service: ServiceConfig) -> ServiceNeed:
     else:
         max_len = None
         required = encoder_memory_gb(info, service.accelerator)
-    return ServiceNeed(index, service, info, max_len, round(required, 1))
+    return ServiceNeed(index, service, info, max_len, round(required, 1), service.spot_policy or stack_spot_policy)
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,19 @@ def _encoder(need: ServiceNeed) -> PlacedService:
     )
 
 
+def spot_reason(needs: Sequence[ServiceNeed], offer: Offer) -> str | None:
+    """Why nodes of this offer cannot be rented the way these services ask (their safest spotPolicy), or None."""
+    policy = safest_policy([n.spot_policy for n in needs])
+    if policy == DEFAULT_SPOT_POLICY:
+        return None
+    refused = clouds.get(offer.cloud).spot_problem(offer.instance_type)
+    return f"spotPolicy {policy}: {refused}" if refused else None
+
+
 def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
     """Can these services share instances of this offer, and how many nodes do they need?"""
+    if reason := spot_reason(needs, offer):
+        return Fit(offer, None, reason)
     encoders = [n for n in needs if n.config.kind != "llm"]
     encoder_gb = sum(n.required_gb for n in encoders)
     encoder_nodes = max((replicas_for(n, offer, 1)[0] for n in encoders), default=0)
@@ -337,15 +354,49 @@ def _group_names(groups: Sequence[Sequence[PlacedService]]) -> list[str]:
     return names
 
 
-def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan) -> DeploymentPlan:
+def _grace(group: NodeGroup) -> int:
+    assert group.boot is not None, "node_group estimates every boot"
+    return group.boot.grace_seconds
+
+
+def fallback_offers(needs: Sequence[ServiceNeed], group: NodeGroup, checkpoints: Sequence[float],
+                    offers: Sequence[Offer]) -> tuple[Offer, ...]:
+    """The offers a component may launch for `group` when its own has no capacity: the same cloud and region,
+    the same GPU model and count (CPU groups: no GPU), at least its vCPUs and RAM, on which `fit` places the
+    same services on as many nodes with the same disk, so the group's one user-data serves them all, and whose
+    estimated boot stays within the group's health-check grace (the rollout's time-to-healthy bound).
+    Cheapest first (on-demand price), the group's own offer left out."""
+    primary = group.offer
+    same_kind = [o for o in offers if (o.cloud, o.region, o.gpu, o.gpu_count) == (primary.cloud, primary.region, primary.gpu,
+                                                                                   primary.gpu_count)
+                 and o.instance_type != primary.instance_type and o.vcpus >= primary.vcpus and o.memory_gb >= primary.memory_gb]
+    served = []
+    for offer in same_kind:
+        fitted = fit(needs, offer)
+        if fitted.services != group.services or fitted.count != group.count:
+            continue
+        other = node_group(group.name, offer, group.count, group.services, checkpoints)
+        if other.disk_gb == group.disk_gb and _grace(other) <= _grace(group):  # same disks, healthy within the group's bound
+            served.append(offer)
+    return tuple(sorted(served, key=lambda o: (o.hourly_usd, o.instance_type)))
+
+
+def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen: RegionPlan,
+                       offers: Sequence[Offer] = ()) -> DeploymentPlan:
+    """The plan of the chosen placement: per node group its offer, services and disks, its spot policy (the
+    safest its services ask for), its image pin, and its fallback offers among `offers`."""
     by_name = {n.config.name: n for n in needs}
     order = {n.config.name: n.index for n in needs}
     fits = sorted(chosen.groups, key=lambda g: min(order[s.name] for s in g[0].services or ()))
     groups = []
     for (fitted, replicas), name in zip(fits, _group_names([f.services or () for f, _ in fits]), strict=True):
         services = fitted.services or ()
-        checkpoints = [checkpoint_disk_gb(by_name[s.name].info) for s in services]
-        groups.append(node_group(name, fitted.offer, replicas, services, checkpoints))
+        block = [by_name[s.name] for s in services]
+        checkpoints = [checkpoint_disk_gb(n.info) for n in block]
+        group = node_group(name, fitted.offer, replicas, services, checkpoints)
+        groups.append(dataclasses.replace(group, spot_policy=safest_policy([n.spot_policy for n in block]),
+                                          fallback_offers=fallback_offers(block, group, checkpoints, offers),
+                                          image=config.node_images.get(name)))
     return DeploymentPlan(
         stack=config.stack,
         cloud=chosen.cloud,
@@ -354,7 +405,23 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
         access=Access(tuple(config.allowed_cidrs), tuple(config.ssh_cidrs), config.domain, tuple(config.ssh_public_keys)),
         has_hf_token=config.hf_token is not None,
         source=config.source,
+        rollout_batch_size=config.rollout.batch_size,
     )
+
+
+def image_problems(config: StackConfig, plan: DeploymentPlan) -> list[Problem]:
+    """`nodeImages` entries that name no node group of the plan, or hold what is not an image id of its cloud."""
+    names = [g.name for g in plan.node_groups]
+    cloud = clouds.get(plan.cloud)
+    problems = []
+    for group, image in config.node_images.items():
+        field = f"nodeImages.{group}"
+        if group not in names:
+            problems.append(problem(config.source, field, f"names no node group of the plan (its groups: {', '.join(names)})",
+                                    "`llm-deploy images --stack <stack>` lists them"))
+        elif wrong := cloud.image_id_problem(image):
+            problems.append(problem(config.source, field, wrong))
+    return problems
 
 
 def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequence[Offer], clouds: Sequence[str],
@@ -379,7 +446,9 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
                         f"{need.required_gb} GB); offered in: {regions}")
             )
         elif not anywhere:
-            problems.append(_unplaceable(src, need, scoped, clouds))
+            found = _unplaceable(src, need, scoped, clouds)
+            if not any(p.field == found.field == "spotPolicy" for p in problems):  # the stack's key: said once for all services
+                problems.append(found)
     if not problems and together:
         problems.append(
             problem(src, "region" if config.region else "cloud",
@@ -390,7 +459,7 @@ def _diagnose(config: StackConfig, needs: Sequence[ServiceNeed], offers: Sequenc
 
 def _cheapest_with(need: ServiceNeed, offers: Sequence[Offer], **pins: object) -> Fit | None:
     """The cheapest fit of the service with its pins changed (None: no pin)."""
-    changed = service_need(need.index, need.config.model_copy(update=pins))
+    changed = service_need(need.index, need.config.model_copy(update=pins), need.spot_policy)
     return cheapest_fit([changed], offers)
 
 
@@ -417,6 +486,21 @@ def _idle_pin(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> Proble
                    f"instead: {', '.join(options) or 'raise replicas to fill the instance'}")
 
 
+def _spot_refused(source: str, need: ServiceNeed, offers: Sequence[Offer], where: str) -> Problem | None:
+    """The service's spotPolicy, named, when it fits on-demand but no offer it fits can be rented as spot
+    (the cheapest of them says why)."""
+    if need.spot_policy == DEFAULT_SPOT_POLICY:
+        return None
+    on_demand = dataclasses.replace(need, spot_policy=DEFAULT_SPOT_POLICY)
+    fitting = [o for o in offers if fit([on_demand], o).feasible]
+    if not fitting:
+        return None
+    cheapest = min(fitting, key=lambda o: (o.hourly_usd, o.instance_type))
+    refused = clouds.get(cheapest.cloud).spot_problem(cheapest.instance_type)
+    return problem(source, need.spot_policy_field, f"{need.spot_policy}: no {where} offer that fits can be rented as spot: {refused}",
+                   "set spotPolicy: on-demand, or deploy on a cloud that rents spot")
+
+
 def _counts_that_fit(need: ServiceNeed, offers: Sequence[Offer]) -> list[int]:
     """The GPU counts the service fits on (each offer's smallest), were its gpuCount not pinned."""
     free = dataclasses.replace(need, config=need.config.model_copy(update={"gpu_count": None}))
@@ -429,6 +513,8 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
     for at all, or none big enough."""
     service = need.config
     where = "/".join(clouds)
+    if spot := _spot_refused(source, need, offers, where):
+        return spot
     if idle := _idle_pin(source, need, offers):
         return idle
     if service.latency and any(fit([need], o).reason.startswith(LATENCY_MISSED) for o in offers):
@@ -516,7 +602,7 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Eva
     """
     offers, problems = priced_offers(config)
     indices = range(len(config.services)) if positions is None else positions
-    needs = tuple(service_need(i, s) for i, s in zip(indices, config.services, strict=True))
+    needs = tuple(service_need(i, s, config.spot_policy) for i, s in zip(indices, config.services, strict=True))
     by_cloud = {}
     for cloud in CLOUDS:
         region = config.region if config.region in _regions(offers, cloud) else None
@@ -535,7 +621,8 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Eva
         others = [n for n in needs if n.index not in pins]
         problems += _diagnose(config, others, offers, targets, together=not pins)
         return Evaluation(config, needs, by_cloud, None, tuple(problems))
-    plan = to_deployment_plan(config, needs, chosen)
+    plan = to_deployment_plan(config, needs, chosen, [o for o in offers if o.cloud == chosen.cloud and o.region == chosen.region])
+    problems += image_problems(config, plan)
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "

@@ -22,6 +22,16 @@ SERVICE_PATHS = {
 }
 HEALTH_PATH = "/healthz"
 
+# How a node group rents its nodes, safest first: `on-demand`; `auto`, spot with on-demand fallback; `spot` only.
+# A node group whose services ask for different policies takes the safest of them (`safest_policy`).
+SPOT_POLICIES = ("on-demand", "auto", "spot")
+DEFAULT_SPOT_POLICY = "on-demand"
+
+
+def safest_policy(policies: tuple[str, ...] | list[str]) -> str:
+    """The policy a node group runs when its services ask for these: on-demand beats auto beats spot."""
+    return min(policies, key=SPOT_POLICIES.index, default=DEFAULT_SPOT_POLICY)
+
 
 @dataclass(frozen=True)
 class Offer:
@@ -134,6 +144,12 @@ class NodeGroup:
     disk_gb: int  # root/data disk for OS, images and the model cache
     storage: Storage | None = None  # set by placement
     boot: BootEstimate | None = None  # set by placement
+    spot_policy: str = DEFAULT_SPOT_POLICY  # one of SPOT_POLICIES: the safest its services ask for
+    # Offers of the same cloud and region its user-data serves as it is (same GPU model and count, the same
+    # placed services, no less vCPU or RAM), cheapest first, the group's own offer not among them: what a
+    # component may launch when the offer has no capacity (infra/placement.py, `fallback_offers`).
+    fallback_offers: tuple[Offer, ...] = ()
+    image: str | None = None  # the stack's `nodeImages` pin for this group; None: resolved at the first `pulumi up`, then kept
 
     @property
     def cloud(self) -> str:
@@ -150,6 +166,12 @@ class NodeGroup:
     @property
     def hourly_usd(self) -> float:
         return round(self.offer.hourly_usd * self.count, 6)
+
+    @property
+    def spot_hourly_usd(self) -> float | None:
+        """Its nodes at the offer's spot price; None where the catalog has none."""
+        spot = self.offer.spot_hourly_usd
+        return None if spot is None else round(spot * self.count, 6)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -177,6 +199,7 @@ class DeploymentPlan:
     access: Access = field(default_factory=Access)
     has_hf_token: bool = False
     source: str = ""  # the stack file, for errors a cloud finds later (e.g. a region without the instance type)
+    rollout_batch_size: int = 1  # `rollout.batchSize`: nodes a change replaces at once in each node group (see batch_size)
 
     @property
     def hourly_usd(self) -> float:
@@ -185,6 +208,10 @@ class DeploymentPlan:
     @property
     def monthly_usd(self) -> float:
         return round(self.hourly_usd * HOURS_PER_MONTH, 2)
+
+    def batch_size(self, group: NodeGroup) -> int:
+        """Nodes of `group` one rollout step replaces: `rollout.batchSize`, capped at the group's count."""
+        return max(1, min(self.rollout_batch_size, group.count))
 
     def group_serving(self, kind: str) -> NodeGroup | None:
         """The node group that serves a service kind, or None when the stack has no such service."""

@@ -59,6 +59,9 @@ def catalog_with_unbootable_gpu_count(cloud: Cloud, directory: Path) -> Path:
     return path
 
 
+ONE_LLM = {"name": "llm", "kind": "llm", "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "maxModelLen": 8192}  # group "llm"
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A stack that breaks one trait of a cloud's record, and the field its problem must name."""
@@ -86,6 +89,15 @@ def refusals(cloud: Cloud) -> list[Refusal]:
     if not cloud.managed_tls:
         cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.acme-inference.io"}, "domain",
                              "cannot issue by itself"))
+    if not cloud.spot:
+        cases.append(Refusal(cloud, "spot", lambda _: {"cloud": name, "spotPolicy": "auto"}, "spotPolicy", "rents no spot capacity"))
+    if cloud.spot and cloud.spot_instance_types:  # spot is sizes of their own, and the catalog's on-demand sizes are not
+        cases.append(Refusal(cloud, "spot_instance_types", lambda _: {"cloud": name, "spotPolicy": "spot"}, "spotPolicy",
+                             "sells spot only as its own sizes"))
+    if cloud.image_id_pattern:
+        cases.append(Refusal(cloud, "image_id_pattern", lambda _: {"cloud": name, "services": [ONE_LLM],
+                                                                   "nodeImages": {"llm": "not-an-image"}},
+                             "nodeImages.llm", f"is not a {name} image id"))
     if cloud.secret_store is None:  # the key travels in user-data, where the node's reader takes only these characters
         cases.append(Refusal(cloud, "secret_store", lambda _: {"cloud": name, "apiKey": "key with spaces"}, "apiKey",
                              "must be non-empty and use only"))
@@ -144,7 +156,7 @@ FACTS = {
     "name": "stack files, catalogs and priceOverrides spell the cloud so (config, catalog)",
     "deployment": "components.stack.deployment_class imports it; offline_module is its package's offline.py",
     "gzip_user_data": "how bootstrap measures the user-data against user_data_limit (a case above)",
-    "spot": "what the cloud rents; no stack key asks for spot yet",
+    "spot": "placement's spot_reason refuses spotPolicy spot/auto on a cloud without spot (a case above when one has none)",
     "autoscaling": "what the cloud's node groups are; no stack key asks for autoscaling yet",
     "regions": "where the catalog's regions come from (catalog build, README)",
     "credentials": "env matrix and missing_credentials (infra/cli/environments.py)",

@@ -1,4 +1,4 @@
-"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, env.
+"""`llm-deploy` (and `python -m infra`): catalog, models, validate, cost, plan, preflight, images, env.
 
 Exit status: 0 ok, 2 bad input (config, budget, usage), 1 anything else; each is one line on
 stderr, never a traceback unless `--debug`. `cost` stops after placement and never imports a
@@ -335,6 +335,44 @@ def preflight(
         out.print(checks.lines(result)[-1], markup=False, highlight=False)
     if result.failed:
         fail(result.problems(), code=result.exit_code)
+
+
+@app.command()
+def images(
+    stack: StackOption = None,
+    config: ConfigOption = None,
+    stacks_dir: StacksDirOption = Path("stacks"),
+    update: Annotated[bool, typer.Option("--update", help="Ask the cloud for the newest image ids and pin them in the stack file.")]
+    = False,
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+) -> None:
+    """Each node group's machine image: the id pinned in `nodeImages`, or unpinned (resolved at the first
+    `pulumi up`, then kept). `--update` writes the cloud's newest ids into the stack file (needs credentials)."""
+    from infra.cli import images as pins
+
+    raw = load_raw(stack, config, stacks_dir)
+    evaluation = evaluate(load_config(raw))
+    if evaluation.problems or evaluation.plan is None:
+        fail(list(evaluation.problems))
+    plan = evaluation.plan
+    before = pins.group_images(plan)
+    if update:
+        newest = pins.newest(plan)
+        pins.write_pins(Path(raw.source), newest)
+        plan = evaluate(load_config(load_raw(stack, config, stacks_dir))).plan
+        assert plan is not None, "the stack placed before its pins changed"
+    shown = pins.group_images(plan)
+    if format is Format.json:
+        emit_json({"stack": plan.stack, "cloud": plan.cloud, "region": plan.region, "updated": update,
+                   "node_groups": [g.as_json() for g in shown]})
+        return
+    for old, new in zip(before, shown, strict=True):
+        change = f" (was {old.image or pins.UNPINNED})" if update and old.image != new.image else ""
+        out.print(f"{new.name} ({plan.cloud} {new.instance_type}): {new.image or pins.UNPINNED}{change}", markup=False, highlight=False)
+    if update:
+        out.print(f"wrote {raw.source}: nodeImages", markup=False)
+    elif any(g.image is None for g in shown):
+        out.print(f"{pins.UNPINNED}: resolved at the first `pulumi up`, then kept; `--update` pins the newest", markup=False)
 
 
 # --- env: stacks through the Pulumi Automation API (needs the Pulumi CLI) -----------------------
