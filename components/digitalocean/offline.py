@@ -92,9 +92,22 @@ SIZE_DISK_GB = {
 }
 
 
+def size_regions() -> dict[str, tuple[str, ...]]:
+    """Per DigitalOcean size, the regions the built-in catalog offers it in: where the getSizes fake lists it."""
+    from infra.catalog import read_catalog
+
+    regions: dict[str, set[str]] = {}
+    for offer in read_catalog():
+        if offer.cloud == "digitalocean":
+            regions.setdefault(offer.instance_type, set()).add(offer.region)
+    return {size: tuple(sorted(found)) for size, found in regions.items()}
+
+
 def _sizes(args: dict) -> dict:
-    """getSizes filtered by slug, in the shape DigitalOcean answers (sizes it does not list: none)."""
+    """getSizes filtered by slug, in the shape DigitalOcean answers (sizes it does not list: none): each
+    available in the regions the catalog has it in."""
     wanted = {v for f in args.get("filters") or [] if f.get("key") == "slug" for v in f.get("values", [])}
+    regions = size_regions()
     sizes = [
         {
             "slug": slug,
@@ -104,7 +117,7 @@ def _sizes(args: dict) -> dict:
             "memory": 0,
             "price_hourly": 0.0,
             "price_monthly": 0.0,
-            "regions": [],
+            "regions": list(regions.get(slug, ())),
             "transfer": 0.0,
             "vcpus": 0,
         }
