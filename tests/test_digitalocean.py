@@ -13,7 +13,8 @@ import re
 import pulumi
 import pytest
 
-from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
+from components.digitalocean.layout import CPU_IMAGE, NVIDIA_IMAGES
+from components.digitalocean.node_group import droplet_image
 from infra.cli.offline import SECRET_MARK, run_offline
 from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place

@@ -14,6 +14,21 @@ from dataclasses import dataclass, replace
 from infra import clouds
 from infra.plan import DeploymentPlan, NodeGroup, Offer
 
+# NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
+NVIDIA_IMAGES = clouds.DIGITALOCEAN.base_images
+CPU_IMAGE = "ubuntu-22-04-x64"
+
+
+def image_slug(offer: Offer) -> str:
+    """The base image slug for a size; ValueError when DigitalOcean has no CUDA image for it (placement
+    refuses such an offer first, by the cloud's record; the look-up step names the field for a plan made otherwise)."""
+    if offer.gpu_count == 0:
+        return CPU_IMAGE
+    if offer.cuda and offer.gpu_count in NVIDIA_IMAGES:
+        return NVIDIA_IMAGES[offer.gpu_count]
+    raise ValueError(f"{offer.gpu} is not a CUDA GPU (vLLM and TEI need NVIDIA)" if not offer.cuda
+                     else clouds.DIGITALOCEAN.gpu_count_problem(offer.gpu_count))
+
 
 def dns_name(text: str) -> str:
     """A name prefix DigitalOcean accepts for droplets, volumes, tags (stack names may hold '_' or '.')."""

@@ -24,32 +24,19 @@ import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, SecretDelivery
 from components.health_gate import HealthGate, HealthGateArgs
-from infra import clouds
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .layout import rollout_batches, volume_device
+from .layout import image_slug, rollout_batches, volume_device
 from .load_balancer import LB_SECONDS_TO_HEALTHY
 from .network import DigitalOceanNetwork
 
-# NVIDIA "AI/ML ready" images (driver, CUDA, NVIDIA Container Toolkit) by GPUs per droplet (infra/data/gpu_base_images.csv).
-NVIDIA_IMAGES = clouds.DIGITALOCEAN.base_images
-CPU_IMAGE = "ubuntu-22-04-x64"
 VOLUME_NAME_MAX = 64  # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter
 
 
 def droplet_image(group: NodeGroup) -> str:
     """The image for a node group: its `nodeImages` pin (an image id) when set, else the slug of the base image
-    for its size; ValueError when DigitalOcean has no CUDA image for it (placement
-    refuses such an offer first, by the cloud's record; the look-up step names the field for a plan made otherwise)."""
-    offer = group.offer
-    if group.image is not None:
-        return group.image
-    if offer.gpu_count == 0:
-        return CPU_IMAGE
-    if offer.cuda and offer.gpu_count in NVIDIA_IMAGES:
-        return NVIDIA_IMAGES[offer.gpu_count]
-    raise ValueError(f"{offer.gpu} is not a CUDA GPU (vLLM and TEI need NVIDIA)" if not offer.cuda
-                     else clouds.DIGITALOCEAN.gpu_count_problem(offer.gpu_count))
+    for its size (`image_slug`, which raises ValueError for a size DigitalOcean has no CUDA image for)."""
+    return group.image if group.image is not None else image_slug(group.offer)
 
 
 def render(
