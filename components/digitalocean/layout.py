@@ -79,14 +79,15 @@ def size_candidates(group: NodeGroup) -> tuple[Offer, ...]:
     return {"on-demand": on_demand, "spot": spot}.get(group.spot_policy, spot + on_demand)
 
 
-def _offered(offer: Offer, region: str, listed: Mapping[str, SizeListing]) -> bool:
-    """A size /v2/sizes does not list is kept as placed (DigitalOcean answers at creation); preflight flags it."""
-    size = listed.get(offer.instance_type)
-    return size is None or (size.available and region in size.regions)
-
-
 def _take(group: NodeGroup, region: str, listed: Mapping[str, SizeListing]) -> Offer | None:
-    return next((o for o in size_candidates(group) if _offered(o, region, listed)), None)
+    """The first of the group's sizes /v2/sizes lists as available in `region`; else its own offer when /v2/sizes
+    does not list that at all (unknown, not refused: DigitalOcean answers at creation, preflight flags it)."""
+    candidates = size_candidates(group)
+    for offer in candidates:
+        size = listed.get(offer.instance_type)
+        if size is not None and size.available and region in size.regions:
+            return offer
+    return group.offer if group.offer in candidates and group.offer.instance_type not in listed else None
 
 
 def with_capacity(plan: DeploymentPlan, listed: Mapping[str, SizeListing]) -> tuple[DeploymentPlan, dict[str, str]]:
