@@ -3,7 +3,8 @@
 Each change is tried by placement itself: a service-level change (a shorter maxModelLen, fp8, one
 full-length sequence of KV cache, no GPU pin, the encoder on the other accelerator, which lets it
 share a node or leave one) on the chosen cloud and region; another region of the pinned cloud; another
-cloud. Spot capacity is not placed on yet, so it is not suggested.
+cloud. Spot is how the nodes are rented (`spotPolicy`, the user's choice of risk), not a change of placement,
+so it is not suggested; the preview shows every offer's spot price beside its on-demand price.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from infra.plan import HOURS_PER_MONTH, DeploymentPlan
 MAX_SUGGESTIONS = 4
 MIN_MAX_MODEL_LEN = 2048
 VARIANT_INDEX = 10_000  # past any service index (a stack has at most three services)
-SPOT_NOTE = "spot: the catalog has spot prices, but llm-deploy does not place on spot capacity yet"
 
 
 @dataclass(frozen=True)

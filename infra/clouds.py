@@ -61,7 +61,7 @@ class Cloud:
         if self.image_id_pattern is None:
             return f"{self.name} takes no image pins"
         if not re.fullmatch(self.image_id_pattern, image_id):
-            return f"{image_id!r} is not a {self.name} image id ({self.image_id_pattern})"
+            return f"{image_id!r} is not a machine image id of {self.name} ({self.image_id_pattern})"
         return None
 
     @property
@@ -148,7 +148,7 @@ ALICLOUD = Cloud(
                           ("alicloud:ess/scalingConfiguration:ScalingConfiguration", ("instanceType", "instanceTypes"))),
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
-    image_id_pattern=r"m-[a-z0-9]{8,32}|[a-z0-9][a-z0-9_.-]{2,120}\.vhd",
+    image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie

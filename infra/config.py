@@ -39,8 +39,6 @@ SECRET_KEYS = ("apiKey", "hfToken")
 # Stands in for a `secure:` value that only the Pulumi CLI could decrypt.
 SECRET_PLACEHOLDER = "offline-secret-placeholder"
 SpotPolicy = Literal[SPOT_POLICIES]  # type: ignore[valid-type]
-NODE_GROUP_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"  # placement's names: services joined, at most 40 characters
-IMAGE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # the cloud's own format is checked against the plan (Cloud.image_id_pattern)
 DNS_LABEL = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?")  # used with fullmatch: `$` would let a final newline through
 
 # Limits on what a stack file may hold (README, "Limits"): checked before anything else reads the values.
@@ -235,9 +233,9 @@ class StackConfig(_Model):
     hf_token: SecretStr | None = None
     spot_policy: SpotPolicy = DEFAULT_SPOT_POLICY
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
-    # node group name → machine image id; names and ids are checked against the plan (infra/placement.py)
-    node_images: dict[Annotated[str, Field(pattern=NODE_GROUP_NAME)], Annotated[str, Field(pattern=IMAGE_ID)]] = Field(
-        default_factory=dict)
+    # node group name → machine image id: each checked against the plan's groups and its cloud's id format
+    # (infra/placement.py, image_problems), so every wrong entry is named in one run
+    node_images: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=dict)
 
     def spot_policy_of(self, service: ServiceConfig) -> str:
         """The policy a service asks for: its own spotPolicy, else the stack's."""

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.catalog import CLOUDS, offer_record
-from infra.cheaper import SPOT_NOTE, Suggestion, suggestions
+from infra.cheaper import Suggestion, suggestions
 from infra.errors import Problem
 from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
-from infra.plan import HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
+from infra.plan import DEFAULT_SPOT_POLICY, HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
 from infra.throughput import ASSUMPTIONS, ThroughputEstimate, estimate
 
 
@@ -23,6 +23,32 @@ def _money(hourly: float) -> dict[str, float]:
 def monthly(hourly: float | None) -> float | None:
     """$/month for $/h: 730 hours, rounded to the cent."""
     return round(hourly * HOURS_PER_MONTH, 2) if hourly is not None else None
+
+
+def spot_total(hourly: float | None, count: int) -> float | None:
+    """`count` nodes at a spot price, or None where the catalog has none."""
+    return None if hourly is None else round(hourly * count, 6)
+
+
+def policy_hourly_usd(group: NodeGroup) -> float | None:
+    """What the group bills per hour under its spotPolicy: on-demand at the offer's price; spot and auto at
+    the spot price (auto: while spot capacity lasts; a node that falls back costs the on-demand price);
+    None where spot is asked for and the catalog has no spot price."""
+    return group.hourly_usd if group.spot_policy == DEFAULT_SPOT_POLICY else group.spot_hourly_usd
+
+
+def policy_note(plan: DeploymentPlan) -> str:
+    """What the policy total means for this plan's policies, in words."""
+    policies = {g.spot_policy for g in plan.node_groups}
+    parts = ["every node group on-demand" if policies == {DEFAULT_SPOT_POLICY} else "each node group at its spotPolicy's price"]
+    if "auto" in policies:
+        parts.append("auto: spot prices while spot capacity lasts; a node that falls back to on-demand costs its on-demand "
+                     "price, so the bill is at most the on-demand total")
+    if "spot" in policies:
+        parts.append("spot: spot prices; nodes the cloud reclaims come back only when spot capacity does")
+    if any(g.spot_policy != DEFAULT_SPOT_POLICY and g.spot_hourly_usd is None for g in plan.node_groups):
+        parts.append("no total: the catalog has no spot price for a node group that asks for spot")
+    return "; ".join(parts)
 
 
 def price_note(offer: Offer) -> str:
@@ -73,9 +99,15 @@ class Option:
     def monthly_usd(self) -> float:
         return _money(self.replicas_hourly_usd)["monthly_usd"]
 
+    @property
+    def spot_hourly_usd(self) -> float | None:
+        """Its nodes at the offer's spot price (None: no spot price in the catalog)."""
+        return spot_total(self.offer.spot_hourly_usd, self.nodes)
+
     def as_json(self) -> dict[str, Any]:
         record = {**offer_record(self.offer), **price_provenance(self.offer), "feasible": self.feasible, "reason": self.reason,
                   "instance_hourly_usd": self.offer.hourly_usd, "nodes": self.nodes, **_money(self.replicas_hourly_usd),
+                  "nodes_spot_hourly_usd": self.spot_hourly_usd, "nodes_spot_monthly_usd": monthly(self.spot_hourly_usd),
                   **self.at_load, **_throughput_json(self.throughput)}
         return record | ({"throughput_is_estimate": True} if self.throughput else {})
 
@@ -108,13 +140,15 @@ class ServiceCost:
                                   "required_gpu_memory_gb": self.need.required_gb,
                                   "min_concurrency": service.min_concurrency if service.kind == "llm" else None,
                                   "load": service.load.model_dump(by_alias=True, exclude_none=True) if service.load else None,
-                                  "latency": service.latency.model_dump(by_alias=True, exclude_none=True) if service.latency else None}
+                                  "latency": service.latency.model_dump(by_alias=True, exclude_none=True) if service.latency else None,
+                                  "spot_policy_asked": self.need.spot_policy}
         if self.placed is None:
             record["chosen"] = None
         else:
             offer = self.placed.group.offer
             record |= {"chosen": {**offer_record(offer), **price_provenance(offer)}, "node_group": self.placed.group.name,
                        "colocated_with": list(self.placed.colocated_with), "tensor_parallel_size": self.placed.tensor_parallel_size,
+                       "spot_policy": self.placed.group.spot_policy,
                        **self.placed.at_load, **_throughput_json(self.placed.throughput)}
         return record | {"options": [o.as_json() for o in self.options]}
 
@@ -141,8 +175,22 @@ class CloudTotal:
                 "total_monthly_usd": self.monthly_usd, "instance_types": list(self.instance_types)}
 
 
-def node_group_record(group: NodeGroup) -> dict[str, Any]:
-    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, and its estimated time to healthy."""
+def image_record(group: NodeGroup) -> dict[str, Any]:
+    """The group's machine image: the `nodeImages` pin, or that the first `pulumi up` resolves it and later runs keep it."""
+    if group.image is not None:
+        return {"id": group.image, "pinned": True, "note": "pinned in nodeImages; `llm-deploy images --update` takes the newest"}
+    return {"id": None, "pinned": False, "note": "resolved at the first `pulumi up`, then kept; `llm-deploy images --update` pins it"}
+
+
+def fallback_record(offer: Offer) -> dict[str, Any]:
+    return {"instance_type": offer.instance_type, "vcpus": offer.vcpus, "memory_gb": offer.memory_gb,
+            "instance_hourly_usd": offer.hourly_usd, "instance_spot_hourly_usd": offer.spot_hourly_usd}
+
+
+def node_group_record(group: NodeGroup, plan: DeploymentPlan) -> dict[str, Any]:
+    """A node group as `cost` and `plan` JSON show it: what it runs, its disk, its estimated time to healthy
+    (the grace is the rollout's bound), how it is rented (policy, spot price, fallback offers), its image and
+    its rollout batch."""
     assert group.storage is not None and group.boot is not None, "placement sizes and estimates every node group"
     return {
         "name": group.name,
@@ -164,6 +212,13 @@ def node_group_record(group: NodeGroup) -> dict[str, Any]:
         "price_as_of": group.offer.as_of,
         "models": {s.name: s.model for s in group.services},
         "boot_is_estimate": True,
+        "spot_policy": group.spot_policy,
+        "instance_spot_hourly_usd": group.offer.spot_hourly_usd,
+        "spot_hourly_usd": group.spot_hourly_usd,
+        "policy_hourly_usd": policy_hourly_usd(group),
+        "fallback_offers": [fallback_record(o) for o in group.fallback_offers],
+        "image": image_record(group),
+        "rollout_batch_size": plan.batch_size(group),  # a new batch healthy within health_check_grace_s, or the update fails
     }
 
 
@@ -179,7 +234,7 @@ class CostPreview:
     problems: tuple[Problem, ...]
     throughput_note: str = ASSUMPTIONS
     cheaper: tuple[Suggestion, ...] = ()  # infra.cheaper: the few single changes that cut the bill most
-    spot_note: str = SPOT_NOTE
+    spot_policy: str = DEFAULT_SPOT_POLICY  # the stack's key (services and node groups may differ: see each)
 
     @property
     def node_groups(self) -> tuple[NodeGroup, ...]:
@@ -193,6 +248,23 @@ class CostPreview:
     def total_monthly_usd(self) -> float | None:
         return monthly(self.total_hourly_usd)
 
+    @property
+    def total_spot_hourly_usd(self) -> float | None:
+        """Every node at its spot price; None when a node group's offer has none in the catalog."""
+        prices = [g.spot_hourly_usd for g in self.node_groups]
+        return None if not prices or None in prices else round(sum(p for p in prices if p is not None), 6)
+
+    @property
+    def policy_hourly_usd(self) -> float | None:
+        """Every node group at its spotPolicy's price (`policy_hourly_usd`); None when one has no price."""
+        prices = [policy_hourly_usd(g) for g in self.node_groups]
+        return None if not prices or None in prices else round(sum(p for p in prices if p is not None), 6)
+
+    @property
+    def spot_note(self) -> str:
+        """What the policy total means (`policy_note`), or why there is none."""
+        return policy_note(self.plan) if self.plan else "no feasible placement: no policy total"
+
     def with_problem(self, problem: Problem) -> CostPreview:
         return dataclasses.replace(self, problems=(*self.problems, problem))
 
@@ -202,7 +274,7 @@ class CostPreview:
             "cloud": self.plan.cloud if self.plan else None,
             "region": self.plan.region if self.plan else None,
             "services": [s.as_json() for s in self.services],
-            "node_groups": [node_group_record(g) for g in self.node_groups],
+            "node_groups": [node_group_record(g, self.plan) for g in self.plan.node_groups] if self.plan else [],
             "total_hourly_usd": self.total_hourly_usd,
             "total_monthly_usd": self.total_monthly_usd,
             "budget_usd_per_hour": self.budget_usd_per_hour,
@@ -211,6 +283,11 @@ class CostPreview:
             "cheaper": [c.as_json(self.total_hourly_usd) for c in self.cheaper] if self.total_hourly_usd is not None else [],
             "spot_note": self.spot_note,
             "problems": [str(p) for p in self.problems],
+            "spot_policy": self.spot_policy,
+            "total_spot_hourly_usd": self.total_spot_hourly_usd,
+            "total_spot_monthly_usd": monthly(self.total_spot_hourly_usd),
+            "policy_total_hourly_usd": self.policy_hourly_usd,
+            "policy_total_monthly_usd": monthly(self.policy_hourly_usd),
         }
 
 
@@ -256,4 +333,4 @@ def cost_preview(evaluation: Evaluation) -> CostPreview:
                                    tuple(f.offer.instance_type for f, _ in chosen.groups) if chosen else ()))
     services = tuple(ServiceCost(need, _placed(plan, need), _options(evaluation, need)) for need in evaluation.needs)
     return CostPreview(config.stack, plan, services, config.budget_usd_per_hour, tuple(by_cloud), evaluation.problems,
-                       cheaper=tuple(suggestions(evaluation)))
+                       cheaper=tuple(suggestions(evaluation)), spot_policy=config.spot_policy)

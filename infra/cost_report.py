@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from infra.catalog import CLOUDS
-from infra.cost import CostPreview, Option, ServiceCost, monthly, price_note
+from infra.cost import CostPreview, Option, ServiceCost, monthly, policy_hourly_usd, price_note
 from infra.plan import Offer
 from infra.report import Block, Column, Prose, Table, usd
 
@@ -69,6 +69,7 @@ def _cost_columns(service: ServiceCost) -> list[Column]:
         Column("vCPU", lambda o: str(o.offer.vcpus), numeric=True, wide=True),
         Column("RAM GB", lambda o: f"{o.offer.memory_gb:g}", numeric=True, wide=True),
         Column("$/h", lambda o: usd(o.hourly_usd), numeric=True),
+        Column("spot $/h", lambda o: usd(o.spot_hourly_usd), numeric=True, optional=True),
         Column("$/month", lambda o: usd(o.monthly_usd), numeric=True, optional=True),
     ]
     if service.need.config.kind == "llm":
@@ -94,10 +95,19 @@ def _load_columns(service: ServiceCost) -> list[Column]:
 
 
 def _cheaper_lines(preview: CostPreview) -> list[str]:
-    """The changes that would cut the bill, each with its new $/h, and that spot is not placed on yet."""
+    """The changes that would cut the bill, each with its new $/h, then the spot policy and its totals."""
     total = preview.total_hourly_usd or 0.0
     return [f"Cheaper: {c.field}: {c.value}: {usd(c.hourly_usd)} $/h (-{usd(total - c.hourly_usd)}) on {c.placement}"
-            for c in preview.cheaper] + [preview.spot_note]
+            for c in preview.cheaper] + _spot_lines(preview)
+
+
+def _spot_lines(preview: CostPreview) -> list[str]:
+    """The stack's spotPolicy, each node group's, and the totals at spot prices and at the policy in force."""
+    groups = "".join(f"; {g.name} {g.spot_policy}" for g in preview.node_groups)
+    line = (f"Spot policy: stack {preview.spot_policy}{groups}. Spot total: {usd(preview.total_spot_hourly_usd)} $/h (every node at "
+            f"spot prices); policy total: {usd(preview.policy_hourly_usd)} $/h, {usd(monthly(preview.policy_hourly_usd))} $/month "
+            f"({preview.spot_note}); placement and the budget use on-demand prices")
+    return [line]
 
 
 def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
@@ -140,10 +150,12 @@ def cost_markdown(preview: CostPreview) -> str:
         lines.append(f"**{plan.cloud} {plan.region}**: **{usd(preview.total_hourly_usd)} $/h**, {usd(preview.total_monthly_usd)} $/month")
     else:
         lines.append("**No feasible placement.**")
-    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month |", "|---|---|---|---:|---|---:|---:|"]
+    lines += ["", "| node group | instance | GPU | nodes | services | $/h | $/month | spot $/h | spotPolicy | policy $/h |",
+              "|---|---|---|---:|---|---:|---:|---:|---|---:|"]
     for group in preview.node_groups:
         lines.append(f"| {group.name} | {group.offer.instance_type} | {gpu_text(group.offer)} | {group.count} | "
-                     f"{', '.join(s.name for s in group.services)} | {usd(group.hourly_usd)} | {usd(monthly(group.hourly_usd))} |")
+                     f"{', '.join(s.name for s in group.services)} | {usd(group.hourly_usd)} | {usd(monthly(group.hourly_usd))} | "
+                     f"{usd(group.spot_hourly_usd)} | {group.spot_policy} | {usd(policy_hourly_usd(group))} |")
     lines += [""] + [f"- price of `{g.offer.instance_type}` ({g.name}): {price_note(g.offer)}" for g in preview.node_groups]
     lines += ["", "| service | kind | model | needs (GB) | tok/s (est.) | $/1M tok (est.) |", "|---|---|---|---:|---:|---:|"]
     for service in preview.services:

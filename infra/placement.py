@@ -409,17 +409,19 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
     )
 
 
-def image_problems(config: StackConfig, plan: DeploymentPlan) -> list[Problem]:
-    """`nodeImages` entries that name no node group of the plan, or hold what is not an image id of its cloud."""
+def image_problems(config: StackConfig, plan: DeploymentPlan, whole: bool = True) -> list[Problem]:
+    """`nodeImages` entries that name no node group of the plan, or hold what is not an image id of its cloud.
+    On part of a stack (`whole` False: services or keys left out) its groups and, unless `cloud` is set, its cloud
+    are another stack's: only what can be judged is."""
     names = [g.name for g in plan.node_groups]
     cloud = clouds.get(plan.cloud)
     problems = []
     for group, image in config.node_images.items():
         field = f"nodeImages.{group}"
-        if group not in names:
+        if whole and group not in names:
             problems.append(problem(config.source, field, f"names no node group of the plan (its groups: {', '.join(names)})",
-                                    "`llm-deploy images --stack <stack>` lists them"))
-        elif wrong := cloud.image_id_problem(image):
+                                    "`llm-deploy images` lists them"))
+        elif (whole or config.cloud == plan.cloud) and (wrong := cloud.image_id_problem(image)):
             problems.append(problem(config.source, field, wrong))
     return problems
 
@@ -593,11 +595,12 @@ def _pin_problems(source: str, need: ServiceNeed, offers: Sequence[Offer]) -> li
     return []
 
 
-def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Evaluation:
+def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole: bool = True) -> Evaluation:
     """Place the stack on every cloud (for the comparison) and choose per `config.cloud`.
 
     `positions` are the services' indices in the stack file when `config` holds only some of them
-    (load_config's partial stack), so problems name the right `services[i]`. Problems come back in
+    (load_config's partial stack), so problems name the right `services[i]`; `whole` False: `config` is such a
+    partial stack, and the checks of the whole plan (nodeImages' group names) are left out. Problems come back in
     `Evaluation.problems`, every one found; raises ConfigError only when the catalog cannot be read.
     """
     offers, problems = priced_offers(config)
@@ -622,7 +625,7 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None) -> Eva
         problems += _diagnose(config, others, offers, targets, together=not pins)
         return Evaluation(config, needs, by_cloud, None, tuple(problems))
     plan = to_deployment_plan(config, needs, chosen, [o for o in offers if o.cloud == chosen.cloud and o.region == chosen.region])
-    problems += image_problems(config, plan)
+    problems += image_problems(config, plan, whole)
     if config.budget_usd_per_hour is not None and plan.hourly_usd > config.budget_usd_per_hour:
         problems.append(
             problem(config.source, "budgetUsdPerHour", f"the cheapest placement costs {plan.hourly_usd:.2f} $/h "
@@ -655,7 +658,7 @@ def load_config(raw: RawConfig) -> StackConfig:
         return checked.partial
     problems = list(checked.problems)
     if checked.partial is not None:
-        placement = evaluate(checked.partial, checked.positions).problems
+        placement = evaluate(checked.partial, checked.positions, checked.complete).problems
         # the budget is judged on the whole stack only: on part of it, the price would be another stack's
         problems += [p for p in placement if checked.complete or p.field != "budgetUsdPerHour"]
     raise ConfigError(problems)

