@@ -15,6 +15,7 @@ import pytest
 
 from components.digitalocean.layout import CPU_IMAGE, NVIDIA_IMAGES
 from components.digitalocean.node_group import droplet_image
+from components.digitalocean.offline import image_id
 from infra.cli.offline import SECRET_MARK, run_offline
 from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place
@@ -45,6 +46,11 @@ SPLIT_SERVICES = [
 
 
 DO_STACKS = stacks_on("digitalocean")
+
+
+def booted(slug: str) -> str:
+    """The image id a droplet of an unpinned group boots: the one its slug names at the look-up (the getImage fake)."""
+    return str(image_id(slug))
 
 
 def do_config(stack: str = "do-test", **values: object) -> RawConfig:
@@ -102,7 +108,7 @@ def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack)
     )
     for droplet in droplets:
         assert droplet["inputs"]["region"] == plan.region
-        assert droplet["inputs"]["image"] in {*NVIDIA_IMAGES.values(), CPU_IMAGE}
+        assert droplet["inputs"]["image"] in {booted(slug) for slug in (*NVIDIA_IMAGES.values(), CPU_IMAGE)}
         assert droplet["inputs"]["userData"] == SECRET_MARK
     assert public_lb(result)["inputs"]["healthcheck"]["path"] == "/healthz"
     assert of_type(result, FIREWALL)
@@ -126,7 +132,7 @@ def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring():
     for droplet in droplets:
         inputs = droplet["inputs"]
         assert inputs["size"] == group.offer.instance_type
-        assert inputs["image"] == NVIDIA_IMAGES[group.offer.gpu_count]
+        assert inputs["image"] == booted(NVIDIA_IMAGES[group.offer.gpu_count])
         assert inputs["region"] == "tor1" == vpc["inputs"]["region"]
         assert inputs["vpcUuid"] and inputs["monitoring"] is True
         assert len(inputs["tags"]) == 2 and all(inputs["tags"])
@@ -210,7 +216,7 @@ def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service():
     assert len(droplets) == sum(g.count for g in plan.node_groups)
     by_size = {g.offer.instance_type: g for g in plan.node_groups}
     assert {d["inputs"]["size"] for d in droplets} == set(by_size)
-    assert {d["inputs"]["image"] for d in droplets} == {NVIDIA_IMAGES[1], CPU_IMAGE}
+    assert {d["inputs"]["image"] for d in droplets} == {booted(NVIDIA_IMAGES[1]), booted(CPU_IMAGE)}
 
     public = public_lb(split)
     internal = [r for r in of_type(split, LB) if r["inputs"]["network"] == "INTERNAL"]
@@ -413,7 +419,7 @@ def test_the_load_balancer_comes_before_the_droplets_and_selects_them_by_the_sta
 def test_an_unpinned_droplet_keeps_its_image_and_a_pin_is_the_image_id(monkeypatch):
     seen = recording_options(monkeypatch)
     unpinned = run_offline(do_config())
-    assert matching(unpinned, DROPLET)["inputs"]["image"] == "gpu-h100x1-base"
+    assert matching(unpinned, DROPLET)["inputs"]["image"] == booted("gpu-h100x1-base")  # the id the slug names now
     raw = do_config("do-pinned")
     pinned = with_plan(raw, first_group(image="181234567"))
     assert matching(pinned, DROPLET)["inputs"]["image"] == "181234567"

@@ -67,8 +67,8 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
 
     def look_up(self, invoke: pulumi.InvokeOptions) -> DigitalOceanLookup:
         """From /v2/sizes: each group's size (its own, else the next fallback its spot policy allows) in the region,
-        or the first region with one for every group; each group's droplet image; whether the size's own disk
-        holds the cache. The steps after it build that plan (`self.plan`), and `capacity_fallbacks` says why."""
+        or the first region with one for every group; each group's droplet image (its pin, else the id its base
+        image's slug names now); whether the size's own disk holds the cache. The steps after it build that plan (`self.plan`), and `capacity_fallbacks` says why."""
         plan = self.plan
         wanted = sorted({o.instance_type for g in plan.node_groups for o in size_candidates(g)})
         listed = self.listed_sizes(wanted, invoke)
@@ -76,13 +76,16 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             built, fallbacks = with_capacity(plan, listed)
         except NoCapacity as none:
             raise ConfigError([problem(plan.source, "region", str(none), "pick another region, or another gpu")]) from None
-        images = {}
+        images, newest = {}, {}
         for group in built.node_groups:
             try:
-                images[group.name] = droplet_image(group)
+                image = droplet_image(group)
             except ValueError as error:
                 message = f"{group.offer.instance_type} (node group {group.name!r}): {error}"
                 raise ConfigError([problem(plan.source, "catalogFile", message, "pin another gpu")]) from None
+            if group.image is None:  # a slug: its image now, which the droplets keep (ignore_changes)
+                image = newest.setdefault(image, self.image_id(image, invoke))
+            images[group.name] = image
         volumes = {}
         for group in built.node_groups:
             size = listed.get(group.offer.instance_type)
@@ -143,6 +146,12 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
                            f"{dns_name(plan.stack)}-{g.name}-{g.count - 1}", plan.access.ssh_public_keys)[0]
             for g in plan.node_groups
         }
+
+    @staticmethod
+    def image_id(slug: str, invoke: pulumi.InvokeOptions) -> str:
+        """The id of the image a slug names now (/v2/images/<slug>): a droplet created from it keeps that image, even
+        when it is replaced for another change, while the slug moves on to each new release."""
+        return str(do.get_image(slug=slug, opts=invoke).id)
 
     @staticmethod
     def listed_sizes(sizes: list[str], invoke: pulumi.InvokeOptions) -> dict[str, SizeListing]:

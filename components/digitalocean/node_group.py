@@ -97,8 +97,9 @@ class DigitalOceanNodeGroup(pulumi.ComponentResource):
         self.droplets: list[do.Droplet] = []
         self.gates: list[HealthGate] = []
         self.user_data: list[pulumi.Output[str]] = []
-        # An unpinned image is a slug, which DigitalOcean moves to each new base image: a droplet keeps the image
-        # it was created from. A pin is an id, and a new pin replaces the droplets, batch after batch.
+        # Unpinned, the image is the id its slug named at the droplet's creation: ignore_changes keeps it when the
+        # slug moves on, also for a replacement (the engine takes an ignored input from the old state). A new pin
+        # replaces the droplets, batch after batch.
         keep_image = None if group.image is not None else ["image"]
         previous: list[HealthGate] = []  # the gates of the batch before: this batch's droplets wait for them
         for batch in rollout_batches(group.count, plan.batch_size(group)):

@@ -127,7 +127,21 @@ def _sizes(args: dict) -> dict:
     return {"id": "sizes", "filters": args.get("filters"), "sizes": sizes, "sorts": args.get("sorts")}
 
 
-INVOKES = {"digitalocean:index/getSizes:getSizes": _sizes}
+def image_id(slug: str) -> int:
+    """The id the getImage fake gives the image a slug names (DigitalOcean's ids are 8 or 9 digits)."""
+    return 100_000_000 + int(_hex(slug, 6), 16) % 99_999_999
+
+
+def _image(args: dict) -> dict:
+    """getImage by slug, in the shape DigitalOcean answers: a public base image, available in every region."""
+    slug = args["slug"]
+    return {"id": image_id(slug), "image": str(image_id(slug)), "slug": slug, "name": slug, "distribution": "Ubuntu",
+            "private": False, "type": "base", "min_disk_size": 50, "size_gigabytes": 20.0, "status": "available",
+            "error_message": "", "description": "", "tags": [], "created": "2026-10-14T16:02:11Z",
+            "regions": sorted({r for regions in size_regions().values() for r in regions})}
+
+
+INVOKES = {"digitalocean:index/getSizes:getSizes": _sizes, "digitalocean:index/getImage:getImage": _image}
 
 OUTPUTS = {
     "digitalocean:index/vpc:Vpc": _vpc,
