@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import NoReturn
 
@@ -293,3 +294,21 @@ def make_node(root: Path, case: Case) -> Node:
             target.write_text(text)
             target.chmod(int(file.permissions, 8))
     return Node(root, {**os.environ, **moved, "LLM_DEPLOY_HEALTH_INTERVAL": "1"})
+
+
+# --- stubs of cloud APIs --------------------------------------------------------------------------
+
+
+class JsonApi(BaseHTTPRequestHandler):
+    """The base of a cloud API stub: quiet, answering JSON as the APIs do (a subclass says what and when)."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _json(self, status: int, document: dict) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)

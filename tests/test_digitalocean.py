@@ -252,8 +252,8 @@ def test_droplet_count_follows_replicas():
     assert len({d["name"] for d in of_type(result, DROPLET)}) == 3
 
 
-def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
-    """Droplets are replaced when user-data changes: Pulumi's create-before-delete must stay in force."""
+def recording_options(monkeypatch) -> list[tuple[str, str, pulumi.ResourceOptions | None]]:
+    """(type, name, options) of every custom resource the program declares, as it declares them."""
     seen: list[tuple[str, str, pulumi.ResourceOptions | None]] = []
     original = pulumi.CustomResource.__init__
 
@@ -262,6 +262,16 @@ def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
         original(self, t, name, props, opts, *args, **kwargs)
 
     monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
+    return seen
+
+
+def waits_for(opts: pulumi.ResourceOptions | None) -> list[str]:
+    return sorted(r._name for r in (opts.depends_on or [])) if opts else []
+
+
+def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
+    """Droplets are replaced when user-data changes: Pulumi's create-before-delete must stay in force."""
+    seen = recording_options(monkeypatch)
     run_offline(do_config("do-options", services=SPLIT_SERVICES))
     droplets = [(name, opts) for t, name, opts in seen if t == DROPLET]
     assert len(droplets) == 3
@@ -341,23 +351,6 @@ def test_image_choice_per_gpu_count():
 
 GATE = "pulumi-python:dynamic/llm-deploy:HealthGate"
 SIZES_INVOKE = "digitalocean:index/getSizes:getSizes"
-
-
-def recording_options(monkeypatch) -> list[tuple[str, str, pulumi.ResourceOptions | None]]:
-    """(type, name, options) of every custom resource the program declares, as it declares them."""
-    seen: list[tuple[str, str, pulumi.ResourceOptions | None]] = []
-    original = pulumi.CustomResource.__init__
-
-    def recording(self, t, name, props=None, opts=None, *args, **kwargs):
-        seen.append((t, name, opts))
-        original(self, t, name, props, opts, *args, **kwargs)
-
-    monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
-    return seen
-
-
-def waits_for(opts: pulumi.ResourceOptions | None) -> list[str]:
-    return sorted(r._name for r in (opts.depends_on or [])) if opts else []
 
 
 @pytest.mark.parametrize(("count", "batch", "batches"), [

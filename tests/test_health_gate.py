@@ -46,6 +46,15 @@ class Server(http.server.ThreadingHTTPServer):
         self.server_close()
 
 
+def reply(handler: http.server.BaseHTTPRequestHandler, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    handler.send_response(status)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class Node:
     """A node's gateway: /healthz 503 until `healthy_at` (monotonic), then 200; both name the node."""
 
@@ -58,11 +67,7 @@ class Node:
             def do_GET(self) -> None:
                 healthy = node.healthy_at is not None and time.monotonic() >= node.healthy_at
                 body = b'{"status":"ok"}\n' if healthy else b'{"status":"unavailable"}\n'
-                self.send_response(200 if healthy else 503)
-                self.send_header(NODE_HEADER, node.name)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                reply(self, 200 if healthy else 503, [(NODE_HEADER, node.name)], body)
 
             def log_message(self, *args) -> None:
                 pass
@@ -85,19 +90,12 @@ class Balancer:
             def do_GET(self) -> None:
                 healthy = [t for t in balancer.targets if t.name in balancer.in_rotation]
                 if not healthy:
-                    self.send_response(503)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    reply(self, 503, [], b"")
                     return
                 balancer.turn += 1
                 status, headers, body = balancer.ask(healthy[balancer.turn % len(healthy)], self.path)
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in ("content-length", "connection", "date", "server"):
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                relayed = [(n, v) for n, v in headers if n.lower() not in ("content-length", "connection", "date", "server")]
+                reply(self, status, relayed, body)
 
             def log_message(self, *args) -> None:
                 pass

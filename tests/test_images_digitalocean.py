@@ -4,11 +4,10 @@ strict as the API: the bearer token, 404 for a slug it does not have, the image'
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from infra.cli.images import digitalocean as resolver
 from infra.cli.refresh import MissingCredentials
 from infra.errors import LlmDeployError
-from tests.helpers import STACKS_DIR, shipped_plan
+from tests.helpers import STACKS_DIR, JsonApi, shipped_plan
 
 TOKEN = "dop_v1_" + "c" * 64  # a personal access token's shape
 H100_BASE = {  # the shape of GET /v2/images/gpu-h100x1-base (API reference: "Retrieve an Existing Image")
@@ -26,32 +25,21 @@ H100_BASE = {  # the shape of GET /v2/images/gpu-h100x1-base (API reference: "Re
 }  # fmt: skip
 
 
-class Images(BaseHTTPRequestHandler):
+class Images(JsonApi):
     images: ClassVar[dict[str, dict]] = {}
     calls: ClassVar[list[str]] = []
 
-    def log_message(self, *args):
-        pass
-
-    def answer(self, status: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self):
         if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self.answer(401, {"id": "Unauthorized", "message": "Unable to authenticate you"})
+            self._json(401, {"id": "Unauthorized", "message": "Unable to authenticate you"})
             return
         path = urllib.parse.urlsplit(self.path).path
         self.calls.append(path)
         slug = path.removeprefix("/v2/images/")
         if path.startswith("/v2/images/") and slug in self.images:
-            self.answer(200, {"image": self.images[slug]})
+            self._json(200, {"image": self.images[slug]})
         else:
-            self.answer(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
+            self._json(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
 
 
 @pytest.fixture

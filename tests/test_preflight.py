@@ -12,7 +12,7 @@ import importlib
 import json
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
@@ -22,7 +22,7 @@ from infra import clouds
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
-from tests.helpers import ROOT
+from tests.helpers import ROOT, JsonApi
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is the `refresh` extra; scripts/test.sh installs it")
 moto = pytest.importorskip("moto", reason="moto is a dev dependency; scripts/test.sh installs it")
@@ -209,7 +209,7 @@ def test_bad_config_exits_2_before_asking_any_cloud(cli, stack_file):
 # --- DigitalOcean and Alibaba Cloud: a stub of their APIs -----------------------------------------
 
 
-class Api(BaseHTTPRequestHandler):
+class Api(JsonApi):
     """DigitalOcean's `/v2/...` (bearer token) and Alibaba Cloud's ECS RPC (signed), answering what a test sets."""
 
     sizes: ClassVar[list[dict]] = []
@@ -218,17 +218,6 @@ class Api(BaseHTTPRequestHandler):
     domains: ClassVar[set[str]] = set()
     stock: ClassVar[dict[str, list[str]]] = {}  # Alibaba instance type -> zones with stock
     calls: ClassVar[list[str]] = []
-
-    def log_message(self, *args):
-        pass
-
-    def _json(self, status: int, document: dict) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
