@@ -95,10 +95,11 @@ SIZE_DISK_GB = {
 def size_regions() -> dict[str, tuple[str, ...]]:
     """Per DigitalOcean size, the regions the built-in catalog offers it in: where the getSizes fake lists it."""
     from infra.catalog import read_catalog
+    from infra.clouds import DIGITALOCEAN
 
     regions: dict[str, set[str]] = {}
     for offer in read_catalog():
-        if offer.cloud == "digitalocean":
+        if offer.cloud == DIGITALOCEAN.name:
             regions.setdefault(offer.instance_type, set()).add(offer.region)
     return {size: tuple(sorted(found)) for size, found in regions.items()}
 
