@@ -19,6 +19,7 @@ FILES = Path(__file__).parent / "files"
 AUTH_FILE = "/etc/nginx/llm-deploy/auth.conf"
 HEALTH_FILE = "/run/llm-deploy/healthy"
 SERVICE_HEALTH_DIR = "/run/llm-deploy/healthy-services"  # one file per healthy local service, for /healthz/<service>
+DRAIN_FILE = "/run/llm-deploy/draining"  # while it exists every /healthz answers 503 (llm-deploy drain)
 DEFAULT_LISTEN = (f"{GATEWAY_PORT} default_server", f"[::]:{GATEWAY_PORT} default_server")
 # /healthz names the node that answered (nginx's $hostname; a droplet's hostname is its name), so a health gate
 # can tell which node a load balancer forwarded to (components/health_gate.py).
@@ -94,6 +95,15 @@ def routes(group: NodeGroup, upstreams: Mapping[str, str] | None = None) -> list
     return result
 
 
+def metrics_locations(group: NodeGroup) -> list[str]:
+    """`/metrics/<name>` → that server's own `/metrics` (vLLM and TEI both serve Prometheus text there)."""
+    return [
+        f"    location = /metrics/{name} {{ proxy_pass http://127.0.0.1:{port}/metrics; }}"
+        for service in group.services
+        for name, port in service.instances
+    ]
+
+
 def render_gateway(
     group: NodeGroup,
     upstreams: Mapping[str, str] | None = None,
@@ -102,9 +112,11 @@ def render_gateway(
     auth_file: str = AUTH_FILE,
     health_file: str = HEALTH_FILE,
     service_health_dir: str = SERVICE_HEALTH_DIR,
+    drain_file: str = DRAIN_FILE,
 ) -> str:
     """nginx `http`-level config (the key map include, a map and one server block) for a node group."""
-    for name, value in (("auth_file", auth_file), ("health_file", health_file), ("service_health_dir", service_health_dir)):
+    files = (("auth_file", auth_file), ("health_file", health_file), ("service_health_dir", service_health_dir), ("drain_file", drain_file))
+    for name, value in files:
         if not _FILE.match(value):
             raise ValueError(f"{name}: {value!r} must be an absolute path of letters, digits and / _ . -")
     for address in listen:
@@ -122,9 +134,11 @@ def render_gateway(
         auth_file=auth_file,
         health_file=health_file,
         service_health_dir=service_health_dir,
+        drain_file=drain_file,
         listen="\n".join(f"    listen {address};" for address in listen),
         max_body=f"{MAX_BODY_BYTES // 2**20}m",
         upstreams=upstream_blocks(group),
         timeout=TIMEOUT,
         routes="\n".join(lines) + "\n",
+        metrics="\n".join(metrics_locations(group)) + "\n",
     )

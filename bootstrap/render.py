@@ -3,7 +3,8 @@
 The cloud-config is a typed structure dumped with `yaml.safe_dump`-compatible output: no YAML is
 built from strings. It carries, as readable text, the static scripts and units of `files/` and the
 few generated files that hold this node's values: `node.env`, one `services/<name>.conf` per
-service, the gateway config, and, only on clouds without a secret store, `secrets.env`. Clouds whose
+service, the gateway config, the metrics agent's configuration where the cloud's record names an agent,
+and, only on clouds without a secret store, `secrets.env`. Clouds whose
 record says `gzip_user_data` (AWS, Alibaba Cloud) get the whole document gzipped (`encode_user_data`) to stay under their limits. The scripts read those files, so they stay the same on every
 node and shellcheck checks exactly what runs.
 """
@@ -20,11 +21,13 @@ from typing import NotRequired, TypedDict
 
 import yaml
 
+from bootstrap import cloudwatch
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery, SecretStore
-from bootstrap.gateway import AUTH_FILE, FILES, HEALTH_FILE, SERVICE_HEALTH_DIR, render_gateway
+from bootstrap.gateway import AUTH_FILE, DRAIN_FILE, FILES, HEALTH_FILE, SERVICE_HEALTH_DIR, render_gateway
 from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE, DRIVER_BRANCH, ServiceLaunch, service_launches
 from infra import clouds
 from infra.errors import BadInput
+from infra.node_metadata import TOKEN_TTL_SECONDS
 from infra.plan import GATEWAY_PORT, NodeGroup
 
 ETC = "/etc/llm-deploy"
@@ -76,7 +79,7 @@ class StaticFile:
     source: str
     path: str
     permissions: str
-    when: str = "always"  # "always" | "gpu" | "alicloud-oos"
+    when: str = "always"  # "always" | "gpu" | a secret store kind | "metadata" | "metrics-agent" | that agent
 
 
 STATIC_FILES = (
@@ -87,10 +90,15 @@ STATIC_FILES = (
     StaticFile("systemd/llm-deploy-secrets.service", "/etc/systemd/system/llm-deploy-secrets.service", "0644"),
     StaticFile("systemd/llm-deploy@.service", "/etc/systemd/system/llm-deploy@.service", "0644"),
     StaticFile("systemd/llm-deploy-health.service", "/etc/systemd/system/llm-deploy-health.service", "0644"),
+    StaticFile("llm-deploy-metadata", "/usr/local/sbin/llm-deploy-metadata", "0755", when="metadata"),
+    StaticFile("systemd/llm-deploy-watch.service", "/etc/systemd/system/llm-deploy-watch.service", "0644", when="metadata"),
+    StaticFile("systemd/llm-deploy-metrics.service", "/etc/systemd/system/llm-deploy-metrics.service", "0644", when="metrics-agent"),
+    StaticFile("llm-deploy-cloudwatch", "/usr/local/sbin/llm-deploy-cloudwatch", "0755", when="cloudwatch"),
 )
 
 RUNCMD = [
     ["ln", "-sf", "/usr/local/sbin/llm-deploy", "/usr/local/bin/llm-deploy-status"],
+    ["ln", "-sf", "/usr/local/sbin/llm-deploy", "/usr/local/bin/llm-deploy-node"],  # the node tool's unambiguous name
     ["systemctl", "daemon-reload"],
     ["systemctl", "enable", "llm-deploy-bootstrap.service"],
     # --no-block: cloud-init must finish; the unit runs on (and after the driver's reboot) by itself.
@@ -122,7 +130,9 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         "LLM_DEPLOY_HEALTH_FILE": HEALTH_FILE,
         "LLM_DEPLOY_SERVICE_HEALTH_DIR": SERVICE_HEALTH_DIR,
         "LLM_DEPLOY_AUTH_FILE": AUTH_FILE,
+        "LLM_DEPLOY_DRAIN_FILE": DRAIN_FILE,
     }
+    values |= metadata_env(group.cloud)
     if group.accelerator == "gpu":
         values |= {
             "LLM_DEPLOY_GPU_COUNT": group.offer.gpu_count,
@@ -142,6 +152,46 @@ def node_env(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> s
         values["LLM_DEPLOY_SECRET_STORE"] = "inline"
     header = f"Node group {group.name}: {group.offer.instance_type} on {group.cloud}, read by /usr/local/sbin/llm-deploy."
     return shell_assignments(header, values)
+
+
+def metadata_env(cloud_name: str) -> dict[str, str | int | Sequence[str]]:
+    """Where the node reads notices of its end, and its autoscaling group's name (the cloud's record)."""
+    cloud = clouds.get(cloud_name)
+    values: dict[str, str | int | Sequence[str]] = {}
+    if cloud.metadata:
+        service = cloud.metadata
+        values |= {
+            "LLM_DEPLOY_METADATA_URL": service.url,
+            "LLM_DEPLOY_METADATA_TOKEN_PATH": service.token_path,
+            "LLM_DEPLOY_METADATA_TOKEN_TTL_HEADER": service.token_ttl_header,
+            "LLM_DEPLOY_METADATA_TOKEN_TTL": TOKEN_TTL_SECONDS,
+            "LLM_DEPLOY_METADATA_TOKEN_HEADER": service.token_header,
+            "LLM_DEPLOY_NOTICE_PATHS": [n.path for n in service.notices],
+            "LLM_DEPLOY_NOTICE_ANSWERS": [n.answer for n in service.notices],
+            "LLM_DEPLOY_NOTICE_REASONS": [n.reason for n in service.notices],
+            "LLM_DEPLOY_GROUP_NAME_PATH": service.group_name_path or "",
+        }
+    if cloud.metrics_agent:
+        agent = cloudwatch.metrics_agent(cloud.metrics_agent)
+        values |= {
+            "LLM_DEPLOY_METRICS_AGENT": agent.agent,
+            "LLM_DEPLOY_AGENT_VERSION": agent.version,
+            "LLM_DEPLOY_AGENT_PACKAGE_URL": agent.package_url,
+            "LLM_DEPLOY_AGENT_SIGNATURE_URL": agent.signature_url,
+            "LLM_DEPLOY_AGENT_KEY_URL": agent.key_url,
+            "LLM_DEPLOY_AGENT_KEY_FINGERPRINT": agent.key_fingerprint,
+        }
+    return values
+
+
+# A metrics agent (a cloud record's `metrics_agent`) → the configuration files it needs on a node of the group.
+AGENT_CONFIGS = {"cloudwatch": cloudwatch.config_files}
+
+
+def agent_files(group: NodeGroup) -> list[WriteFile]:
+    """The metrics agent's configuration, on clouds whose record names one."""
+    agent = clouds.get(group.cloud).metrics_agent
+    return [_text(path, text) for path, text in AGENT_CONFIGS[agent](group).items()] if agent else []
 
 
 def service_conf(launch: ServiceLaunch) -> str:
@@ -249,20 +299,23 @@ def render_user_data(
     """
     check_inputs(group, target, secrets)
     launches = service_launches(group)
-    conditions = {"always", group.accelerator}
+    cloud = clouds.get(group.cloud)
+    conditions = {"always", group.accelerator, *(["metadata"] if cloud.metadata else [])}
+    if cloud.metrics_agent:
+        conditions |= {"metrics-agent", cloud.metrics_agent}
     if isinstance(secrets, SecretStore):
         conditions.add(secrets.kind)
     files = [_static(f) for f in STATIC_FILES if f.when in conditions]
     files.append(_text(f"{ETC}/node.env", node_env(group, target, secrets)))
     files += [_text(f"{ETC}/services/{launch.service.name}.conf", service_conf(launch)) for launch in launches]
     files.append(_text(f"{ETC}/gateway.conf", render_gateway(group, upstreams)))
+    files += agent_files(group)
     if isinstance(secrets, InlineSecrets):
         files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
     config: CloudConfig = {"write_files": files, "runcmd": RUNCMD, "ssh_pwauth": False}
     if ssh_public_keys:
         config["ssh_authorized_keys"] = list(ssh_public_keys)
     text = dump(config)
-    cloud = clouds.get(group.cloud)
     size = len(_gzip(text)) if cloud.gzip_user_data else len(text.encode())
     if size > cloud.user_data_limit:
         raise UserDataTooLarge(group.name, group.cloud, size, cloud.user_data_limit)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from infra.boot_time import NodeImage, node_image
 from infra.data_files import data_rows
+from infra.node_metadata import ALICLOUD_METADATA, AWS_IMDS, MetadataService
 
 # How a cloud's root disk (and the model cache on it) performs; infra/node_storage.py has one model per kind.
 ROOT_DISKS = ("ebs-gp3", "essd-pl1", "droplet")
@@ -46,6 +47,8 @@ class Cloud:
     # What a machine image id looks like (a regular expression, whole id): `nodeImages` pins are checked
     # against it; None: the cloud takes no image pins.
     image_id_pattern: str | None = None
+    metadata: MetadataService | None = None  # what a node's watcher polls for notices of its end; None: nothing to poll
+    metrics_agent: str | None = None  # the agent a node publishes its services' metrics with (bootstrap/files/llm-deploy-<agent>)
     # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
 
     def spot_problem(self, instance_type: str) -> str | None:
@@ -115,6 +118,8 @@ AWS = Cloud(
     root_disk="ebs-gp3",
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
     image_id_pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",  # EC2 AMI ids: 8 or 17 hex digits
+    metadata=AWS_IMDS,
+    metrics_agent="cloudwatch",  # the CloudWatch agent: queue depth per autoscaling group, for target tracking
 )
 DIGITALOCEAN = Cloud(
     name="digitalocean",
@@ -149,6 +154,7 @@ ALICLOUD = Cloud(
     bandwidth_limit="alicloud_public_bandwidth_mbit",  # the node's public bandwidth (internet_max_bandwidth_out)
     # ECS image ids: a public image's file name (ubuntu_22_04_x64_20G_alibase_20240926.vhd) or a custom image's m-...
     image_id_pattern=r"m-[a-z0-9]{8,32}|[A-Za-z0-9][A-Za-z0-9_.-]{2,120}\.vhd",
+    metadata=ALICLOUD_METADATA,
 )
 
 CLOUDS: tuple[Cloud, ...] = (AWS, DIGITALOCEAN, ALICLOUD)  # catalog order: the first wins a price tie

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from infra import clouds
 from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
-from infra.config import RawConfig, ServiceConfig, StackConfig, check_config, problem
+from infra.config import PLACEMENT_KEYS, CheckedConfig, RawConfig, ServiceConfig, StackConfig, check_config, problem
 from infra.errors import ConfigError, Problem
 from infra.models import (
     CPU_RAM_RESERVE_GB,
@@ -411,8 +412,8 @@ def to_deployment_plan(config: StackConfig, needs: Sequence[ServiceNeed], chosen
 
 def image_problems(config: StackConfig, plan: DeploymentPlan, whole: bool = True) -> list[Problem]:
     """`nodeImages` entries that name no node group of the plan, or hold what is not an image id of its cloud.
-    On part of a stack (`whole` False: services or keys left out) its groups and, unless `cloud` is set, its cloud
-    are another stack's: only what can be judged is."""
+    On part of a stack that places otherwise (`whole` False: a service or a key that shapes the groups left out)
+    its groups and, unless `cloud` is set, its cloud are another stack's: only what can be judged is."""
     names = [g.name for g in plan.node_groups]
     cloud = clouds.get(plan.cloud)
     problems = []
@@ -599,8 +600,8 @@ def evaluate(config: StackConfig, positions: Sequence[int] | None = None, whole:
     """Place the stack on every cloud (for the comparison) and choose per `config.cloud`.
 
     `positions` are the services' indices in the stack file when `config` holds only some of them
-    (load_config's partial stack), so problems name the right `services[i]`; `whole` False: `config` is such a
-    partial stack, and the checks of the whole plan (nodeImages' group names) are left out. Problems come back in
+    (load_config's partial stack), so problems name the right `services[i]`; `whole` False: that part places
+    otherwise than the whole stack, so the checks of the whole plan (nodeImages' group names) are left out. Problems come back in
     `Evaluation.problems`, every one found; raises ConfigError only when the catalog cannot be read.
     """
     offers, problems = priced_offers(config)
@@ -647,6 +648,17 @@ def place(config: StackConfig) -> DeploymentPlan:
     return result.plan
 
 
+# Keys whose values shape the plan's node groups (what they are named, where they run).
+PLAN_SHAPING_KEYS = (*PLACEMENT_KEYS, "priceOverrides", "domain", "spotPolicy")
+
+
+def _same_plan(checked: CheckedConfig) -> bool:
+    """Whether the valid part of the stack places as the whole stack would: no problem in a key that shapes the
+    node groups (a service with a problem is left out; a wrong `rollout` changes no group)."""
+    at_fault = {re.split(r"[.\[]", p.field, maxsplit=1)[0] for p in checked.problems}
+    return not at_fault & set(PLAN_SHAPING_KEYS)
+
+
 def load_config(raw: RawConfig) -> StackConfig:
     """The validated stack. Raises ConfigError with every problem of the file in one go: the config's
     own and, for whatever part of it is valid, the services and keys placement would refuse (a pin, a
@@ -658,7 +670,7 @@ def load_config(raw: RawConfig) -> StackConfig:
         return checked.partial
     problems = list(checked.problems)
     if checked.partial is not None:
-        placement = evaluate(checked.partial, checked.positions, checked.complete).problems
+        placement = evaluate(checked.partial, checked.positions, _same_plan(checked)).problems
         # the budget is judged on the whole stack only: on part of it, the price would be another stack's
         problems += [p for p in placement if checked.complete or p.field != "budgetUsdPerHour"]
     raise ConfigError(problems)

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -284,16 +285,34 @@ def make_node(root: Path, case: Case) -> Node:
         "LLM_DEPLOY_AUTH_FILE": str(root / "nginx" / "auth.conf"),
         "LLM_DEPLOY_HEALTH_FILE": str(root / "run" / "healthy"),
         "LLM_DEPLOY_SERVICE_HEALTH_DIR": str(root / "run" / "healthy-services"),
+        "LLM_DEPLOY_DRAIN_FILE": str(root / "run" / "draining"),
     }
     for path, file in files.items():
         if path.startswith("/etc/llm-deploy/"):
             target = root / "etc" / path.removeprefix("/etc/llm-deploy/")
+            target.parent.mkdir(parents=True, exist_ok=True)
             text = file.text
             if path.endswith("node.env"):  # node.env sets these paths itself: move them after it does
                 text += "".join(f"{k}={v}\n" for k, v in moved.items())
             target.write_text(text)
             target.chmod(int(file.permissions, 8))
     return Node(root, {**os.environ, **moved, "LLM_DEPLOY_HEALTH_INTERVAL": "1"})
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of COUNT consecutive free loopback ports (a service's replicas listen on port, port + 1, ...)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        try:
+            sockets = [socket.create_server(("127.0.0.1", base + i)) for i in range(count)]
+        except OSError:
+            continue
+        for s in sockets:
+            s.close()
+        return base
+    raise RuntimeError("no consecutive free ports")
 
 
 # --- stubs of cloud APIs --------------------------------------------------------------------------

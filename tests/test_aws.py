@@ -330,8 +330,9 @@ def condition_matches(condition: dict, request: dict[str, str]) -> bool:
 def test_node_role_reads_exactly_the_stacks_parameters(stack):
     plan, result = planned(stack)
     arns = sorted(f"arn:aws:ssm:{plan.region}:{fakes.ACCOUNT}:parameter{p['inputs']['name']}" for p in of_type(result, PARAMETER))
-    (policy,) = of_type(result, "aws:iam/rolePolicy:RolePolicy")
-    document = json.loads(policy["inputs"]["policy"])
+    policies = {p["name"].rsplit("-", 1)[-1]: p for p in of_type(result, "aws:iam/rolePolicy:RolePolicy")}
+    assert sorted(policies) == ["metrics", "read"]
+    document = json.loads(policies["read"]["inputs"]["policy"])
     read, decrypt = document["Statement"]
     assert read["Effect"] == "Allow" and sorted(read["Action"]) == ["ssm:GetParameter", "ssm:GetParameters"]
     assert sorted(read["Resource"]) == arns
@@ -346,6 +347,10 @@ def test_node_role_reads_exactly_the_stacks_parameters(stack):
     assert not condition_matches(decrypt["Condition"], ssm_decrypt_context(plan.region, other))
     assert not condition_matches(decrypt["Condition"], {**ssm_decrypt_context(plan.region, arns[0]), "kms:ViaService": "s3.amazonaws.com"})
     assert "*" not in json.dumps(read)
+    # The CloudWatch agent's metric logs, into their one log group and nothing else.
+    (publish,) = json.loads(policies["metrics"]["inputs"]["policy"])["Statement"]
+    group = f"arn:aws:logs:{plan.region}:*:log-group:/llm-deploy/metrics"
+    assert publish["Resource"] == [group, f"{group}:*"] and all(a.startswith("logs:") for a in publish["Action"])
     assert len(of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")) == 0
     (role,) = of_type(result, "aws:iam/role:Role")
     assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}

@@ -5,8 +5,10 @@ with `systemd-nspawn -b` in a network namespace made here (loopback only; the sp
 get a veth pair between their namespaces). Cloud-init reads a NoCloud seed; the node tool, systemd units,
 nginx and cloud-init modules are the real ones. Stand-ins (tests/boot/) exist only for what a container
 cannot have: GPUs (`nvidia-smi`), the NVIDIA and Docker packages (a local apt repository of dummy .debs,
-and NVIDIA's toolkit repository served over TLS), the clouds' secret stores, and `docker`, which checks
-every vLLM/TEI argument against the pinned versions' options and runs a server speaking their API.
+and NVIDIA's toolkit repository served over TLS), the clouds' secret stores and metadata services (token
+mode, as strict as the clouds'), the CloudWatch agent (a signed stand-in package whose agent checks its
+configuration and scrapes the services), and `docker`, which checks every vLLM/TEI argument against the
+pinned versions' options and runs a server speaking their API (and their /metrics).
 
 Marker `boot`; needs root, debootstrap and systemd-container. Skips locally without them; fails under CI.
 """
@@ -27,17 +29,21 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from unittest import mock
+from urllib.parse import urlsplit
 
 import pytest
 
-from bootstrap import BootTarget, InlineSecrets, SecretStore, encode_user_data, render_user_data
+from bootstrap import BootTarget, InlineSecrets, SecretStore, cloudwatch, encode_user_data, render_user_data
 from bootstrap.services import CACHE_DIR, DRIVER_BRANCH, replica_services
 from infra import clouds
+from infra.data_files import DATA_DIR
 from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import node_group
 from infra.plan import NodeGroup
+from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, metric
 from tests.helpers import FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, group, missing, offer, svc
 
 pytestmark = pytest.mark.boot
@@ -75,10 +81,16 @@ class NodeSpec:
     address: str | None = None  # on the split stack's private network
     volume: bool = False  # a cache volume bound at the cache directory
     nvme: str | None = None  # a stand-in for the instance-store NVMe the image mounts here
+    notice: int = 0  # which of its cloud's notices (clouds.<cloud>.metadata.notices) the test sends at the end
 
-    def user_data(self) -> bytes:
-        """The bytes the instance's metadata service hands cloud-init, from what the cloud API is given."""
-        text = render_user_data(self.group, self.target, self.secrets, self.upstreams)
+    def user_data(self, agent_key: str) -> bytes:
+        """The bytes the instance's metadata service hands cloud-init, from what the cloud API is given.
+
+        AGENT_KEY: the fingerprint of the key the stand-in CloudWatch agent package is signed with, in place
+        of AWS's (the one fact of the data the test must change: it cannot sign with AWS's key)."""
+        agent = cloudwatch.metrics_agent
+        with mock.patch.object(cloudwatch, "metrics_agent", lambda name: replace(agent(name), key_fingerprint=agent_key)):
+            text = render_user_data(self.group, self.target, self.secrets, self.upstreams)
         if clouds.get(self.group.cloud).gzip_user_data:
             sent = encode_user_data(text)  # the launch template / scaling configuration field
             delivered = base64.b64decode(sent)  # the API takes base64; the metadata service serves the bytes
@@ -116,7 +128,7 @@ KINDS: dict[str, tuple[NodeSpec, ...]] = {
     # A CPU node (plain Ubuntu 24.04 AMI): TEI's CPU image, Docker from the archive.
     "aws-cpu": (NodeSpec(
         "aws-cpu", group("encoders", offer("aws", "c7i.2xlarge", None, 0, None), svc("embedding", accelerator="cpu"), svc("rerank", accelerator="cpu")),
-        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04"), AWS_SSM, USER_KEY,
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04"), AWS_SSM, USER_KEY, notice=1,  # scaled in
     ),),
     # DigitalOcean split stack: the LLM droplet (GPU image, cache volume) proxies embeddings and rerank to a CPU droplet.
     "digitalocean-split": (
@@ -258,7 +270,25 @@ def stand_ins(tmp_path_factory) -> dict[str, Path]:
     subprocess.run([*gpg, "--clearsign", "-o", str(toolkit / "InRelease"), str(toolkit / "Release")], check=True, capture_output=True)
     tls = where / "tls"
     tls.mkdir()
-    names = "DNS:nvidia.github.io,DNS:oos.ap-southeast-1.aliyuncs.com"
+    agent = cloudwatch.metrics_agent("cloudwatch")
+    bucket = where / "cloudwatch"
+    package = bucket / urlsplit(agent.package_url).path.lstrip("/")
+    package.parent.mkdir(parents=True)
+    unit = (b"[Unit]\nDescription=CloudWatch agent stand-in (boot test)\n\n[Service]\nExecStart=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent\n"
+            b"Restart=always\n\n[Install]\nWantedBy=multi-user.target\n")
+    build_deb(package.parent, "amazon-cloudwatch-agent", {
+        "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl": stub("cloudwatch_agent.py"),
+        "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent": stub("cloudwatch_agent.py"),
+        "/opt/aws/amazon-cloudwatch-agent/bin/CWAGENT_VERSION": (agent.version.encode(), 0o644),
+        "/etc/systemd/system/amazon-cloudwatch-agent.service": (unit, 0o644),
+    }, "CloudWatch agent").rename(package)  # fmt: skip
+    subprocess.run([*gpg, "--detach-sign", "-o", str(bucket / urlsplit(agent.signature_url).path.lstrip("/")), str(package)], check=True, capture_output=True)
+    key = bucket / urlsplit(agent.key_url).path.lstrip("/")
+    key.parent.mkdir(parents=True)
+    key.write_bytes(subprocess.run([*gpg, "--export"], check=True, capture_output=True).stdout)
+    listing = subprocess.run([*gpg, "--with-colons", "--fingerprint"], check=True, capture_output=True, text=True).stdout
+    (where / "agent-key").write_text(next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")))
+    names = f"DNS:nvidia.github.io,DNS:oos.ap-southeast-1.aliyuncs.com,DNS:{urlsplit(agent.package_url).hostname}"
     for command in (
         ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=llm-deploy boot test CA", "-days", "2"],
         ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=boot-stub"],
@@ -266,7 +296,7 @@ def stand_ins(tmp_path_factory) -> dict[str, Path]:
          "-extfile", "/dev/stdin"],
     ):  # fmt: skip
         subprocess.run(["openssl", *command], cwd=tls, check=True, capture_output=True, input=f"subjectAltName={names}\n".encode())
-    return {"archive": archive, "toolkit": toolkit, "tls": tls}
+    return {"archive": archive, "toolkit": toolkit, "tls": tls, "cloudwatch": bucket, "agent-key": where / "agent-key"}
 
 
 # --- containers ---------------------------------------------------------------------------------------
@@ -319,6 +349,7 @@ class Container:
     nspawn: int = 0
     first_answer: int = 0
     healthy_after: float | None = None
+    metadata: Path | None = None  # the items of its cloud's metadata service (files), where it has one
 
     def boot(self) -> None:
         """Boot in the background; a reboot from inside (exit 133) boots again, as the VM would."""
@@ -414,12 +445,13 @@ def prepare(spec: NodeSpec, rootfs: Path, stand_ins: dict[str, Path], where: Pat
     subprocess.run(["cp", "-a", "--reflink=auto", str(rootfs), str(root)], check=True)
     (root / ".complete").unlink()
     files: dict[str, str | bytes] = {
-        "/var/lib/cloud/seed/nocloud/user-data": spec.user_data(),
+        "/var/lib/cloud/seed/nocloud/user-data": spec.user_data(stand_ins["agent-key"].read_text()),
         "/var/lib/cloud/seed/nocloud/meta-data": f"instance-id: {spec.name}-0001\nlocal-hostname: {spec.name}\n",
         "/etc/cloud/cloud.cfg.d/99-boot-test.cfg": "datasource_list: [NoCloud]\nnetwork: {config: disabled}\n",
         "/etc/apt/sources.list.d/archive.list": "deb [trusted=yes] file:/opt/boot-stub/archive ./\n",
         "/usr/local/lib/boot-stub/fake_service.py": (STUBS / "fake_service.py").read_bytes(),
         "/usr/local/lib/boot-stub/cli_options.csv": (STUBS / "cli_options.csv").read_bytes(),
+        "/usr/local/lib/boot-stub/service_metrics.csv": (DATA_DIR / "service_metrics.csv").read_bytes(),
     }
     (root / "etc/apt/sources.list").unlink(missing_ok=True)  # no network: the archive is the local one
     # nginx is in the image but, as on a cloud image without it, nothing answers on port 80 before the gateway step.
@@ -435,24 +467,30 @@ def prepare(spec: NodeSpec, rootfs: Path, stand_ins: dict[str, Path], where: Pat
         files["/usr/local/sbin/aws"] = (STUBS / "aws").read_bytes()
         values = {spec.secrets.api_key_name: spec.api_key} | ({spec.secrets.hf_token_name: HF_TOKEN} if spec.secrets.hf_token_name else {})
         files["/etc/boot-stub/ssm.json"] = json.dumps({"region": spec.secrets.region, "parameters": values})
+    tls_names = []  # the HTTPS endpoints this node reaches (cloud_endpoints.py tls, in the container)
     if isinstance(spec.secrets, SecretStore) and spec.secrets.kind == "alicloud-oos":
         # The Ubuntu image's identity (the driver step installs on Ubuntu only) and the cloud's endpoints.
         (root / "etc/os-release").unlink()
         files["/etc/os-release"] = 'NAME="Ubuntu"\nVERSION_ID="22.04"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\nPRETTY_NAME="Ubuntu 22.04 LTS"\n'
         files["/etc/boot-stub/oos.json"] = json.dumps({"region": spec.secrets.region, "parameters": {spec.secrets.api_key_name: spec.api_key}})
+        tls_names += ["nvidia.github.io", f"oos.{spec.secrets.region}.aliyuncs.com"]
+        shutil.copytree(stand_ins["toolkit"], root / "opt/boot-stub/nvidia.github.io/libnvidia-container/stable/deb/amd64")
+        shutil.copy(stand_ins["toolkit"] / "gpgkey", root / "opt/boot-stub/nvidia.github.io/libnvidia-container/gpgkey")
+    if clouds.get(spec.group.cloud).metrics_agent:
+        tls_names.append(urlsplit(cloudwatch.metrics_agent("cloudwatch").package_url).hostname)
+        shutil.copytree(stand_ins["cloudwatch"], root / "opt/boot-stub/amazoncloudwatch-agent")
+    if tls_names:
         files["/usr/local/lib/boot-stub/cloud_endpoints.py"] = (STUBS / "cloud_endpoints.py").read_bytes()
         files["/etc/systemd/system/boot-stub-endpoints.service"] = (
-            "[Unit]\nDescription=boot test: Alibaba Cloud OOS and NVIDIA's apt repository\nBefore=cloud-final.service\n\n"
+            "[Unit]\nDescription=boot test: the cloud's HTTPS endpoints and package repositories\nBefore=cloud-final.service\n\n"
             "[Service]\nExecStart=/usr/bin/python3 /usr/local/lib/boot-stub/cloud_endpoints.py tls\n\n[Install]\nWantedBy=multi-user.target\n"
         )
         files["/etc/boot-stub/tls.crt"] = (stand_ins["tls"] / "tls.crt").read_bytes()
         files["/etc/boot-stub/tls.key"] = (stand_ins["tls"] / "tls.key").read_bytes()
         with open(root / "etc/hosts", "a") as hosts:
-            hosts.write(f"127.0.0.1 nvidia.github.io oos.{spec.secrets.region}.aliyuncs.com\n")
+            hosts.write(f"127.0.0.1 {' '.join(tls_names)}\n")
         with open(root / "etc/ssl/certs/ca-certificates.crt", "ab") as bundle:
             bundle.write((stand_ins["tls"] / "ca.crt").read_bytes())
-        shutil.copytree(stand_ins["toolkit"], root / "opt/boot-stub/nvidia.github.io/libnvidia-container/stable/deb/amd64")
-        shutil.copy(stand_ins["toolkit"] / "gpgkey", root / "opt/boot-stub/nvidia.github.io/libnvidia-container/gpgkey")
         wants = root / "etc/systemd/system/multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         (wants / "boot-stub-endpoints.service").symlink_to("/etc/systemd/system/boot-stub-endpoints.service")
@@ -502,19 +540,37 @@ def network():
         subprocess.run(["ip", "netns", "delete", netns], check=False)
 
 
+# The node's own address on the link to its metadata service (the service keeps the address clients use).
+METADATA_LINKS = {"169.254.169.254": ("169.254.0.1/16", "169.254.169.254/16"), "100.100.100.200": ("100.100.100.1/24", "100.100.100.200/24")}
+ASG_NAME = "llm-deploy-boot-asg-0a1b2c3d"
+
+
 @pytest.fixture(scope="session")
 def metadata_service(network):
-    """Alibaba Cloud's metadata service at 100.100.100.200, in a namespace of its own linked to a node's: FUNCTION(node netns)."""
+    """The node's cloud's metadata service (cloud_endpoints.py metadata) at its real address, in a namespace of its
+    own linked to the node's (nginx's port 80 on every address of the node's own namespace rules out serving it
+    there): FUNCTION(node) sets node.metadata to the directory of its items."""
     servers: list[subprocess.Popen] = []
 
-    def serve(node_netns: str) -> None:
-        cloud = network("metadata")
-        end = f"md{os.getpid() % 100000}"
-        subprocess.run(["ip", "link", "add", f"{end}n", "netns", node_netns, "type", "veth", "peer", "name", f"{end}m", "netns", cloud], check=True)
-        for netns, name, address in ((node_netns, f"{end}n", "100.100.100.1/24"), (cloud, f"{end}m", "100.100.100.200/24")):
-            subprocess.run(["ip", "-n", netns, "addr", "add", address, "dev", name], check=True)
+    def serve(node: Container) -> None:
+        record = clouds.get(node.spec.group.cloud).metadata
+        if record is None:
+            return
+        address = urlsplit(record.url).hostname
+        node.metadata = node.root.parent / "metadata"
+        items = node.metadata / "latest/meta-data"
+        if record.group_name_path:  # EC2 Auto Scaling: the group's tag, and the node in service
+            (items / "tags/instance").mkdir(parents=True)
+            (node.metadata / record.group_name_path.lstrip("/")).write_text(ASG_NAME)
+            (items / "autoscaling").mkdir()
+            (items / "autoscaling/target-lifecycle-state").write_text("InService")
+        cloud = network(f"md-{node.spec.name}")
+        end = f"m{len(servers)}{os.getpid() % 10000}"
+        subprocess.run(["ip", "link", "add", f"{end}n", "netns", node.netns, "type", "veth", "peer", "name", f"{end}m", "netns", cloud], check=True)
+        for netns, name, cidr in ((node.netns, f"{end}n", METADATA_LINKS[address][0]), (cloud, f"{end}m", METADATA_LINKS[address][1])):
+            subprocess.run(["ip", "-n", netns, "addr", "add", cidr, "dev", name], check=True)
             subprocess.run(["ip", "-n", netns, "link", "set", name, "up"], check=True)
-        command = ["ip", "netns", "exec", cloud, "python3", str(STUBS / "cloud_endpoints.py"), "metadata"]
+        command = ["ip", "netns", "exec", cloud, "python3", str(STUBS / "cloud_endpoints.py"), "metadata", node.spec.group.cloud, address, "80", str(node.metadata)]
         servers.append(subprocess.Popen(command))
 
     yield serve
@@ -633,6 +689,65 @@ def kill_and_recover(gateway: Container, node: Container) -> None:
     assert gateway.get("/healthz") == 200
 
 
+# What each notice's metadata item holds once it is given (the clouds' documented forms).
+NOTICE_BODIES = {
+    "/latest/meta-data/spot/instance-action": '{"action": "terminate", "time": "2026-12-01T15:04:05Z"}',
+    "/latest/meta-data/autoscaling/target-lifecycle-state": "Terminated",
+    "/latest/meta-data/instance/spot/termination-time": "2026-12-01T15:09:05Z",
+}
+
+
+def local_servers(node: Container) -> dict[str, str]:
+    """Each server on the node (every LLM replica by its own name) → the service it belongs to."""
+    return {name: s.name for s in node.spec.group.services for name, _ in s.instances}
+
+
+def check_node_side(node: Container) -> None:
+    """The drain watcher runs where the cloud has a metadata service; /metrics/<server> is each server's own,
+    behind the key; on AWS the CloudWatch agent publishes queue depth per autoscaling group and service."""
+    record = clouds.get(node.spec.group.cloud)
+    if record.metadata:
+        for query, expected in (("is-enabled", "enabled"), ("is-active", "active")):
+            answer = node.run("systemctl", query, "llm-deploy-watch.service", check=False).stdout.strip()
+            assert answer == expected, f"{node.spec.name}: llm-deploy-watch.service is {answer}"
+    kinds = {s.name: s.kind for s in node.spec.group.services}
+    queue = {name: metric(ENGINES[kinds[service]], "queue_depth").metric for name, service in local_servers(node).items()}
+    for name, queue_metric in queue.items():
+        url = f"http://127.0.0.1/metrics/{name}"
+        assert in_netns(node.netns, http, "GET", url, None)[0] == 401
+        status, body = in_netns(node.netns, http, "GET", url, node.spec.api_key)
+        assert status == 200 and f"\n{queue_metric}" in body.decode(), (name, status)
+    if not record.metrics_agent:
+        return
+    deadline, seen = time.monotonic() + 60, {}
+    while set(seen) != set(queue):
+        assert time.monotonic() < deadline, f"{node.spec.name}: the CloudWatch agent published {seen} (expected {queue})"
+        time.sleep(1)
+        published = json.loads(node.read("/var/lib/boot-stub/cloudwatch/published.json") or "[]")
+        seen = {p["job"]: p for p in published if queue.get(p["job"]) in p["metrics"]}
+    for job, published in seen.items():
+        assert published["namespace"] == NAMESPACE
+        assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[job]}, published
+
+
+def drain_on_notice(node: Container) -> float:
+    """The cloud says the node goes away: every /healthz is 503 within the watcher's poll; requests are still answered."""
+    path = clouds.get(node.spec.group.cloud).metadata.notices[node.spec.notice].path
+    item = node.metadata / path.lstrip("/")
+    item.parent.mkdir(parents=True, exist_ok=True)
+    item.write_text(NOTICE_BODIES[path])
+    started = time.monotonic()
+    while node.get("/healthz") != 503:
+        assert time.monotonic() - started < 15, f"{node.spec.name}: /healthz still 200 15 s after the notice at {path}"
+        time.sleep(0.2)
+    drained = time.monotonic() - started
+    for name in services_of(node):
+        assert node.get(f"/healthz/{name}") == 503, name
+    server = next(iter(local_servers(node)))
+    assert in_netns(node.netns, http, "GET", f"http://127.0.0.1/metrics/{server}", node.spec.api_key)[0] == 200
+    return drained
+
+
 def install_traces(node: Container) -> dict[str, str]:
     """What an install step leaves: its progress lines, dpkg's log, the images pulled."""
     progress = [line for line in node.read("/var/log/llm-deploy/progress").splitlines() if " health " not in line]
@@ -693,6 +808,7 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
             assert (nvme / "huggingface").is_dir() and (nvme / "vllm").is_dir(), "caches are not on the local NVMe"
     client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
     for node in nodes:
+        check_node_side(node)
         if any(s.replicas_per_node > 1 for s in node.spec.group.services):
             in_netns(gateway.netns, check_replicas, gateway, node)
     if kind == "alicloud-gpu":
@@ -725,6 +841,9 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
             check_local_cache(node)  # bound again at boot, from fstab, before the services
     client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
     for node in nodes:
+        if node.metadata:
+            report[node.spec.name]["drained"] = drain_on_notice(node)
+    for node in nodes:
         node.poweroff()
     return report
 
@@ -740,8 +859,7 @@ def boots(rootfs, stand_ins, network, metadata_service, tmp_path_factory):
         if len(nodes) == 2:
             connect(*nodes)
         for node in nodes:
-            if isinstance(node.spec.secrets, SecretStore) and node.spec.secrets.kind == "alicloud-oos":
-                metadata_service(node.netns)
+            metadata_service(node)
         everyone += nodes
         futures[kind] = pool.submit(scenario, kind, nodes)
     yield futures
@@ -756,4 +874,5 @@ def test_node_kind_boots_to_healthy(kind, boots, capsys):
     with capsys.disabled():
         for name, times in report.items():
             reboots = f", {times['reboots']} reboot(s)" if times["reboots"] else ""
-            print(f"\n[boot] {kind}/{name}: healthy {times['first boot']:.0f} s after boot{reboots}; second boot {times['second boot']:.0f} s")
+            drained = f"; /healthz 503 {times['drained']:.1f} s after the notice" if "drained" in times else ""
+            print(f"\n[boot] {kind}/{name}: healthy {times['first boot']:.0f} s after boot{reboots}; second boot {times['second boot']:.0f} s{drained}")

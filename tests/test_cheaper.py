@@ -82,7 +82,7 @@ def test_colocating_an_encoder_is_suggested_when_it_frees_a_node(cli, stack_file
     assert cheaper["services[1].accelerator"]["placement"] == "aws us-east-1: 1x g6.xlarge"  # both on one L4
 
 
-def test_the_table_lists_the_changes_and_says_spot_is_not_placed_yet(cli):
+def test_the_table_lists_the_changes_then_the_spot_policy(cli):
     text = cli("cost", "--stack", "dev").stdout
     assert "Cheaper: services[0].dtype: fp8: 0.80 $/h (-0.53) on aws us-east-1: 1x g6.xlarge" in text
-    assert "does not place on spot capacity yet" in text
+    assert text.index("Cheaper: ") < text.index("Spot policy: stack on-demand")

@@ -89,8 +89,6 @@ def refusals(cloud: Cloud) -> list[Refusal]:
     if not cloud.managed_tls:
         cases.append(Refusal(cloud, "managed_tls", lambda _: {"cloud": name, "domain": "llm.acme-inference.io"}, "domain",
                              "cannot issue by itself"))
-    if not cloud.spot:
-        cases.append(Refusal(cloud, "spot", lambda _: {"cloud": name, "spotPolicy": "auto"}, "spotPolicy", "rents no spot capacity"))
     if cloud.spot and cloud.spot_instance_types:  # spot is sizes of their own, and the catalog's on-demand sizes are not
         cases.append(Refusal(cloud, "spot_instance_types", lambda _: {"cloud": name, "spotPolicy": "spot"}, "spotPolicy",
                              "sells spot only as its own sizes"))
@@ -156,13 +154,15 @@ FACTS = {
     "name": "stack files, catalogs and priceOverrides spell the cloud so (config, catalog)",
     "deployment": "components.stack.deployment_class imports it; offline_module is its package's offline.py",
     "gzip_user_data": "how bootstrap measures the user-data against user_data_limit (a case above)",
-    "spot": "placement's spot_reason refuses spotPolicy spot/auto on a cloud without spot (a case above when one has none)",
+    "spot": "Cloud.spot_problem: placement finds no offer for spotPolicy spot/auto on a cloud without spot (tests/test_spot.py)",
     "autoscaling": "what the cloud's node groups are; no stack key asks for autoscaling yet",
     "regions": "where the catalog's regions come from (catalog build, README)",
     "credentials": "env matrix and missing_credentials (infra/cli/environments.py)",
     "root_disk": "infra/node_storage.py's disk model",
     "bandwidth_limit": "infra/node_storage.py caps a node's downloads",
     "instance_type_inputs": "the policy pack's catalog-instance-types check (policy/llm_deploy_policies.py)",
+    "metadata": "node.env's LLM_DEPLOY_METADATA_* / NOTICE_*: the node's drain watcher polls it (bootstrap/render.py)",
+    "metrics_agent": "which agent script and configuration bootstrap ships to publish the services' metrics (bootstrap/render.py)",
 }
 
 

@@ -5,6 +5,7 @@ Where nginx is missing the test skips locally with the reason, and fails when CI
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -56,7 +58,7 @@ def free_port() -> int:
 class Stub:
     """A stand-in for vLLM/TEI (or another node's gateway): answers with its name, the path and the auth header."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, port: int = 0) -> None:
         self.name, self.healthy, self.hits = name, True, []
         stub = self
 
@@ -90,7 +92,7 @@ class Stub:
 
             do_GET = do_POST = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -99,24 +101,10 @@ class Stub:
         self.server.server_close()
 
 
-@pytest.fixture
-def gateway(tmp_path):
-    """nginx on a loopback port with this node's gateway config; llm and embedding local, rerank on another node."""
+@contextlib.contextmanager
+def nginx_serving(tmp_path: Path, config: str, port: int):
+    """The real nginx running CONFIG (a rendered gateway listening on 127.0.0.1:PORT) until the block ends."""
     nginx = need("nginx")
-    stubs = {kind: Stub(kind) for kind in ("llm", "embedding", "rerank-node")}
-    node_group = group(
-        "llm-embed", offer("digitalocean", "gpu-l40sx1-48gb", "L40S", 1, "89", 48),
-        svc("llm", port=stubs["llm"].port), svc("embedding", port=stubs["embedding"].port),
-    )  # fmt: skip
-    upstreams = {"rerank": f"http://127.0.0.1:{stubs['rerank-node'].port}"}
-    node = make_node(tmp_path, Case(node_group, BootTarget("digitalocean", True), InlineSecrets(FAKE_API_KEY), upstreams))
-    node.tool("secrets")
-    port = free_port()
-    config = render_gateway(
-        node_group, upstreams, listen=[f"127.0.0.1:{port}"],
-        auth_file=str(tmp_path / "nginx" / "auth.conf"), health_file=str(tmp_path / "run" / "healthy"),
-        service_health_dir=str(tmp_path / "run" / "healthy-services"),
-    )  # fmt: skip
     (tmp_path / "gateway.conf").write_text(config)
     temp = "".join(f"    {d}_temp_path {tmp_path}/{d};\n" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach the health file under tmp_path
@@ -136,9 +124,38 @@ def gateway(tmp_path):
     else:
         process.kill()
         pytest.fail("nginx did not start: " + (tmp_path / "error.log").read_text())
-    yield port, stubs, node
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def node_gateway(tmp_path: Path, node_group, upstreams=None) -> tuple[str, int]:
+    """The node group's gateway config with a loopback port and every file under tmp_path (as make_node moves them)."""
+    port = free_port()
+    config = render_gateway(
+        node_group, upstreams, listen=[f"127.0.0.1:{port}"],
+        auth_file=str(tmp_path / "nginx" / "auth.conf"), health_file=str(tmp_path / "run" / "healthy"),
+        service_health_dir=str(tmp_path / "run" / "healthy-services"), drain_file=str(tmp_path / "run" / "draining"),
+    )  # fmt: skip
+    return config, port
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    """nginx on a loopback port with this node's gateway config; llm and embedding local, rerank on another node."""
+    stubs = {kind: Stub(kind) for kind in ("llm", "embedding", "rerank-node")}
+    node_group = group(
+        "llm-embed", offer("digitalocean", "gpu-l40sx1-48gb", "L40S", 1, "89", 48),
+        svc("llm", port=stubs["llm"].port), svc("embedding", port=stubs["embedding"].port),
+    )  # fmt: skip
+    upstreams = {"rerank": f"http://127.0.0.1:{stubs['rerank-node'].port}"}
+    node = make_node(tmp_path, Case(node_group, BootTarget("digitalocean", True), InlineSecrets(FAKE_API_KEY), upstreams))
+    node.tool("secrets")
+    config, port = node_gateway(tmp_path, node_group, upstreams)
+    with nginx_serving(tmp_path, config, port):
+        yield port, stubs, node
     for stub in stubs.values():
         stub.close()
 

@@ -21,6 +21,7 @@ from bootstrap.services import service_launches
 from infra.catalog import load_offers
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate, fit, place, service_need
+from tests.helpers import consecutive_free_ports
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 KEY = "k" * 40  # the generated key's length
@@ -100,21 +101,6 @@ def test_a_gpu_pin_that_tensor_parallel_fills_is_accepted(stack_file):
         ("p4d.24xlarge", 8, 1)
 
 
-def _consecutive_free_ports(count: int) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        try:
-            sockets = [socket.create_server(("127.0.0.1", base + i)) for i in range(count)]
-        except OSError:
-            continue
-        for s in sockets:
-            s.close()
-        return base
-    raise RuntimeError("no consecutive free ports")
-
-
 class Replica:
     """A stand-in vLLM server: counts the requests it answered."""
 
@@ -185,7 +171,7 @@ def test_the_gateway_balances_over_the_replicas_under_real_nginx(four_replica_gr
         pytest.skip("nginx not installed")
     from dataclasses import replace
 
-    base = _consecutive_free_ports(4)
+    base = consecutive_free_ports(4)
     llm = replace(four_replica_group.services[0], port=base)
     group = replace(four_replica_group, services=(llm,))
     replicas = [Replica(port) for _, port in llm.instances]

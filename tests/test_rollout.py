@@ -64,6 +64,14 @@ def test_a_pin_on_part_of_a_stack_is_judged_only_where_it_can_be(stack_file):
     assert fields(stack_problems(path)) == [(str(path), "services[1].replicas"), (str(path), "nodeImages.llm")]
 
 
+def test_a_wrong_rollout_does_not_hide_the_pins_problems(stack_file):
+    """rollout changes no node group, so with it wrong the pins are still judged against the plan, in the same run."""
+    path = stack_file({"cloud": "aws", "region": "us-east-1", "rollout": {"batchSize": 0}, "services": [LLM, EMBEDDING],
+                       "nodeImages": {"llm": "ami-0c7217cdde317cfec", "llm-embedding": "12"}})
+    assert fields(stack_problems(path)) == [(str(path), "rollout.batchSize"), (str(path), "nodeImages.llm"),
+                                            (str(path), "nodeImages.llm-embedding")]
+
+
 def test_the_program_receives_the_batch_the_pins_and_the_policy(stack_file):
     """Through Pulumi's config (JSON for structures) under the mock engine, the plan is the one placement makes."""
     path = stack_file({"cloud": "aws", "region": "us-east-1", "spotPolicy": "auto", "rollout": {"batchSize": 2},

@@ -4,10 +4,12 @@ on-demand and spot prices side by side with the totals for the policy in force."
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import pytest
 
+from infra import clouds
 from infra.catalog import CATALOG_COLUMNS
 from infra.cost import cost_preview
 from infra.cost_report import cost_markdown
@@ -30,6 +32,16 @@ def test_safest_policy_wins_in_a_shared_group():
     assert safest_policy(["spot", "on-demand", "auto"]) == "on-demand"
     assert safest_policy(["spot"]) == "spot"
     assert safest_policy([]) == "on-demand"
+
+
+def test_a_cloud_without_spot_rents_none_of_its_types_as_spot():
+    """The record's traits decide, not the cloud's name: AWS rents any type as spot, DigitalOcean only its -spot
+    sizes, and a record without spot (as a cloud of one's own servers would be) none."""
+    assert clouds.AWS.spot_problem("g6.xlarge") is None
+    assert clouds.DIGITALOCEAN.spot_problem("gpu-b300x1-288gb-spot") is None
+    assert clouds.DIGITALOCEAN.spot_problem("gpu-h100x1-80gb") == (
+        "digitalocean sells spot only as its own sizes (.+-spot), not gpu-h100x1-80gb")
+    assert dataclasses.replace(clouds.AWS, name="own", spot=False).spot_problem("g6.xlarge") == "own rents no spot capacity"
 
 
 def test_bad_policies_are_named_with_the_other_problems_in_one_run(stack_file):

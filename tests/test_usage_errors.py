@@ -60,7 +60,7 @@ def test_a_usage_error_is_one_line_and_exit_2(entry, args, message):
     assert done.stderr.endswith("\n") and done.stderr.count("\n") == 1, done.stderr
     assert message in done.stderr
     if "missing a command" in message:
-        commands = ("up", "preview", "destroy", "reap", "matrix") if args else ("catalog", "models", "validate", "cost", "plan", "preflight", "env")
+        commands = ("up", "preview", "destroy", "reap", "matrix") if args else ("catalog", "models", "validate", "cost", "plan", "preflight", "images", "env")
         assert sorted(done.stderr.split(": ")[2].split(" (see")[0].split(", ")) == sorted(commands)
 
 

@@ -117,6 +117,8 @@ class AwsNodeGroup(pulumi.ComponentResource):
                 "http_endpoint": "enabled",
                 "http_tokens": "required",  # IMDSv2 only
                 "http_put_response_hop_limit": 2,  # containers sit one hop behind the host
+                # The node reads its autoscaling group's name (aws:autoscaling:groupName) to key its metrics.
+                "instance_metadata_tags": "enabled",
             },
             block_device_mappings=root_volume(ami, group.disk_gb, group.storage),
             user_data=encode_user_data(user_data),

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from bootstrap.delivery import SecretStore
 from components.base import StackSecrets
 from infra.plan import DeploymentPlan
+from infra.service_metrics import LOG_GROUP
 
 from .layout import parameter_prefix
 
@@ -67,6 +68,26 @@ def read_secrets_policy(parameter_arns: Sequence[str], region: str) -> str:
     )
 
 
+def publish_metrics_policy(region: str) -> str:
+    """The CloudWatch agent's embedded-metric-format logs (bootstrap/cloudwatch.py), into their one log group:
+    CloudWatch makes the metrics from those logs, so the nodes need no cloudwatch:PutMetricData."""
+    group = f"arn:aws:logs:{region}:*:log-group:{LOG_GROUP}"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "PublishServiceMetrics",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Resource": [group, f"{group}:*"],
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
 class AwsSecrets(pulumi.ComponentResource):
     """`llm-deploy:aws:Secrets`: the parameters, the node role and its instance profile."""
 
@@ -103,8 +124,11 @@ class AwsSecrets(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.metrics_policy = aws.iam.RolePolicy(
+            f"{name}-metrics", role=self.role.id, policy=publish_metrics_policy(plan.region), opts=child
+        )
         self.instance_profile = aws.iam.InstanceProfile(
-            f"{name}-node", role=self.role.name, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy])
+            f"{name}-node", role=self.role.name, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.metrics_policy])
         )
         # Changes when a secret's value does (SSM bumps the version): nodes read secrets only at boot.
         self.versions = pulumi.Output.all(*(p.version for p in self.parameters.values())).apply(

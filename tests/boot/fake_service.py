@@ -6,10 +6,12 @@ fake_service.py vllm|tei ADDRESS PORT MODEL PAYLOAD_LIMIT NAME
 The toy model is deterministic so the boot test can check answers: chat and completions echo the
 last prompt ("You said: <text>"), embeddings are unit vectors derived from the text's words, rerank
 scores are the share of query words a text contains. Like the real servers it loads before it
-listens (a few seconds), and TEI refuses bodies over its --payload-limit with 413.
+listens (a few seconds), and TEI refuses bodies over its --payload-limit with 413. GET /metrics answers
+Prometheus text with the metrics the pinned engine publishes (service_metrics.csv, the repo's data file).
 """
 
 import base64
+import csv
 import hashlib
 import json
 import math
@@ -22,6 +24,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 KIND, ADDRESS, PORT, MODEL, PAYLOAD_LIMIT, NAME = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
 DIMENSIONS = 16
 LOAD_SECONDS = 4
+ENGINE = KIND  # the docker stand-in runs "vllm" or "tei", the engines of service_metrics.csv
+with open("/usr/local/lib/boot-stub/service_metrics.csv") as f:
+    METRICS = [row for row in csv.DictReader(f) if row["engine"] == ENGINE]
+SERVED = {"count": 0}
 
 
 def log(event: str) -> None:
@@ -52,6 +58,22 @@ def reply(messages: list[dict]) -> str:
     last = next(m for m in reversed(messages) if m.get("role") == "user")
     content = last["content"] if isinstance(last["content"], str) else " ".join(p.get("text", "") for p in last["content"])
     return f"You said: {content}"
+
+
+def prometheus_text() -> str:
+    """The engine's metrics in Prometheus' text format, the label sets the engine gives them (vLLM: model and engine)."""
+    labels = f'{{engine="0",model_name="{MODEL}"}}' if KIND == "vllm" else ""
+    lines = []
+    for row in METRICS:
+        name, kind = row["metric"], row["type"]
+        base = name.removesuffix("_total") if kind == "counter" and KIND == "vllm" else name
+        lines += [f"# HELP {base} {row['meaning']}", f"# TYPE {base} {kind}"]
+        if kind == "histogram":
+            lines += [f'{name}_bucket{{{labels[1:-1]}{"," if labels else ""}le="+Inf"}} {SERVED["count"]}',
+                      f"{name}_sum{labels} 0.0", f"{name}_count{labels} {SERVED['count']}"]  # fmt: skip
+        else:
+            lines.append(f"{name}{labels} {float(SERVED['count']) if kind == 'counter' else 0.0}")
+    return "\n".join(lines) + "\n"
 
 
 def usage(prompt: str, completion: str = "") -> dict:
@@ -94,6 +116,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif self.path == "/metrics":
+            data = prometheus_text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         elif self.path == "/v1/models" and KIND == "vllm":
             card = {"id": MODEL, "object": "model", "created": int(time.time()), "owned_by": "vllm", "root": MODEL, "parent": None}
             self.send_json(200, {"object": "list", "data": [card]})
@@ -106,6 +135,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         route = (KIND, self.path)
         log("served")  # which server of a kind answered: the gateway balances an LLM's replicas
+        SERVED["count"] += 1
         if KIND == "vllm" and self.path.startswith("/v1/") and request.get("model", MODEL) != MODEL:
             self.send_json(404, {"error": {"message": f"The model `{request.get('model')}` does not exist.",
                                            "type": "NotFoundError", "param": "model", "code": 404}})  # fmt: skip

@@ -1,0 +1,72 @@
+"""The Prometheus metrics the pinned vLLM and TEI publish (data/service_metrics.csv), and the CloudWatch names
+the nodes publish some of them under.
+
+Scaling (target tracking on queue depth), dashboards and alarms name metrics through `metric(engine, signal)`,
+never as literals, so a pinned-version bump that renames a metric is one data row to change.
+
+CloudWatch (AWS nodes): the CloudWatch agent scrapes each local service's `/metrics` and publishes, as
+embedded-metric-format logs, the gauges and counters below into `NAMESPACE` with the dimensions
+`DIMENSIONS` (the node's autoscaling group, the service name as the stack config spells it). The metric
+name in CloudWatch is the Prometheus name. The agent's Prometheus input publishes gauges, counters (as the
+delta per scrape) and summaries, and drops histograms (amazon-cloudwatch-agent v1.300071.0
+plugins/inputs/prometheus/metrics_filter.go): time to first token is on the users' Prometheus
+(`/metrics/<service>`), not in CloudWatch.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from infra.data_files import data_rows
+
+NAMESPACE = "LlmDeploy"
+ASG_DIMENSION = "AutoScalingGroupName"
+SERVICE_DIMENSION = "service"
+DIMENSIONS = (ASG_DIMENSION, SERVICE_DIMENSION)
+LOG_GROUP = "/llm-deploy/metrics"  # where the agent writes the embedded-metric-format logs CloudWatch reads them from
+ENGINES = {"llm": "vllm", "embedding": "tei", "rerank": "tei"}  # service kind → the engine serving it
+# What the nodes publish to CloudWatch, per engine: the scaling signal and what the dashboard and alarms show.
+CLOUDWATCH_SIGNALS = ("queue_depth", "running", "generation_tokens", "requests", "request_success", "request_errors")
+CLOUDWATCH_TYPES = ("gauge", "counter")  # what the agent's Prometheus input publishes (histograms: dropped)
+
+
+@dataclass(frozen=True)
+class ServiceMetric:
+    """One metric a pinned engine serves on its `/metrics`, with where in its source it is defined."""
+
+    metric: str  # the name as scraped (counters with their _total where the client library adds it)
+    engine: str  # "vllm" | "tei"
+    engine_version: str
+    type: str  # "gauge" | "counter" | "histogram"
+    signal: str  # what it measures, engine-neutral: queue_depth, running, time_to_first_token, ...
+    meaning: str
+    source: str
+    as_of: str
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        """The series names a scrape shows: a histogram's _bucket, _sum and _count; else the name itself."""
+        if self.type == "histogram":
+            return tuple(f"{self.metric}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
+        return (self.metric,)
+
+
+@functools.cache
+def service_metrics() -> tuple[ServiceMetric, ...]:
+    return tuple(ServiceMetric(**row) for row in data_rows("service_metrics.csv"))
+
+
+def metric(engine: str, signal: str) -> ServiceMetric:
+    """The metric of ENGINE that measures SIGNAL; KeyError when the engine publishes none."""
+    found = [m for m in service_metrics() if m.engine == engine and m.signal == signal]
+    if not found:
+        raise KeyError(f"{engine} publishes no {signal} metric (data/service_metrics.csv)")
+    return found[0]
+
+
+def cloudwatch_metrics(engine: str) -> tuple[ServiceMetric, ...]:
+    """What a node publishes to CloudWatch for a service of ENGINE."""
+    return tuple(
+        m for m in service_metrics() if m.engine == engine and m.signal in CLOUDWATCH_SIGNALS and m.type in CLOUDWATCH_TYPES
+    )
