@@ -260,5 +260,8 @@ def test_gateway_healthz_names_the_node_healthy_or_not(gateway):
     assert answer("/healthz") == (503, socket.gethostname())
     assert node.tool("health", "--once").returncode == 0
     assert answer("/healthz") == (200, socket.gethostname())
+    (node.root / "run" / "draining").touch()  # a draining node: still named, so a gate sees it leave
+    assert answer("/healthz") == (503, socket.gethostname())
+    (node.root / "run" / "draining").unlink()
     assert answer("/healthz/llm") == (200, None)
     assert answer("/v1/unknown")[1] is None
