@@ -21,6 +21,9 @@ HEALTH_FILE = "/run/llm-deploy/healthy"
 SERVICE_HEALTH_DIR = "/run/llm-deploy/healthy-services"  # one file per healthy local service, for /healthz/<service>
 DRAIN_FILE = "/run/llm-deploy/draining"  # while it exists every /healthz answers 503 (llm-deploy drain)
 DEFAULT_LISTEN = (f"{GATEWAY_PORT} default_server", f"[::]:{GATEWAY_PORT} default_server")
+# /healthz names the node that answered (nginx's $hostname; a droplet's hostname is its name), so a health gate
+# can tell which node a load balancer forwarded to (components/health_gate.py).
+NODE_HEADER = "X-LLM-Deploy-Node"
 MAX_BODY_BYTES = 32 * 1024 * 1024  # request bodies: nginx's limit, and TEI's --payload-limit
 TIMEOUT = "900s"  # >= 600 s: long generations stream that long
 
@@ -127,6 +130,7 @@ def render_gateway(
         lines.append(f"    location = {route.path} {{ proxy_pass {route.backend}; }}  # {route.kind}{where}")
     return _Template((FILES / "nginx" / "gateway.conf").read_text()).substitute(
         group=group.name,
+        node_header=NODE_HEADER,
         auth_file=auth_file,
         health_file=health_file,
         service_health_dir=service_health_dir,

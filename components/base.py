@@ -75,7 +75,8 @@ class CloudDeployment(pulumi.ComponentResource, abc.ABC, Generic[NetworkT, Membe
         self.lookup: LookupT = self.look_up(pulumi.InvokeOptions(parent=self, provider=provider))
         network = self.create_network()
         delivery = self.store_secrets(secrets)
-        self.node_groups: list[BuiltNodeGroup[MembersT]] = [self.create_node_group(g, network, delivery) for g in plan.node_groups]
+        # self.plan: the look-up step may have taken another offer where the placed one has no capacity now
+        self.node_groups: list[BuiltNodeGroup[MembersT]] = [self.create_node_group(g, network, delivery) for g in self.plan.node_groups]
         self.endpoint: pulumi.Output[str] = self.create_load_balancer(network, self.node_groups)
         self.register_outputs({"endpoint": self.endpoint})
 

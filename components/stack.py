@@ -128,5 +128,6 @@ def program(config: StackConfig, plan: DeploymentPlan | None = None) -> StackPro
         plan = due_at(plan, deploy_instant())
     secrets = stack_secrets(config)
     deployment = deployment_class(plan.cloud)(plan.stack, plan, secrets)
-    outputs = {**stack_outputs(plan, deployment.endpoint, secrets.api_key), **deployment.extra_outputs}
-    return StackProgram(plan, deployment, outputs)
+    built = deployment.plan  # as its look-up step found the cloud (e.g. a fallback size where the placed one has no capacity)
+    outputs = {**stack_outputs(built, deployment.endpoint, secrets.api_key), **deployment.extra_outputs}
+    return StackProgram(built, deployment, outputs)

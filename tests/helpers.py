@@ -369,3 +369,4 @@ def consecutive_free_ports(count: int) -> int:
             s.close()
         return base
     raise RuntimeError("no consecutive free ports")
+

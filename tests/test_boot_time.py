@@ -11,7 +11,7 @@ import pytest
 
 from bootstrap.services import CUDA_CHECK_IMAGE, TEI_ARCH_PREFIX, VLLM_IMAGE, tei_image
 from components.aws.node_group import CPU_IMAGE, GPU_IMAGE
-from components.digitalocean.node_group import NVIDIA_IMAGES
+from components.digitalocean.layout import NVIDIA_IMAGES
 from infra.boot_time import BootInputs, ImageSize, ServiceLoad, constant, estimate_boot, image_sizes, node_image, service_images
 from infra.catalog import DATA_DIR
 from infra.config import load_raw, parse_config

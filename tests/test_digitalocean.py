@@ -13,7 +13,9 @@ import re
 import pulumi
 import pytest
 
-from components.digitalocean.node_group import CPU_IMAGE, NVIDIA_IMAGES, droplet_image
+from components.digitalocean.layout import CPU_IMAGE, NVIDIA_IMAGES
+from components.digitalocean.node_group import droplet_image
+from components.digitalocean.offline import image_id
 from infra.cli.offline import SECRET_MARK, run_offline
 from infra.config import ConfigError, RawConfig, parse_config
 from infra.placement import place
@@ -44,6 +46,11 @@ SPLIT_SERVICES = [
 
 
 DO_STACKS = stacks_on("digitalocean")
+
+
+def booted(slug: str) -> str:
+    """The image id a droplet of an unpinned group boots: the one its slug names at the look-up (the getImage fake)."""
+    return str(image_id(slug))
 
 
 def do_config(stack: str = "do-test", **values: object) -> RawConfig:
@@ -101,7 +108,7 @@ def test_every_digitalocean_stack_builds_vpc_gpu_droplets_lb_and_firewall(stack)
     )
     for droplet in droplets:
         assert droplet["inputs"]["region"] == plan.region
-        assert droplet["inputs"]["image"] in {*NVIDIA_IMAGES.values(), CPU_IMAGE}
+        assert droplet["inputs"]["image"] in {booted(slug) for slug in (*NVIDIA_IMAGES.values(), CPU_IMAGE)}
         assert droplet["inputs"]["userData"] == SECRET_MARK
     assert public_lb(result)["inputs"]["healthcheck"]["path"] == "/healthz"
     assert of_type(result, FIREWALL)
@@ -125,7 +132,7 @@ def test_droplets_get_the_placed_size_a_gpu_image_the_vpc_tags_and_monitoring():
     for droplet in droplets:
         inputs = droplet["inputs"]
         assert inputs["size"] == group.offer.instance_type
-        assert inputs["image"] == NVIDIA_IMAGES[group.offer.gpu_count]
+        assert inputs["image"] == booted(NVIDIA_IMAGES[group.offer.gpu_count])
         assert inputs["region"] == "tor1" == vpc["inputs"]["region"]
         assert inputs["vpcUuid"] and inputs["monitoring"] is True
         assert len(inputs["tags"]) == 2 and all(inputs["tags"])
@@ -209,7 +216,7 @@ def test_two_node_groups_still_give_one_endpoint_that_reaches_every_service():
     assert len(droplets) == sum(g.count for g in plan.node_groups)
     by_size = {g.offer.instance_type: g for g in plan.node_groups}
     assert {d["inputs"]["size"] for d in droplets} == set(by_size)
-    assert {d["inputs"]["image"] for d in droplets} == {NVIDIA_IMAGES[1], CPU_IMAGE}
+    assert {d["inputs"]["image"] for d in droplets} == {booted(NVIDIA_IMAGES[1]), booted(CPU_IMAGE)}
 
     public = public_lb(split)
     internal = [r for r in of_type(split, LB) if r["inputs"]["network"] == "INTERNAL"]
@@ -245,8 +252,8 @@ def test_droplet_count_follows_replicas():
     assert len({d["name"] for d in of_type(result, DROPLET)}) == 3
 
 
-def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
-    """Droplets are replaced when user-data changes: Pulumi's create-before-delete must stay in force."""
+def recording_options(monkeypatch) -> list[tuple[str, str, pulumi.ResourceOptions | None]]:
+    """(type, name, options) of every custom resource the program declares, as it declares them."""
     seen: list[tuple[str, str, pulumi.ResourceOptions | None]] = []
     original = pulumi.CustomResource.__init__
 
@@ -255,6 +262,16 @@ def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
         original(self, t, name, props, opts, *args, **kwargs)
 
     monkeypatch.setattr(pulumi.CustomResource, "__init__", recording)
+    return seen
+
+
+def waits_for(opts: pulumi.ResourceOptions | None) -> list[str]:
+    return sorted(r._name for r in (opts.depends_on or [])) if opts else []
+
+
+def test_no_resource_is_deleted_before_its_replacement_is_created(monkeypatch):
+    """Droplets are replaced when user-data changes: Pulumi's create-before-delete must stay in force."""
+    seen = recording_options(monkeypatch)
     run_offline(do_config("do-options", services=SPLIT_SERVICES))
     droplets = [(name, opts) for t, name, opts in seen if t == DROPLET]
     assert len(droplets) == 3
@@ -328,3 +345,158 @@ def test_image_choice_per_gpu_count():
     assert image(0) == "ubuntu-22-04-x64"
     with pytest.raises(ValueError, match="not 4"):
         image(4)
+
+
+# --- rollout: health gates, batches, pinned images, capacity fallback, spot sizes ----------------------------
+
+GATE = "pulumi-python:dynamic/llm-deploy:HealthGate"
+SIZES_INVOKE = "digitalocean:index/getSizes:getSizes"
+
+
+@pytest.mark.parametrize(("count", "batch", "batches"), [
+    (3, 1, [[0], [1], [2]]),
+    (5, 2, [[0, 1], [2, 3], [4]]),
+    (2, 4, [[0, 1]]),  # a batch larger than the group: all at once
+])  # fmt: skip
+def test_each_rollout_batch_of_droplets_waits_for_the_gates_of_the_batch_before(monkeypatch, count, batch, batches):
+    seen = recording_options(monkeypatch)
+    raw = do_config("do-rollout")
+    result = run_offline(raw, dataclasses.replace(first_group(count=count)(place(parse_config(raw))), rollout_batch_size=batch))
+    (group,) = result.summary.node_groups
+    prefix = f"do-rollout-{group.name}"
+    droplets = {name: opts for t, name, opts in seen if t == DROPLET}
+    assert sorted(droplets) == sorted(f"{prefix}-{i}" for i in range(count))
+    for before, batch_indices in zip([[], *batches], batches):
+        for index in batch_indices:
+            assert waits_for(droplets[f"{prefix}-{index}"]) == sorted(f"{prefix}-{i}-healthy" for i in before), index
+    # Create before delete everywhere: the old droplets serve until the update's end.
+    assert not [name for _, name, opts in seen if opts is not None and opts.delete_before_replace]
+
+
+def test_each_droplet_has_a_gate_on_its_own_name_and_id_through_the_public_load_balancer():
+    raw = do_config("do-gates")
+    result = with_plan(raw, first_group(count=2))
+    (group,) = result.summary.node_groups
+    lb_ip = answer(result, LB, public_lb(result)["name"])["ip"]
+    gates = {g["name"]: g["inputs"] for g in of_type(result, GATE)}
+    assert len(gates) == 2
+    for index in range(2):
+        droplet = f"do-gates-{group.name}-{index}"
+        gate = gates[f"{droplet}-healthy"]
+        assert gate["url"] == f"http://{lb_ip}/healthz"
+        assert (gate["node"], gate["trigger"]) == (answer(result, DROPLET, droplet)["name"], id_of(result, DROPLET, droplet))
+        assert gate["header"] == "X-LLM-Deploy-Node"
+        assert gate["label"] == f"node group {group.name!r}, replica {index + 1} of 2"
+        # the plan's time to healthy (its grace) and the balancer's 3 checks 10 s apart
+        assert gate["timeout_seconds"] == group.boot.grace_seconds + 30
+        assert gate["__provider"] == SECRET_MARK
+
+
+def test_the_gates_ask_the_domain_over_https_when_there_is_one():
+    _, result = planned("do-tls")
+    assert {g["inputs"]["url"] for g in of_type(result, GATE)} == {"https://llm.acme-inference.io/healthz"}
+
+
+def test_the_load_balancer_comes_before_the_droplets_and_selects_them_by_the_stack_tag(monkeypatch):
+    """A tag: a new droplet is a target as soon as it exists and gets traffic once healthy, beside the old ones."""
+    seen = recording_options(monkeypatch)
+    result = run_offline(do_config("do-split", services=SPLIT_SERVICES))
+    lb = public_lb(result)
+    assert "dropletIds" not in lb["inputs"] and lb["inputs"]["dropletTag"] == answer(result, TAG, "do-split-nodes")["name"]
+    (lb_opts,) = [opts for t, name, opts in seen if t == LB and name == lb["name"]]
+    assert not waits_for(lb_opts)
+    order = [name for t, name, _ in seen if t in (LB, DROPLET)]
+    assert order.index(lb["name"]) < min(order.index(d["name"]) for d in of_type(result, DROPLET))
+
+
+def test_an_unpinned_droplet_keeps_its_image_and_a_pin_is_the_image_id(monkeypatch):
+    seen = recording_options(monkeypatch)
+    unpinned = run_offline(do_config())
+    assert matching(unpinned, DROPLET)["inputs"]["image"] == booted("gpu-h100x1-base")  # the id the slug names now
+    raw = do_config("do-pinned")
+    pinned = with_plan(raw, first_group(image="181234567"))
+    assert matching(pinned, DROPLET)["inputs"]["image"] == "181234567"
+    ignored = {name: opts.ignore_changes for t, name, opts in seen if t == DROPLET}
+    assert ignored == {"do-test-llm-embedding-rerank-0": ["image"], "do-pinned-llm-embedding-rerank-0": None}
+
+
+def sizes_answer(listing: dict[str, tuple[bool, list[str]]]):
+    """A getSizes fake from `listing` (slug → (available, regions)), 500 GB disks; other slugs unlisted."""
+
+    def answer_sizes(args: dict) -> dict:
+        sizes = [{"slug": slug, "disk": 500, "available": available, "regions": regions, "gpu_infos": [], "memory": 0,
+                  "price_hourly": 0.0, "price_monthly": 0.0, "transfer": 0.0, "vcpus": 0}
+                 for slug, (available, regions) in listing.items()]  # fmt: skip
+        return {"id": "sizes", "filters": args.get("filters"), "sizes": sizes, "sorts": None}
+
+    return answer_sizes
+
+
+def with_fallbacks(*sizes: str, policy: str = "on-demand", primary: str | None = None):
+    """The one node group with fallback offers of these sizes (same GPU model and count) and a spot policy."""
+
+    def change(plan):
+        group = plan.node_groups[0]
+        offer = dataclasses.replace(group.offer, instance_type=primary) if primary else group.offer
+        fallbacks = tuple(dataclasses.replace(offer, instance_type=s) for s in sizes)
+        group = dataclasses.replace(group, offer=offer, fallback_offers=fallbacks, spot_policy=policy)
+        return dataclasses.replace(plan, node_groups=(group,))
+
+    return change
+
+
+def test_a_size_without_capacity_in_the_region_gives_way_to_the_next_fallback(monkeypatch):
+    from components.digitalocean import offline as fakes
+
+    monkeypatch.setitem(fakes.INVOKES, SIZES_INVOKE, sizes_answer({
+        "gpu-l40sx1-48gb": (True, ["nyc2"]), "gpu-l40sx1-48gb-b": (False, ["tor1"]), "gpu-l40sx1-48gb-c": (True, ["tor1"]),
+    }))  # fmt: skip
+    result = with_plan(do_config("do-fallback"), with_fallbacks("gpu-l40sx1-48gb-b", "gpu-l40sx1-48gb-c"))
+    assert matching(result, DROPLET)["inputs"]["size"] == "gpu-l40sx1-48gb-c"
+    (group,) = result.summary.node_groups
+    assert group.offer.instance_type == "gpu-l40sx1-48gb-c" and result.outputs["instance_types"] == {group.name: "gpu-l40sx1-48gb-c"}
+    assert result.outputs["capacity_fallbacks"] == {
+        group.name: "gpu-l40sx1-48gb → gpu-l40sx1-48gb-c: gpu-l40sx1-48gb is not available in tor1 for this account (/v2/sizes); "
+                    "gpu-l40sx1-48gb-c is the next of its on-demand sizes with the same GPU model and count"}  # fmt: skip
+
+
+def test_without_a_size_in_the_region_the_stack_moves_to_the_first_region_that_has_one(monkeypatch):
+    from components.digitalocean import offline as fakes
+
+    monkeypatch.setitem(fakes.INVOKES, SIZES_INVOKE, sizes_answer({"gpu-l40sx1-48gb": (True, ["sfo3", "nyc2", "tor1-x"])}))
+    result = run_offline(do_config("do-region"))
+    assert {r["inputs"]["region"] for r in result.resources if "region" in r["inputs"]} == {"nyc2"}
+    assert result.outputs["region"] == "nyc2"
+    assert result.outputs["capacity_fallbacks"]["region"].startswith(
+        "tor1 → nyc2: no size of node group 'llm-embedding-rerank' (gpu-l40sx1-48gb) is available in tor1")
+
+
+def test_no_size_anywhere_is_refused_naming_region_before_anything_is_created(monkeypatch):
+    from components.digitalocean import offline as fakes
+
+    monkeypatch.setitem(fakes.INVOKES, SIZES_INVOKE, sizes_answer({"gpu-l40sx1-48gb": (False, ["tor1"])}))
+    with pytest.raises(ConfigError, match=r"^tests/do-none: region: no size of node group 'llm-embedding-rerank' "
+                                          r"\(gpu-l40sx1-48gb\) is available in tor1 for this account"):
+        run_offline(do_config("do-none"))
+
+
+@pytest.mark.parametrize(("policy", "available", "taken"), [
+    ("spot", {"gpu-l40sx1-48gb-spot": True, "gpu-l40sx1-48gb": True}, "gpu-l40sx1-48gb-spot"),
+    ("auto", {"gpu-l40sx1-48gb-spot": True, "gpu-l40sx1-48gb": True}, "gpu-l40sx1-48gb-spot"),
+    ("auto", {"gpu-l40sx1-48gb-spot": False, "gpu-l40sx1-48gb": True}, "gpu-l40sx1-48gb"),  # spot gone: on-demand
+    ("on-demand", {"gpu-l40sx1-48gb-spot": True, "gpu-l40sx1-48gb": True}, "gpu-l40sx1-48gb"),
+    ("on-demand", {"gpu-l40sx1-48gb-spot": True, "gpu-l40sx1-48gb": False}, None),  # never a spot size
+    ("spot", {"gpu-l40sx1-48gb-spot": False, "gpu-l40sx1-48gb": True}, None),  # never an on-demand size
+])  # fmt: skip
+def test_the_droplet_takes_the_spot_size_as_its_spot_policy_allows(monkeypatch, policy, available, taken):
+    from components.digitalocean import offline as fakes
+
+    monkeypatch.setitem(fakes.INVOKES, SIZES_INVOKE, sizes_answer({s: (ok, ["tor1"]) for s, ok in available.items()}))
+    raw = do_config("do-spot")
+    primary, other = ("gpu-l40sx1-48gb", "gpu-l40sx1-48gb-spot") if policy == "on-demand" else ("gpu-l40sx1-48gb-spot", "gpu-l40sx1-48gb")
+    change = with_fallbacks(other, policy=policy, primary=primary)
+    if taken is None:
+        with pytest.raises(ConfigError, match="region: no size of node group"):
+            with_plan(raw, change)
+        return
+    assert matching(with_plan(raw, change), DROPLET)["inputs"]["size"] == taken

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from bootstrap import BootTarget, InlineSecrets, render_gateway
+from bootstrap.gateway import NODE_HEADER
 from infra.plan import SERVICE_PATHS
 from tests.helpers import CASES, FAKE_API_KEY, FAKE_HF_TOKEN, USER_API_KEY, Case, group, make_node, need, offer, svc
 
@@ -241,3 +242,26 @@ def test_gateway_streams_without_buffering_and_limits_bodies(gateway):
     conn.endheaders()
     assert conn.getresponse().status == 413
     conn.close()
+
+
+def test_gateway_healthz_names_the_node_healthy_or_not(gateway):
+    """The health gate tells which node a load balancer forwarded to by this header: the node's hostname
+    (a droplet's name), on 503 as on 200, and on /healthz only."""
+    port, _, node = gateway
+
+    def answer(path: str) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return response.status, response.getheader(NODE_HEADER)
+
+    assert answer("/healthz") == (503, socket.gethostname())
+    assert node.tool("health", "--once").returncode == 0
+    assert answer("/healthz") == (200, socket.gethostname())
+    (node.root / "run" / "draining").touch()  # a draining node: still named, so a gate sees it leave
+    assert answer("/healthz") == (503, socket.gethostname())
+    (node.root / "run" / "draining").unlink()
+    assert answer("/healthz/llm") == (200, None)
+    assert answer("/v1/unknown")[1] is None

@@ -320,15 +320,16 @@ def test_digitalocean_size_droplet_limit_and_domain_pass(api):
 
 
 def test_digitalocean_failures_name_the_node_group_the_account_and_the_domain(api):
-    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["nyc2"], "price_hourly": 3.44, "vcpus": 24}]
+    # only in nyc2 it would be ok: `pulumi up` would move the stack there (the tests below)
+    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": [], "price_hourly": 3.44, "vcpus": 24}]
     api.droplet_limit = 2
     api.droplets = [droplet(1), droplet(2)]
     result = preflight.run(plan_of("staging", domain="llm.acme-inference.io"))
     assert [(c.subject, c.check) for c in result.failed] == [
-        ("llm-embedding-rerank", "offering"), ("account", "droplet limit"), ("domain", "DNS")]
-    problems = result.problems()
+        ("llm-embedding-rerank", "offering"), ("region", "capacity"), ("account", "droplet limit"), ("domain", "DNS")]
+    problems = [p for p in result.problems() if ": region: capacity: " not in p]
     assert problems[0] == ("preflight: staging: llm-embedding-rerank: offering: gpu-h200x1-141gb is not available in atl1 "
-                           "for this account (/v2/sizes: nyc2)")
+                           "for this account (/v2/sizes: no region (an account without GPU quota sees none))")
     assert problems[1].startswith("preflight: staging: account: droplet limit: 1 droplet(s) needed; droplet limit 2, "
                                   "2 held by other droplets, 0 available")
     assert problems[2].startswith("preflight: staging: domain: DNS: neither llm.acme-inference.io nor a parent domain is in "
@@ -412,3 +413,45 @@ def test_every_cloud_has_its_preflight_module(cloud):
     """`run` finds a cloud's checks by its record's name, like the catalog refresh."""
     module = importlib.import_module(f"infra.cli.preflight.{cloud.name}")
     assert callable(module.checks) and module.UNCHECKED.strip()
+
+
+def with_fallback(plan, size: str):
+    """The plan's one node group with a fallback offer of `size` (the same GPU model and count)."""
+    (group,) = plan.node_groups
+    fallback = dataclasses.replace(group.offer, instance_type=size)
+    return dataclasses.replace(plan, node_groups=(dataclasses.replace(group, fallback_offers=(fallback,)),))
+
+
+def test_digitalocean_a_size_without_capacity_passes_with_the_fallback_up_would_take(api):
+    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": False, "regions": [], "price_hourly": 3.44, "vcpus": 24},
+                 {"slug": "gpu-h200x1-141gb-b", "available": True, "regions": ["atl1"], "price_hourly": 3.44, "vcpus": 24}]
+    result = preflight.run(with_fallback(plan_of("staging"), "gpu-h200x1-141gb-b"))
+    offering = by(result)[("llm-embedding-rerank", "offering")]
+    assert (offering.status, offering.zones) == (preflight.OK, ("atl1",))
+    assert offering.detail == ("gpu-h200x1-141gb is not available to this account (/v2/sizes); `pulumi up` takes gpu-h200x1-141gb-b "
+                               "in atl1 instead (gpu-h200x1-141gb → gpu-h200x1-141gb-b: gpu-h200x1-141gb is not available in atl1 "
+                               "for this account (/v2/sizes); gpu-h200x1-141gb-b is the next of its on-demand sizes with the "
+                               "same GPU model and count)")
+    assert result.exit_code == 0
+
+
+def test_digitalocean_a_size_only_elsewhere_passes_saying_the_stack_moves_region(api):
+    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["nyc2", "sfo3"], "price_hourly": 3.44, "vcpus": 24}]
+    result = preflight.run(plan_of("staging"))
+    checks = by(result)
+    assert checks[("llm-embedding-rerank", "offering")].zones == ("nyc2",)
+    assert checks[("region", "capacity")].status == preflight.OK
+    assert checks[("region", "capacity")].detail.startswith("`pulumi up` builds the stack in nyc2, not atl1: atl1 → nyc2")
+    assert result.exit_code == 0
+
+
+def test_digitalocean_no_size_in_any_region_fails_naming_region(api):
+    api.sizes = [{"slug": "gpu-h200x1-141gb", "available": True, "regions": ["nyc2"], "price_hourly": 3.44, "vcpus": 24},
+                 {"slug": "gpu-h200x1-141gb-b", "available": False, "regions": [], "price_hourly": 3.44, "vcpus": 24}]
+    plan = with_fallback(plan_of("staging"), "gpu-h200x1-141gb-b")
+    (only,) = plan.node_groups
+    plan = dataclasses.replace(plan, node_groups=(dataclasses.replace(only, spot_policy="spot"),))  # no spot size anywhere
+    result = preflight.run(plan)
+    assert [(c.subject, c.check) for c in result.failed] == [("llm-embedding-rerank", "offering"), ("region", "capacity")]
+    assert result.problems()[1].startswith("preflight: staging: region: capacity: region: no size of node group "
+                                           "'llm-embedding-rerank' () is available in atl1")

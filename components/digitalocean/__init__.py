@@ -1,8 +1,9 @@
 """DigitalOcean: GPU droplets in a VPC behind one DigitalOcean load balancer.
 
-Steps (each a ComponentResource of its own module): network (VPC, droplet tags, internal load
-balancers when there is more than one node group), node groups (droplets, cache volumes), load
-balancer (public LB, Let's Encrypt certificate, cloud firewall).
+Steps (each a ComponentResource of its own module): look-up (/v2/sizes: the size and region the account
+can have now, the droplet disk), network (VPC, droplet tags, internal load balancers when there is more than
+one node group) with the public load balancer (LB, Let's Encrypt certificate, cloud firewall; it comes first
+because the droplets' health gates ask it), node groups (droplets, cache volumes, health gates).
 
 DigitalOcean's load balancer routes by port only, so the gateway on every node routes by path, and
 proxies the service kinds its node does not run to the internal load balancer of the group that
@@ -24,7 +25,7 @@ from infra.config import problem
 from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
-from .layout import dns_name, upstream_groups
+from .layout import NoCapacity, SizeListing, dns_name, size_candidates, upstream_groups, with_capacity
 from .load_balancer import DigitalOceanLoadBalancer
 from .network import DigitalOceanNetwork
 from .node_group import DigitalOceanNodeGroup, droplet_image, render
@@ -43,6 +44,8 @@ LONGEST_UPSTREAM = "http://255.255.255.255"
 class DigitalOceanLookup:
     """Per node group, what the look-up step found before the first resource is created."""
 
+    plan: DeploymentPlan  # the plan as it can be built now: each group's size (placed or fallback), the region
+    fallbacks: Mapping[str, str]  # node group name (or "region") → which offer was taken instead, and why
     images: Mapping[str, str]  # node group name → droplet image
     volumes: Mapping[str, bool]  # node group name → the size's own disk is smaller than the group needs (or unknown)
 
@@ -63,21 +66,42 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
         return do.Provider("digitalocean", opts=pulumi.ResourceOptions(parent=self))
 
     def look_up(self, invoke: pulumi.InvokeOptions) -> DigitalOceanLookup:
-        """Each group's droplet image, and from /v2/sizes whether its size's own disk holds the cache."""
-        plan, images = self.plan, {}
-        for group in plan.node_groups:
+        """From /v2/sizes: each group's size (its own, else the next fallback its spot policy allows) in the region,
+        or the first region with one for every group; each group's droplet image (its pin, else the id its base
+        image's slug names now); whether the size's own disk holds the cache. The steps after it build that plan (`self.plan`), and `capacity_fallbacks` says why."""
+        plan = self.plan
+        wanted = sorted({o.instance_type for g in plan.node_groups for o in size_candidates(g)})
+        listed = self.listed_sizes(wanted, invoke)
+        try:
+            built, fallbacks = with_capacity(plan, listed)
+        except NoCapacity as none:
+            raise ConfigError([problem(plan.source, "region", str(none), "pick another region, or another gpu")]) from None
+        images, newest = {}, {}
+        for group in built.node_groups:
             try:
-                images[group.name] = droplet_image(group)
+                image = droplet_image(group)
             except ValueError as error:
                 message = f"{group.offer.instance_type} (node group {group.name!r}): {error}"
                 raise ConfigError([problem(plan.source, "catalogFile", message, "pin another gpu")]) from None
-        sizes = sorted({g.offer.instance_type for g in plan.node_groups})
-        disks = {size: self.droplet_disk_gb(size, invoke) for size in sizes}
-        volumes = {g.name: g.disk_gb > (disks[g.offer.instance_type] or 0) for g in plan.node_groups}
-        return DigitalOceanLookup(images, volumes)
+            if group.image is None:  # a slug: its image now, which the droplets keep (ignore_changes)
+                image = newest.setdefault(image, self.image_id(image, invoke))
+            images[group.name] = image
+        volumes = {}
+        for group in built.node_groups:
+            size = listed.get(group.offer.instance_type)
+            volumes[group.name] = group.disk_gb > (size.disk_gb if size else 0)
+        self.plan = built
+        if fallbacks:
+            self.extra_outputs["capacity_fallbacks"] = dict(fallbacks)
+        return DigitalOceanLookup(built, fallbacks, images, volumes)
 
     def create_network(self) -> DigitalOceanNetwork:
-        return DigitalOceanNetwork(self.prefix, self.plan, opts=self.child_opts)
+        network = DigitalOceanNetwork(self.prefix, self.plan, opts=self.child_opts)
+        # Before the droplets: each droplet's health gate asks it (see DigitalOceanLoadBalancer).
+        self.balancer = DigitalOceanLoadBalancer(
+            f"{self.prefix}-lb", self.plan, network.vpc, network.stack_tag, list(network.internal.values()), opts=self.child_opts
+        )
+        return network
 
     def store_secrets(self, secrets: StackSecrets) -> pulumi.Output[SecretDelivery]:
         """No secret store on DigitalOcean: the values go into user-data, which stays a secret in state."""
@@ -95,6 +119,7 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
             delivery,
             self.lookup.images[group.name],
             with_volume=self.lookup.volumes[group.name],
+            health_url=self.balancer.health_url,
             opts=self.child_opts,
         )
         # Asleep (schedule: zero droplets at this run) a group has no user-data to show.
@@ -104,17 +129,8 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
     def create_load_balancer(
         self, network: DigitalOceanNetwork, groups: list[BuiltNodeGroup[DigitalOceanNodeGroup]]
     ) -> pulumi.Output[str]:
-        droplets = [d for built in groups for d in built.members.droplets]
-        balancer = DigitalOceanLoadBalancer(
-            f"{self.prefix}-lb",
-            self.plan,
-            network.vpc,
-            network.stack_tag,
-            list(network.internal.values()),
-            depends_on=droplets,
-            opts=self.child_opts,
-        )
-        return balancer.endpoint
+        """The balancer exists already (create_network): its endpoint."""
+        return self.balancer.endpoint
 
     @classmethod
     def boot_target(cls, group: NodeGroup) -> BootTarget:
@@ -134,7 +150,13 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
         }
 
     @staticmethod
-    def droplet_disk_gb(size: str, invoke: pulumi.InvokeOptions) -> int | None:
-        """The size's own disk in GB as DigitalOcean lists it (/v2/sizes); None for a size it does not list."""
-        found = do.get_sizes(filters=[do.GetSizesFilterArgs(key="slug", values=[size])], opts=invoke)
-        return next((s.disk for s in found.sizes if s.slug == size), None)
+    def image_id(slug: str, invoke: pulumi.InvokeOptions) -> str:
+        """The id of the image a slug names now (/v2/images/<slug>): a droplet created from it keeps that image, even
+        when it is replaced for another change, while the slug moves on to each new release."""
+        return str(do.get_image(slug=slug, opts=invoke).id)
+
+    @staticmethod
+    def listed_sizes(sizes: list[str], invoke: pulumi.InvokeOptions) -> dict[str, SizeListing]:
+        """What /v2/sizes says of these sizes for this account; a size it does not list is left out."""
+        found = do.get_sizes(filters=[do.GetSizesFilterArgs(key="slug", values=sizes)], opts=invoke)
+        return {s.slug: SizeListing(bool(s.available), tuple(s.regions), int(s.disk)) for s in found.sizes if s.slug in sizes}

@@ -17,6 +17,10 @@ from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
 # answer can sit idle before its first token; take the maximum.
 LB_IDLE_TIMEOUT_S = 600
 ANYWHERE = ["0.0.0.0/0", "::/0"]
+LB_CHECK_INTERVAL_S = 10
+LB_HEALTHY_THRESHOLD = 3
+# A new droplet that turned healthy gets traffic after this many seconds at most (the health gate's extra bound).
+LB_SECONDS_TO_HEALTHY = LB_CHECK_INTERVAL_S * LB_HEALTHY_THRESHOLD
 
 
 def load_balancer(
@@ -39,9 +43,9 @@ def load_balancer(
             protocol="http",
             port=GATEWAY_PORT,
             path=HEALTH_PATH,
-            check_interval_seconds=10,
+            check_interval_seconds=LB_CHECK_INTERVAL_S,
             response_timeout_seconds=5,
-            healthy_threshold=3,
+            healthy_threshold=LB_HEALTHY_THRESHOLD,
             unhealthy_threshold=3,
         ),
         http_idle_timeout_seconds=LB_IDLE_TIMEOUT_S,
@@ -51,7 +55,11 @@ def load_balancer(
 
 
 class DigitalOceanLoadBalancer(pulumi.ComponentResource):
-    """`llm-deploy:digitalocean:LoadBalancer`: the stack's one public endpoint and the nodes' firewall."""
+    """`llm-deploy:digitalocean:LoadBalancer`: the stack's one public endpoint and the nodes' firewall.
+
+    Created before the droplets: it selects them by the stack tag (a new droplet joins as it is created and
+    gets traffic once the health check passes, old and new serve side by side during a rollout), and each
+    droplet's health gate asks it."""
 
     def __init__(
         self,
@@ -60,7 +68,6 @@ class DigitalOceanLoadBalancer(pulumi.ComponentResource):
         vpc: do.Vpc,
         stack_tag: do.Tag,
         internal: list[do.LoadBalancer],
-        depends_on: list[pulumi.Resource],
         opts: pulumi.ResourceOptions,
     ) -> None:
         super().__init__("llm-deploy:digitalocean:LoadBalancer", name, None, opts)
@@ -84,13 +91,15 @@ class DigitalOceanLoadBalancer(pulumi.ComponentResource):
         if set(access.allowed_cidrs) != {"0.0.0.0/0"}:
             extra["firewall"] = do.LoadBalancerFirewallArgs(allows=[f"cidr:{cidr}" for cidr in access.allowed_cidrs])
         self.balancer = load_balancer(
-            name, plan, vpc, stack_tag, pulumi.ResourceOptions(parent=self, depends_on=depends_on), network="EXTERNAL", **extra
+            name, plan, vpc, stack_tag, child, network="EXTERNAL", **extra
         )
         self.firewall = node_firewall(f"{name}-nodes", plan, stack_tag, [self.balancer, *internal], child)
         if access.domain:
             self.endpoint: pulumi.Output[str] = pulumi.Output.from_input(f"https://{access.domain}")
         else:
             self.endpoint = self.balancer.ip.apply(lambda ip: f"http://{ip}")
+        # What the droplets' health gates ask: the clients' own path (with a domain, https and its certificate).
+        self.health_url: pulumi.Output[str] = self.endpoint.apply(lambda e: e + HEALTH_PATH)
         self.register_outputs({"endpoint": self.endpoint, "ip": self.balancer.ip})
 
 

@@ -92,9 +92,23 @@ SIZE_DISK_GB = {
 }
 
 
+def size_regions() -> dict[str, tuple[str, ...]]:
+    """Per DigitalOcean size, the regions the built-in catalog offers it in: where the getSizes fake lists it."""
+    from infra.catalog import read_catalog
+    from infra.clouds import DIGITALOCEAN
+
+    regions: dict[str, set[str]] = {}
+    for offer in read_catalog():
+        if offer.cloud == DIGITALOCEAN.name:
+            regions.setdefault(offer.instance_type, set()).add(offer.region)
+    return {size: tuple(sorted(found)) for size, found in regions.items()}
+
+
 def _sizes(args: dict) -> dict:
-    """getSizes filtered by slug, in the shape DigitalOcean answers (sizes it does not list: none)."""
+    """getSizes filtered by slug, in the shape DigitalOcean answers (sizes it does not list: none): each
+    available in the regions the catalog has it in."""
     wanted = {v for f in args.get("filters") or [] if f.get("key") == "slug" for v in f.get("values", [])}
+    regions = size_regions()
     sizes = [
         {
             "slug": slug,
@@ -104,7 +118,7 @@ def _sizes(args: dict) -> dict:
             "memory": 0,
             "price_hourly": 0.0,
             "price_monthly": 0.0,
-            "regions": [],
+            "regions": list(regions.get(slug, ())),
             "transfer": 0.0,
             "vcpus": 0,
         }
@@ -114,7 +128,21 @@ def _sizes(args: dict) -> dict:
     return {"id": "sizes", "filters": args.get("filters"), "sizes": sizes, "sorts": args.get("sorts")}
 
 
-INVOKES = {"digitalocean:index/getSizes:getSizes": _sizes}
+def image_id(slug: str) -> int:
+    """The id the getImage fake gives the image a slug names (DigitalOcean's ids are 8 or 9 digits)."""
+    return 100_000_000 + int(_hex(slug, 6), 16) % 99_999_999
+
+
+def _image(args: dict) -> dict:
+    """getImage by slug, in the shape DigitalOcean answers: a public base image, available in every region."""
+    slug = args["slug"]
+    return {"id": image_id(slug), "image": str(image_id(slug)), "slug": slug, "name": slug, "distribution": "Ubuntu",
+            "private": False, "type": "base", "min_disk_size": 50, "size_gigabytes": 20.0, "status": "available",
+            "error_message": "", "description": "", "tags": [], "created": "2026-10-14T16:02:11Z",
+            "regions": sorted({r for regions in size_regions().values() for r in regions})}
+
+
+INVOKES = {"digitalocean:index/getSizes:getSizes": _sizes, "digitalocean:index/getImage:getImage": _image}
 
 OUTPUTS = {
     "digitalocean:index/vpc:Vpc": _vpc,

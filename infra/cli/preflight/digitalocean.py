@@ -1,4 +1,5 @@
-"""DigitalOcean preflight: the size in the region, the droplet limit, and the domain in DigitalOcean DNS."""
+"""DigitalOcean preflight: the size in the region (or the fallback size or region `pulumi up` would take), the
+droplet limit, and the domain in DigitalOcean DNS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from infra.cli.preflight import FAILED, NOT_CHECKED, OK, Check, _asked
 from infra.cli.refresh import RefreshError
 from infra.plan import DeploymentPlan, NodeGroup
 
-UNCHECKED = "sizes in the region (/v2/sizes), the droplet limit (/v2/account), the domain in DigitalOcean DNS (/v2/domains)"
+UNCHECKED = "sizes in the region and the fallback sizes or region `pulumi up` would take (/v2/sizes), the droplet limit (/v2/account), the domain in DigitalOcean DNS (/v2/domains)"
 
 
 def checks(plan: DeploymentPlan) -> list[Check]:
@@ -22,11 +23,40 @@ def checks(plan: DeploymentPlan) -> list[Check]:
     except RefreshError as error:
         checks += [Check(g.name, "offering", NOT_CHECKED, str(error)) for g in plan.node_groups]
     else:
-        checks += [_size_check(g, listed.get(g.offer.instance_type), plan.region) for g in plan.node_groups]
+        checks += _offering_checks(plan, listed)
     checks.append(_asked("account", "droplet limit", lambda: _droplet_limit(plan, do, base, token)))
     if plan.access.domain:
         domain = plan.access.domain
         checks.append(_asked("domain", "DNS", lambda: _do_domain(domain, do, base, token)))
+    return checks
+
+
+def _offering_checks(plan: DeploymentPlan, listed: dict[str, dict]) -> list[Check]:
+    """Per node group its size in the region; where it has none, what the deployment's look-up step takes from
+    the same /v2/sizes answer (components/digitalocean/layout.py `with_capacity`): the next fallback size its
+    spot policy allows, or the first region with a size for every group (ok, saying which), or nothing (failed,
+    naming `region`)."""
+    from components.digitalocean.layout import NoCapacity, SizeListing, with_capacity
+
+    own = [_size_check(g, listed.get(g.offer.instance_type), plan.region) for g in plan.node_groups]
+    if all(c.status == OK for c in own):
+        return own
+    sizes = {slug: SizeListing(bool(s.get("available", True)), tuple(s.get("regions") or ()), int(s.get("disk") or 0))
+             for slug, s in listed.items()}
+    try:
+        built, taken = with_capacity(plan, sizes)
+    except NoCapacity as none:
+        return [*own, Check("region", "capacity", FAILED, f"region: {none}; pick another region or gpu")]
+    checks = []
+    for check, group in zip(own, built.node_groups, strict=True):
+        why = taken.get(group.name) or taken.get("region")
+        if check.status == OK or why is None:
+            checks.append(check)  # its own size serves (or /v2/sizes does not list it: kept, and failed as before)
+        else:
+            checks.append(Check(group.name, "offering", OK, f"{check.detail}; `pulumi up` takes {group.offer.instance_type} "
+                                f"in {built.region} instead ({why})", zones=(built.region,)))
+    if "region" in taken:
+        checks.append(Check("region", "capacity", OK, f"`pulumi up` builds the stack in {built.region}, not {plan.region}: {taken['region']}"))
     return checks
 
 
