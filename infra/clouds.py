@@ -59,6 +59,9 @@ class Cloud:
     # Its managed groups have no rolling update that waits for load-balancer health, so the component gates a
     # replaced group with a poller of its own (`<package>/rollout.py`, a Pulumi dynamic resource).
     rollout_gate: bool = False
+    # On-demand nodes a group under `spotPolicy: auto` keeps below its spot ones (at most its count): where the
+    # cloud never falls back from spot to on-demand by itself, the nodes spot cannot take away. 0: all spot.
+    auto_on_demand_nodes: int = 0
     metadata: MetadataService | None = None  # what a node's watcher polls for notices of its end; None: nothing to poll
     metrics_agent: str | None = None  # the agent a node publishes its services' metrics with (bootstrap/files/llm-deploy-<agent>)
     # The `llm-deploy images --update` resolver: `infra.cli.images.<name>` (see infra/cli/images/__init__.py).
@@ -137,6 +140,7 @@ AWS = Cloud(
     instance_type_inputs=(("aws:ec2/launchTemplate:LaunchTemplate", ("instanceType",)), ("aws:ec2/instance:Instance", ("instanceType",))),
     alarms="CloudWatch alarms to an SNS topic with an email subscription; a CloudWatch dashboard",
     image_id_pattern=r"ami-[0-9a-f]{8}([0-9a-f]{9})?",  # EC2 AMI ids: 8 or 17 hex digits
+    auto_on_demand_nodes=1,  # an Auto Scaling group keeps asking for Spot, never launches on-demand in its place
     metadata=AWS_IMDS,
     metrics_agent="cloudwatch",  # the CloudWatch agent: queue depth per autoscaling group, for target tracking
 )

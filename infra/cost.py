@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from infra import clouds
 from infra.catalog import CLOUDS, offer_record
 from infra.cheaper import Suggestion, suggestions
 from infra.clouds import HOSTED_NAMES as HOSTED
@@ -57,10 +58,17 @@ def spot_total(hourly: float | None, count: int) -> float | None:
 
 
 def policy_hourly_usd(group: NodeGroup) -> float | None:
-    """What the group bills per hour under its spotPolicy: on-demand at the offer's price; spot and auto at
-    the spot price (auto: while spot capacity lasts; a node that falls back costs the on-demand price);
-    None where spot is asked for and the catalog has no spot price."""
-    return group.hourly_usd if group.spot_policy == DEFAULT_SPOT_POLICY else group.spot_hourly_usd
+    """What the group bills per hour under its spotPolicy: on-demand at the offer's price; spot at the spot
+    price; auto at the spot price but for the nodes its cloud keeps on-demand (`auto_on_demand_nodes`: AWS one),
+    while spot capacity lasts (a node that falls back costs the on-demand price); None where spot is asked for
+    and the catalog has no spot price."""
+    if group.spot_policy == DEFAULT_SPOT_POLICY:
+        return group.hourly_usd
+    spot = group.offer.spot_hourly_usd
+    if spot is None:
+        return None
+    on_demand = min(clouds.get(group.cloud).auto_on_demand_nodes, group.count) if group.spot_policy == "auto" else 0
+    return round(on_demand * group.offer.hourly_usd + (group.count - on_demand) * spot, 6)
 
 
 def policy_note(plan: DeploymentPlan) -> str:
@@ -68,8 +76,9 @@ def policy_note(plan: DeploymentPlan) -> str:
     policies = {g.spot_policy for g in plan.node_groups}
     parts = ["every node group on-demand" if policies == {DEFAULT_SPOT_POLICY} else "each node group at its spotPolicy's price"]
     if "auto" in policies:
-        parts.append("auto: spot prices while spot capacity lasts; a node that falls back to on-demand costs its on-demand "
-                     "price, so the bill is at most the on-demand total")
+        parts.append("auto: spot prices while spot capacity lasts, but for the nodes the cloud keeps on-demand (AWS: one "
+                     "per group); a node that falls back to on-demand costs its on-demand price, so the bill is at most "
+                     "the on-demand total")
     if "spot" in policies:
         parts.append("spot: spot prices; nodes the cloud reclaims come back only when spot capacity does")
     if any(g.spot_policy != DEFAULT_SPOT_POLICY and g.spot_hourly_usd is None for g in plan.node_groups):

@@ -173,6 +173,7 @@ FACTS = {
     "offers": "placement places on the catalog's offers or on the stack's hosts (infra/onprem.py, tests/test_onprem.py)",
     "delivery": "which packages have delivery.py, the SSH transport (tests/test_component_shape.py)",
     "rollout_gate": "which cloud packages hold rollout.py (tests/test_component_shape.py); no stack key asks for it",
+    "auto_on_demand_nodes": "components/aws/layout.py on_demand_base and infra/cost.py policy_hourly_usd: the on-demand nodes of an auto group",
     "metadata": "node.env's LLM_DEPLOY_METADATA_* / NOTICE_*: the node's drain watcher polls it (bootstrap/render.py)",
     "metrics_agent": "which agent script and configuration bootstrap ships to publish the services' metrics (bootstrap/render.py)",
 }

@@ -153,11 +153,14 @@ def test_cost_shows_on_demand_and_spot_side_by_side_with_catalog_prices(stack_fi
         record = groups[group.name]
         spot = float(spot_prices[group.offer.instance_type])
         assert record["spot_hourly_usd"] == round(spot * group.count, 6)
-        assert record["policy_hourly_usd"] == (record["hourly_usd"] if group.spot_policy == "on-demand" else record["spot_hourly_usd"])
+        on_demand = float(record["instance_hourly_usd"]) if "instance_hourly_usd" in record else group.offer.hourly_usd
+        # auto on AWS: one node on-demand (the Auto Scaling group's on-demand base), the rest at the spot price
+        expected = {"on-demand": group.count * on_demand, "auto": on_demand + (group.count - 1) * spot}[group.spot_policy]
+        assert record["policy_hourly_usd"] == round(expected, 6), group.name
     assert document["total_spot_hourly_usd"] == round(sum(g["spot_hourly_usd"] for g in groups.values()), 6)
     assert document["policy_total_hourly_usd"] == round(sum(g["policy_hourly_usd"] for g in groups.values()), 6)
     assert document["total_spot_hourly_usd"] < document["policy_total_hourly_usd"] < document["total_hourly_usd"]
-    assert "auto: spot prices while spot capacity lasts" in document["spot_note"]
+    assert "auto: spot prices while spot capacity lasts, but for the nodes the cloud keeps on-demand" in document["spot_note"]
     assert "at most the on-demand total" in document["spot_note"]
     markdown = cost_markdown(preview)
     assert "| spot $/h | spotPolicy | policy $/h |" in markdown

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from infra import clouds
 from infra.data_files import data_rows
 from infra.plan import HEALTH_PATH, BootEstimate, DeploymentPlan, NodeGroup, PlacedService
 
@@ -169,10 +170,10 @@ ON_DEMAND_STRATEGY = "prioritized"  # on-demand tries the overrides in order: th
 
 
 def on_demand_base(policy: str, count: int) -> int:
-    """On-demand nodes below the Spot ones: none for on-demand (100 % above it is on-demand anyway) and spot; one
-    for auto: AWS never falls back from Spot to on-demand by itself, so one node Spot cannot take away (a
-    one-node group is on-demand under auto)."""
-    return min(1, count) if policy == "auto" else 0
+    """On-demand nodes below the Spot ones: none for on-demand (100 % above it is on-demand anyway) and spot; for
+    auto the record's `auto_on_demand_nodes` (one: AWS never falls back from Spot to on-demand by itself, so one
+    node Spot cannot take away; a one-node group is on-demand under auto). `cost` bills the same split."""
+    return min(clouds.AWS.auto_on_demand_nodes, count) if policy == "auto" else 0
 
 
 def instances_distribution(policy: str, count: int) -> dict:
