@@ -4,43 +4,32 @@ the endpoints check it, and the handler answers JSON as they do. `serve` points 
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from bootstrap.files.alicloud_oos import sign
+from tests.helpers import JsonStub
 
 # The parameters every signed RPC request carries besides its action's own.
 COMMON = {"Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "SignatureVersion", "SignatureNonce", "Timestamp",
           "SecurityToken"}
 
 
-class SignedRpc(BaseHTTPRequestHandler):
+class SignedRpc(JsonStub):
     """Answers `answer(params)` for a correctly signed GET, IncompleteSignature (400) for any other."""
 
     key = secret = ""
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def send_json(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
         signature = params.pop("Signature", "")
         if params.get("AccessKeyId") != self.key or signature != sign("GET", params, self.secret):
-            return self.send_json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform to Aliyun standards."})
+            return self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform to Aliyun standards."})
         status, body = self.answer(params)
-        self.send_json(status, {"RequestId": "7A1B", **body})
+        self._json(status, {"RequestId": "7A1B", **body})
 
     def answer(self, params: dict[str, str]) -> tuple[int, dict]:
         raise NotImplementedError

@@ -108,6 +108,14 @@ def stub_api(monkeypatch, handler: type[BaseHTTPRequestHandler]) -> Iterator[str
         server.server_close()
 
 
+# Two node groups: the LLM on a GPU, embedding and rerank on CPU.
+GPU_LLM_CPU_ENCODERS = [
+    {"name": "chat", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192},
+    {"name": "embed", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct", "accelerator": "cpu"},
+    {"name": "rank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "accelerator": "cpu"},
+]
+
+
 # --- the CLI -------------------------------------------------------------------------------------
 
 

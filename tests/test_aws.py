@@ -20,7 +20,19 @@ from components.aws.secrets import read_secrets_policy
 from infra.boot_time import constant
 from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
-from tests.helpers import GUARDED_PORTS, SSH_KEY, WORLD, answer, id_of, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import (
+    GPU_LLM_CPU_ENCODERS,
+    GUARDED_PORTS,
+    SSH_KEY,
+    WORLD,
+    answer,
+    id_of,
+    of_type,
+    one,
+    planner,
+    raw_config,
+    stacks_on,
+)
 
 API_KEY = "sk-aws-test-4c1d9e7f0b2a8e53"
 HF_TOKEN = "hf_awsTestToken9f8e7d6c5b4a"
@@ -36,11 +48,7 @@ PARAMETER = "aws:ssm/parameter:Parameter"
 SECRETS_CONFIG = {
     "cloud": "aws",
     "region": "us-west-2",
-    "services": [
-        {"name": "chat", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192},
-        {"name": "embed", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct", "accelerator": "cpu"},
-        {"name": "rank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "accelerator": "cpu"},
-    ],
+    "services": GPU_LLM_CPU_ENCODERS,
     "allowedCidrs": ["198.51.100.0/24", "2001:db8::/32"],
     "sshCidrs": ["203.0.113.0/24"],
     "sshPublicKeys": [SSH_KEY],

@@ -24,7 +24,7 @@ from components.aws.monitoring import (
 )
 from infra import service_metrics
 from infra.plan import DeploymentPlan
-from tests.helpers import answer, of_type, one, planner, raw_config, stacks_on
+from tests.helpers import GPU_LLM_CPU_ENCODERS, answer, of_type, one, planner, raw_config, stacks_on
 
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 TG = "aws:lb/targetGroup:TargetGroup"
@@ -38,11 +38,7 @@ EMAIL = "oncall@acme-inference.io"
 ALERTED = {
     "cloud": "aws",
     "region": "us-east-1",
-    "services": [
-        {"name": "chat", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct", "maxModelLen": 8192},
-        {"name": "embed", "kind": "embedding", "model": "intfloat/multilingual-e5-large-instruct", "accelerator": "cpu"},
-        {"name": "rank", "kind": "rerank", "model": "BAAI/bge-reranker-base", "accelerator": "cpu"},
-    ],
+    "services": GPU_LLM_CPU_ENCODERS,
     "alertEmail": EMAIL,
 }
 # the chat service autoscales with a queue target of its own: its alarm fires above that target, not the default
