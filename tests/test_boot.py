@@ -438,6 +438,15 @@ class Container:
         return self.first_answer, self.healthy_after
 
 
+def service_stand_in_files() -> dict[str, bytes]:
+    """The service stand-in the docker stand-in runs, and the data it reads: in every node's image."""
+    return {
+        "/usr/local/lib/boot-stub/fake_service.py": (STUBS / "fake_service.py").read_bytes(),
+        "/usr/local/lib/boot-stub/cli_options.csv": (STUBS / "cli_options.csv").read_bytes(),
+        "/usr/local/lib/boot-stub/service_metrics.csv": (DATA_DIR / "service_metrics.csv").read_bytes(),
+    }
+
+
 def prepare(spec: NodeSpec, rootfs: Path, stand_ins: dict[str, Path], where: Path, netns: str) -> Container:
     """A copy of the cached root filesystem made into this node's image, seeded with its user-data."""
     root = where / spec.name / "root"
@@ -449,9 +458,7 @@ def prepare(spec: NodeSpec, rootfs: Path, stand_ins: dict[str, Path], where: Pat
         "/var/lib/cloud/seed/nocloud/meta-data": f"instance-id: {spec.name}-0001\nlocal-hostname: {spec.name}\n",
         "/etc/cloud/cloud.cfg.d/99-boot-test.cfg": "datasource_list: [NoCloud]\nnetwork: {config: disabled}\n",
         "/etc/apt/sources.list.d/archive.list": "deb [trusted=yes] file:/opt/boot-stub/archive ./\n",
-        "/usr/local/lib/boot-stub/fake_service.py": (STUBS / "fake_service.py").read_bytes(),
-        "/usr/local/lib/boot-stub/cli_options.csv": (STUBS / "cli_options.csv").read_bytes(),
-        "/usr/local/lib/boot-stub/service_metrics.csv": (DATA_DIR / "service_metrics.csv").read_bytes(),
+        **service_stand_in_files(),
     }
     (root / "etc/apt/sources.list").unlink(missing_ok=True)  # no network: the archive is the local one
     # nginx is in the image but, as on a cloud image without it, nothing answers on port 80 before the gateway step.

@@ -32,7 +32,19 @@ from infra import ssh
 from infra.cli import offline
 from infra.config import RawConfig
 from tests.helpers import MODELS, USER_API_KEY
-from tests.test_boot import CACHE, STUBS, Container, NodeSpec, connect, http, in_netns, network, rootfs, stand_ins  # noqa: F401
+from tests.test_boot import (  # noqa: F401
+    CACHE,
+    STUBS,
+    Container,
+    NodeSpec,
+    connect,
+    http,
+    in_netns,
+    network,
+    rootfs,
+    service_stand_in_files,
+    stand_ins,
+)
 
 pytestmark = pytest.mark.boot
 
@@ -90,10 +102,9 @@ def prepare_host(name: str, address: str, image: Path, stand_ins: dict, where: P
     (root / "etc/apt/sources.list").unlink(missing_ok=True)
     (root / "etc/apt/sources.list.d/archive.list").write_text("deb [trusted=yes] file:/opt/boot-stub/archive ./\n")
     shutil.copytree(stand_ins["archive"], root / "opt/boot-stub/archive")
-    stub = root / "usr/local/lib/boot-stub"
-    stub.mkdir(parents=True)
-    shutil.copy(STUBS / "fake_service.py", stub / "fake_service.py")
-    shutil.copy(STUBS / "cli_options.csv", stub / "cli_options.csv")
+    for path, content in service_stand_in_files().items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(content)
     (root / "etc/boot-stub").mkdir()
     (root / "etc/boot-stub/gpu.json").write_text(json.dumps(
         {"model": "L40S", "count": 1, "memory_mib": 46068, "driver": "580.95.05", "branch": 580, "preinstalled": True}))
