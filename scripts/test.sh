@@ -85,12 +85,16 @@ stock_debian=$!
 ) >"$scratch/lowest-install.log" 2>&1 &
 lowest_install=$!
 
-# The suite: the unit tests on every core (pytest-xdist), then the boot tier on its own (its containers
-# and network namespaces are made one at a time).
-python -m pytest -n "${LLM_DEPLOY_TEST_WORKERS:-auto}" -m "not boot"
-python -m pytest -m boot
-
+# The suite: the boot tier (its containers and network namespaces made one at a time; mostly waiting for
+# them to boot) beside the unit tests, which run on every core (pytest-xdist). Its log follows theirs.
+python -m pytest -m boot >"$scratch/boot.log" 2>&1 &
+boot=$!
 status=0
+python -m pytest -n "${LLM_DEPLOY_TEST_WORKERS:-auto}" -m "not boot" || status=$?
+wait "$boot" || status=$?
+cat "$scratch/boot.log"
+((status == 0)) || exit "$status"
+
 wait "$lowest_install" || status=$?
 cat "$scratch/lowest-install.log"
 ((status == 0)) || exit "$status"
