@@ -90,7 +90,9 @@ def reserved_domain(domain: str) -> str | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True)
+    # protected_namespaces=(): the stack key modelSource is the field model_source, which pydantic before 2.10
+    # warns about on every run (its "model_" namespace) though nothing of pydantic's is shadowed.
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=False, frozen=True, protected_namespaces=())
 
 
 class LoadConfig(_Model):
