@@ -53,7 +53,7 @@ def scrape_config(group: NodeGroup) -> str:
     """Prometheus scrape config: one job per local server (each LLM replica its own), labelled with its
     service, engine and the node's autoscaling group (filled in on the node)."""
     jobs = []
-    for service in group.services:
+    for service in (s for s in group.services if s.publishes_metrics):  # Ollama serves no /metrics to scrape
         for name, port in service.instances:
             labels = {SERVICE_DIMENSION: service.name, REPLICA_LABEL: name, ENGINE_LABEL: ENGINES[service.kind],
                       ASG_DIMENSION: GROUP_PLACEHOLDER}  # fmt: skip
@@ -71,7 +71,7 @@ def config_files(group: NodeGroup) -> dict[str, str]:
 def agent_config(group: NodeGroup) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []
-    for engine in sorted({ENGINES[s.kind] for s in group.services}):
+    for engine in sorted({ENGINES[s.kind] for s in group.services if s.publishes_metrics}):
         names = [m.metric for m in cloudwatch_metrics(engine)]
         declarations.append({
             "source_labels": [ENGINE_LABEL],

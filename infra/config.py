@@ -316,6 +316,9 @@ class HostConfig(_Model):
     gpu: str | None = Field(None, max_length=64)
     gpu_count: int | None = Field(None, ge=0, le=16)
     hourly_usd: float | None = Field(None, ge=0, le=MAX_HOURLY_USD, allow_inf_nan=False)
+    # A host's CPUs and RAM, for services on CPU (TEI, an `engine: ollama` LLM): placement sizes RAM and decode speed by them.
+    vcpus: int | None = Field(None, ge=1, le=4096)
+    memory_gb: float | None = Field(None, gt=0, le=100_000, allow_inf_nan=False)
 
     @field_validator("gpu")
     @classmethod

@@ -33,13 +33,13 @@ BAD_INPUTS = {
                        "'cpu' is not supported for kind 'llm' with vLLM (it needs a CUDA GPU)",
                        "set engine: ollama with an Ollama model tag to serve the LLM on CPU"),
     "ollama with a vLLM dtype": ({"services": [{**OLLAMA, "dtype": "fp8"}]}, "services[0].dtype",
-                                 "not with engine 'ollama': the tag's quantisation sets the weights' format "
-                                 "(e.g. llama3.1:8b-instruct-q8_0)", None),
+                                 ("not with engine 'ollama': the tag's quantisation sets the weights' format "
+                                 "(e.g. llama3.1:8b-instruct-q8_0)"), None),
     "ollama autoscaled": ({"services": [{**OLLAMA, "maxReplicas": 3}]}, "services[0].maxReplicas",
                           "not with engine 'ollama': Ollama publishes no queue metric to autoscale on", None),
     "ollama with a latency target": ({"services": [{**OLLAMA, "latency": {"timePerOutputTokenMs": 50}}]}, "services[0].latency",
-                                     "not with engine 'ollama': the Ollama estimate covers decode throughput only, not time to "
-                                     "first token", None),
+                                     ("not with engine 'ollama': the Ollama estimate covers decode throughput only, not time to "
+                                     "first token"), None),
     "ollama for an encoder": ({"services": [{"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3", "engine": "ollama"}]},
                               "services[0].engine", "only for kind 'llm' (TEI serves the encoders)", None),
     "unknown ollama tag without paramsB": (
