@@ -138,3 +138,20 @@ def test_the_node_files_carry_the_health_path_and_the_tag_to_pull(tmp_path):
         assert f"location = {path} {{ proxy_pass http://127.0.0.1:8000; }}  # llm" in gateway
     assert "/metrics/llm" not in gateway and "/metrics/embedding" in gateway  # Ollama has no /metrics
     assert "127.0.0.1:8000" not in files[SCRAPE_TEMPLATE].text and "127.0.0.1:8080" in files[SCRAPE_TEMPLATE].text
+
+
+def test_every_setting_is_an_environment_variable_the_pinned_ollama_reads():
+    """The boot stand-in's list (tests/boot/cli_options.csv, from ollama v0.32.15 envconfig/config.go) is the one the
+    docker stand-in refuses others by; the launches of every case use only those."""
+    import csv
+
+    from tests.helpers import ROOT
+
+    with open(ROOT / "tests/boot/cli_options.csv") as handle:
+        known = {row["option"] for row in csv.DictReader(handle) if row["program"] == "ollama-env"}
+    staged = Sources("registry.internal:5000", "/srv/models")
+    for case in ("aws-cpu-ollama", "digitalocean-gpu-ollama"):
+        for sources in (Sources(), staged):
+            args = list(launch_of(case, sources).docker_args)
+            names = {args[i + 1].partition("=")[0] for i, a in enumerate(args) if a == "-e"}
+            assert names and names <= known, names - known
