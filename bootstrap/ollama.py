@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.boot_time import image_sizes
+from infra.ollama import STAGED_DIR
 from infra.plan import PlacedService
-
-STAGED_SUBDIR = "ollama"  # under modelSource.path: the staged Ollama models directory
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def ollama_run(service: PlacedService, cache_dir: str, staged_models: str | None
     if service.tensor_parallel_size > 1:
         env["OLLAMA_SCHED_SPREAD"] = "1"  # every GPU of the node, as placement counted them
     if staged_models is not None:  # mounted read-only by service_launches
-        env |= {"OLLAMA_MODELS": f"{staged_models}/{STAGED_SUBDIR}", "OLLAMA_NOPRUNE": "1"}
+        env |= {"OLLAMA_MODELS": f"{staged_models}/{STAGED_DIR}", "OLLAMA_NOPRUNE": "1"}
     docker_args = [arg for name, value in env.items() for arg in ("-e", f"{name}={value}")]
     if staged_models is None:
         docker_args += ["-v", f"{cache_dir}/ollama:/root/.ollama"]

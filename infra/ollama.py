@@ -27,6 +27,9 @@ ENGINE = "ollama"
 # A tag of the Ollama library: `name:tag`, both explicit (no implicit `:latest`, which moves), no namespace: the
 # node's health check asks for `/v1/models/<tag>`, one path segment.
 TAG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}:[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# Under modelSource.path on air-gapped hosts: an Ollama models directory (OLLAMA_MODELS) copied from a machine that
+# pulled the tags.
+STAGED_DIR = "ollama"
 THROUGHPUT_BASIS = "ollama decode estimate: memory bandwidth / bytes read per token, one sequence at a time"
 
 
@@ -75,6 +78,12 @@ def quantization_of(tag: str) -> str | None:
     suffix = tag.rpartition(":")[2].rpartition("-")[2].lower()
     spelled = {name.lower(): name for name in bits_per_weight()} | {"fp16": "f16"}  # Ollama tags say fp16 and q4_K_M
     return spelled.get(suffix)
+
+
+def staged_file(tag: str) -> str:
+    """What proves a tag is staged (relative to modelSource.path): its manifest, where Ollama keeps a library tag's."""
+    name, _, version = tag.partition(":")
+    return f"{STAGED_DIR}/manifests/registry.ollama.ai/library/{name}/{version}"
 
 
 def quantization(tag: str) -> str:

@@ -155,3 +155,17 @@ def test_every_setting_is_an_environment_variable_the_pinned_ollama_reads():
             args = list(launch_of(case, sources).docker_args)
             names = {args[i + 1].partition("=")[0] for i, a in enumerate(args) if a == "-e"}
             assert names and names <= known, names - known
+
+
+def test_no_suggestion_changes_the_dtype_of_an_ollama_llm():
+    from infra.cheaper import _service_changes
+
+    config = parse_config(stack({**CPU_LLM, "accelerator": "gpu", "model": "llama3.1:8b"}, cloud="aws"))
+    assert not [field for field, _, _ in _service_changes(0, config.services[0], 8192) if field.endswith(".dtype")]
+
+
+def test_preflight_looks_for_a_staged_tag_where_the_node_serves_it_from():
+    """modelSource.path/<STAGED_DIR> is the node's OLLAMA_MODELS; Ollama keeps a library tag's manifest under it."""
+    staged = launch_of("aws-cpu-ollama", Sources(None, "/srv/models"))
+    assert f"OLLAMA_MODELS=/models/{ollama.STAGED_DIR}" in staged.docker_args
+    assert ollama.staged_file(OLLAMA_TAG) == f"{ollama.STAGED_DIR}/manifests/registry.ollama.ai/library/deepseek-coder/6.7b"
