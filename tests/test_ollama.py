@@ -157,13 +157,6 @@ def test_every_setting_is_an_environment_variable_the_pinned_ollama_reads():
             assert names and names <= known, names - known
 
 
-def test_no_suggestion_changes_the_dtype_of_an_ollama_llm():
-    from infra.cheaper import _service_changes
-
-    config = parse_config(stack({**CPU_LLM, "accelerator": "gpu", "model": "llama3.1:8b"}, cloud="aws"))
-    assert not [field for field, _, _ in _service_changes(0, config.services[0], 8192) if field.endswith(".dtype")]
-
-
 def test_preflight_looks_for_a_staged_tag_where_the_node_serves_it_from():
     """modelSource.path/<STAGED_DIR> is the node's OLLAMA_MODELS; Ollama keeps a library tag's manifest under it."""
     staged = launch_of("aws-cpu-ollama", Sources(None, "/srv/models"))
