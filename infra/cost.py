@@ -174,20 +174,14 @@ class ServiceCost:
         return self.placed.group.offer if self.placed else None
 
     @property
-    def dtype(self) -> str:
-        """The weights' format: the service's dtype, or for Ollama its tag's GGUF quantisation."""
-        service = self.need.config
-        return ollama.quantization(service.model) if service.engine == ollama.ENGINE else service.dtype
-
-    @property
     def label(self) -> str:
-        """How reports name the weights: `bf16`, or `ollama q4_0, estimate on CPU`."""
-        service = self.need.config
-        return f"ollama {self.dtype}, estimated" if service.engine == ollama.ENGINE else self.dtype
+        """How reports name the weights: `bf16`, or `ollama q4_0, estimated` (its figures are Ollama's estimate)."""
+        weights = self.need.weights_format
+        return f"ollama {weights}, estimated" if self.need.config.engine == ollama.ENGINE else weights
 
     def as_json(self) -> dict[str, Any]:
         service = self.need.config
-        record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": self.dtype,
+        record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": self.need.weights_format,
                                   "engine": service.engine if service.kind == "llm" else None,
                                   "replicas": service.replicas, "accelerator": service.accelerator,
                                   "required_gpu_memory_gb": self.need.required_gb,

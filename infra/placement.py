@@ -69,6 +69,11 @@ class ServiceNeed:
         return f"services[{self.index}]"
 
     @property
+    def weights_format(self) -> str:
+        """What messages call the weights' format: the dtype, or an Ollama tag's quantisation."""
+        return ollama.quantization(self.config.model) if self.config.engine == ollama.ENGINE else self.config.dtype
+
+    @property
     def spot_policy_field(self) -> str:
         """The key that set its policy: the service's own `spotPolicy`, else the stack's."""
         return f"{self.field}.spotPolicy" if self.config.spot_policy else "spotPolicy"
@@ -582,10 +587,10 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
         counts = _counts_that_fit(need, pinned) if service.gpu_count else []
         if counts:  # the GPU would do: the count pinned is what is too small
             return problem(source, f"{need.field}.gpuCount", f"{service.gpu_count}x {service.gpu} cannot hold {service.model}: "
-                           f"it needs {need.required_gb} GB ({service.dtype})", f"valid: {', '.join(map(str, counts))}")
+                           f"it needs {need.required_gb} GB ({need.weights_format})", f"valid: {', '.join(map(str, counts))}")
         largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
-                       f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
+                       f"({need.weights_format}), the largest {service.gpu} instance has {largest:.0f} GB")
     if service.accelerator == "cpu":
         cpu = [o for o in offers if o.gpu_count == 0]
         if not cpu:
@@ -596,7 +601,7 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
     if not any(o.cuda for o in offers):
         return problem(source, f"{need.field}.accelerator", f"no CUDA GPU instance type for {where} in the catalog")
     largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
-    return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
+    return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {need.weights_format} "
                    f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 
