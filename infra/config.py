@@ -422,7 +422,19 @@ class StackConfig(_Model):
             self._unique_services()
             self._autoscaling_where_the_cloud_scales()
             self._onprem()
+            self._cpu_hosts_sized()
         return self
+
+    def _cpu_hosts_sized(self) -> None:
+        """Services on CPU need the hosts' RAM and CPUs, which llm-deploy does not read over SSH: a host without
+        GPUs must give them."""
+        if self.cloud != "onprem" or not any(s.accelerator == "cpu" for s in self.services):
+            return
+        for index, host in enumerate(self.hosts):
+            for key in ("memory_gb", "vcpus"):
+                if host.gpu_count == 0 and getattr(host, key) is None:
+                    raise Invalid(f"{host.label} has no GPU: services on CPU need its {to_camel(key)}", f"hosts[{index}].{to_camel(key)}",
+                                  "e.g. {address: ..., gpuCount: 0, vcpus: 16, memoryGb: 64}", uses=("cloud", "hosts", "services"))
 
     def _autoscaling_where_the_cloud_scales(self) -> None:
         """maxReplicas needs a cloud whose record says it autoscales; `cloud: auto` places on those only (placement)."""

@@ -58,3 +58,11 @@ def test_an_ollama_stack_plans_onto_cpu_nodes_with_no_gpu_step_and_the_ollama_un
     assert "SERVICE_IMAGE=ollama/ollama:0.32.15\n" in conf and f"SERVICE_PULL={OLLAMA_TAG}\n" in conf
     assert "LLM_DEPLOY_ACCELERATOR=cpu\n" in files["/etc/llm-deploy/node.env"]
     assert "/etc/systemd/system/llm-deploy@.service" in files
+
+
+@pytest.mark.parametrize("key", ["memoryGb", "vcpus"])
+def test_a_cpu_host_without_its_ram_or_cpus_is_refused_naming_the_key(key, cli, stack_file):
+    path = stack_file(values("onprem") | {"hosts": [{k: v for k, v in HOST.items() if k != key}]})
+    checked = cli("validate", "--config", str(path))
+    assert checked.code == 2
+    assert f"{path}: hosts[0].{key}: 10.0.0.21 has no GPU: services on CPU need its {key}" in checked.stdout + checked.stderr
