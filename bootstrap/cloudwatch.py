@@ -18,7 +18,7 @@ import yaml
 
 from infra.data_files import data_rows
 from infra.plan import NodeGroup
-from infra.service_metrics import ASG_DIMENSION, DIMENSIONS, ENGINES, LOG_GROUP, NAMESPACE, SERVICE_DIMENSION, cloudwatch_metrics
+from infra.service_metrics import ASG_DIMENSION, DIMENSIONS, ENGINES, NAMESPACE, SERVICE_DIMENSION, cloudwatch_metrics
 
 CONFIG_DIR = "/etc/llm-deploy/cloudwatch"
 AGENT_CONFIG = f"{CONFIG_DIR}/agent.json"
@@ -63,12 +63,12 @@ def scrape_config(group: NodeGroup) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def config_files(group: NodeGroup) -> dict[str, str]:
+def config_files(group: NodeGroup, log_group: str) -> dict[str, str]:
     """What the node gets besides the agent script: the agent's configuration and the scrape template."""
-    return {AGENT_CONFIG: agent_config(group), SCRAPE_TEMPLATE: scrape_config(group)}
+    return {AGENT_CONFIG: agent_config(group, log_group), SCRAPE_TEMPLATE: scrape_config(group)}
 
 
-def agent_config(group: NodeGroup) -> str:
+def agent_config(group: NodeGroup, log_group: str) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []
     for engine in sorted({ENGINES[s.kind] for s in group.services}):
@@ -84,7 +84,7 @@ def agent_config(group: NodeGroup) -> str:
         "logs": {
             "metrics_collected": {
                 "prometheus": {
-                    "log_group_name": LOG_GROUP,
+                    "log_group_name": log_group,  # the stack's, which Pulumi creates with a retention
                     "prometheus_config_path": SCRAPE_CONFIG,
                     "emf_processor": {"metric_declaration_dedup": True, "metric_namespace": NAMESPACE, "metric_declaration": declarations},
                 }

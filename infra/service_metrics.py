@@ -24,7 +24,9 @@ NAMESPACE = "LlmDeploy"
 ASG_DIMENSION = "AutoScalingGroupName"
 SERVICE_DIMENSION = "service"
 DIMENSIONS = (ASG_DIMENSION, SERVICE_DIMENSION)
-LOG_GROUP = "/llm-deploy/metrics"  # where the agent writes the embedded-metric-format logs CloudWatch reads them from
+# Days CloudWatch keeps the agent's embedded-metric-format logs. They only carry the metrics: CloudWatch keeps the
+# metrics made from them on its own terms (up to 15 months), so a week of the raw logs is enough to look back at.
+METRICS_LOG_RETENTION_DAYS = 7
 ENGINES = {"llm": "vllm", "embedding": "tei", "rerank": "tei"}  # service kind → the engine serving it
 # What the nodes publish to CloudWatch, per engine: the scaling signal and what the dashboard and alarms show.
 CLOUDWATCH_SIGNALS = ("queue_depth", "running", "generation_tokens", "requests", "request_success", "request_errors")
@@ -50,6 +52,12 @@ class ServiceMetric:
         if self.type == "histogram":
             return tuple(f"{self.metric}{suffix}" for suffix in ("_bucket", "_sum", "_count"))
         return (self.metric,)
+
+
+def log_group(stack: str) -> str:
+    """The stack's log group the agent writes its embedded-metric-format logs to (CloudWatch makes the metrics from
+    them): one per stack, so each stack's Pulumi owns its group and its retention."""
+    return f"/llm-deploy/{stack}/metrics"
 
 
 @functools.cache
