@@ -27,6 +27,8 @@ HOURS_PER_WEEK = 7 * 24
 TIME = r"(\d{2}):(\d{2})"
 WINDOW = re.compile(r"(?P<days>[A-Za-z,-]+)\s+(?P<times>[\d:,\s-]+)")
 TIMES = re.compile(rf"{TIME}-{TIME}")
+# The host an awake load balancer's asleep rule matches: .invalid never resolves (RFC 2606), so no request names it.
+NO_REQUEST_HOST = "asleep.invalid"
 
 
 class ScheduleError(BadInput):
@@ -144,6 +146,17 @@ class Schedule:
         following = self.stretches[(self.stretches.index(stretch) + 1) % len(self.stretches)]
         day, minute = divmod(following.start % MINUTES_PER_WEEK, MINUTES_PER_DAY)
         return DAYS[day], time(minute // 60, minute % 60)
+
+    def asleep_switches(self) -> tuple[tuple[str, tuple[str, ...], time, Stretch | None], ...]:
+        """When a load balancer's asleep rule changes, as (\"wake\" | \"sleep\", days, wall-clock time, stretch): each
+        wake (days grouped by equal times, stretch None) turns it off; each stretch's end turns it on with the answer
+        of the wake after that stretch (one day each, as the answers differ)."""
+        wakes = [("wake", days, at, None) for kind, days, at in self.transitions() if kind == "wake"]
+        sleeps = []
+        for stretch in self.stretches:
+            day, minute = divmod(stretch.end % MINUTES_PER_WEEK, MINUTES_PER_DAY)
+            sleeps.append(("sleep", (DAYS[day],), time(minute // 60, minute % 60), stretch))
+        return (*wakes, *sleeps)
 
     def asleep_answer(self, stretch: Stretch) -> dict[str, str]:
         """The JSON a load balancer answers (503) from a stretch's end until the next wake: when, in the stack's zone."""

@@ -157,7 +157,7 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
             )
         if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
             AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
-                            stack.deploy_instant(), opts=self.child_opts)
+                            balancer.listener, self.lookup.account_id, stack.deploy_instant(), opts=self.child_opts)
         if self.plan.alert_email:  # a CloudMonitor alarm needs a contact group: without an address, no alarm
             monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
             self.extra_outputs.update(monitoring.outputs)

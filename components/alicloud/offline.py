@@ -137,6 +137,9 @@ OUTPUTS = {
     "alicloud:alb/serverGroup:ServerGroup": _prefixed("sgp"),
     "alicloud:alb/listener:Listener": _prefixed("lsn"),
     "alicloud:alb/rule:Rule": _prefixed("rule"),
+    "alicloud:oos/template:Template": lambda name, inputs: {
+        "id": inputs["templateName"], "templateName": inputs["templateName"], "templateVersion": "v1"},
+    "alicloud:oos/execution:Execution": _prefixed("exec"),
     "alicloud:alb/acl:Acl": _prefixed("acl"),
     "alicloud:alb/aclEntryAttachment:AclEntryAttachment": _prefixed("acl-entries"),
     "alicloud:alb/listenerAclAttachment:ListenerAclAttachment": _prefixed("lsn-acl"),
