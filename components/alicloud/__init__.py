@@ -141,6 +141,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     ) -> pulumi.Output[str]:
         """The ALB, then each node group's rollout gate: it enables the group once the ALB attachments and rules exist."""
         balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
+        # `llm-deploy status` reads each service's server health through these (infra/cli/status/alicloud.py).
+        self.extra_outputs.update({"listener_id": balancer.listener.id,
+                                   "server_groups": {n: g.id for n, g in balancer.server_groups.items()}})
         for built in groups:
             group = built.group
             Rollout(
