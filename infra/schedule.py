@@ -158,6 +158,13 @@ class Schedule:
             sleeps.append(("sleep", (DAYS[day],), time(minute // 60, minute % 60), stretch))
         return (*wakes, *sleeps)
 
+    def sleeping_after(self, instant: datetime) -> Stretch | None:
+        """The stretch whose end began the sleep `instant` is in (its asleep answer is the one due then); None awake."""
+        if self.active_at(instant):
+            return None
+        minute = _week_minute(instant.astimezone(self.zone))
+        return min(self.stretches, key=lambda s: (minute - s.end) % MINUTES_PER_WEEK)
+
     def asleep_answer(self, stretch: Stretch) -> dict[str, str]:
         """The JSON a load balancer answers (503) from a stretch's end until the next wake: when, in the stack's zone."""
         day, at = self.wake_after(stretch)
