@@ -94,6 +94,8 @@ STATIC_FILES = (
     StaticFile("systemd/llm-deploy-watch.service", "/etc/systemd/system/llm-deploy-watch.service", "0644", when="metadata"),
     StaticFile("systemd/llm-deploy-metrics.service", "/etc/systemd/system/llm-deploy-metrics.service", "0644", when="metrics-agent"),
     StaticFile("llm-deploy-cloudwatch", "/usr/local/sbin/llm-deploy-cloudwatch", "0755", when="cloudwatch"),
+    StaticFile("llm-deploy-ttft", "/usr/local/sbin/llm-deploy-ttft", "0755", when="cloudwatch"),
+    StaticFile("systemd/llm-deploy-ttft.service", "/etc/systemd/system/llm-deploy-ttft.service", "0644", when="cloudwatch"),
 )
 
 RUNCMD = [

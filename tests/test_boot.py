@@ -735,6 +735,19 @@ def check_node_side(node: Container) -> None:
     for job, published in seen.items():
         assert published["namespace"] == NAMESPACE
         assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[job]}, published
+    # vLLM's time to first token: its histogram is dropped, its republished _sum and _count reach CloudWatch
+    ttft = metric("vllm", "time_to_first_token").metric
+    vllm = [name for name, service in local_servers(node).items() if kinds[service] == "llm"]
+    deadline, republished = time.monotonic() + 60, {}
+    while set(republished) != set(vllm):
+        assert time.monotonic() < deadline, f"{node.spec.name}: llm-deploy-ttft published {republished} (expected {vllm})"
+        time.sleep(1)
+        published = json.loads(node.read("/var/lib/boot-stub/cloudwatch/published.json") or "[]")
+        assert not any(m.startswith(ttft) for p in published if not p["job"].endswith("-republished") for m in p["metrics"])
+        republished = {p["job"].removesuffix("-republished"): p for p in published if p["job"].endswith("-republished")
+                       and {f"{ttft}_sum", f"{ttft}_count"} <= set(p["metrics"])}
+    for name, published in republished.items():
+        assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[name]}, published
 
 
 def drain_on_notice(node: Container) -> float:

@@ -64,10 +64,14 @@ def test_agent_config_passes_the_agents_schema_and_scrapes_every_local_server(no
     scrape = yaml.safe_load(text)
     assert scrape["global"]["scrape_interval"] == "60s"
     servers = {name: port for s in node_group.services for name, port in s.instances}
-    assert {job["job_name"] for job in scrape["scrape_configs"]} == set(servers)
+    vllm = {name for s in node_group.services if s.kind == "llm" for name, _ in s.instances}  # TTFT republished (test_ttft_republish)
+    assert {job["job_name"] for job in scrape["scrape_configs"]} == set(servers) | {f"{name}-republished" for name in vllm}
     for job in scrape["scrape_configs"]:
         (static,) = job["static_configs"]
-        assert job["metrics_path"] == "/metrics" and static["targets"] == [f"127.0.0.1:{servers[job['job_name']]}"]
+        if job["job_name"].endswith("-republished"):
+            assert static["targets"] == [f"127.0.0.1:{cloudwatch.REPUBLISH_PORT}"]
+        else:
+            assert job["metrics_path"] == "/metrics" and static["targets"] == [f"127.0.0.1:{servers[job['job_name']]}"]
         assert static["labels"][ASG_DIMENSION] == "llm-deploy-prod-llm-asg-1a2b3c"
         assert set(DIMENSIONS) <= set(static["labels"]) and static["labels"][cloudwatch.ENGINE_LABEL] in engines
 
