@@ -20,7 +20,7 @@ from infra.cost import schedule_record
 from infra.placement import place
 from infra.plan import HEALTH_PATH
 from infra.schedule import parse_schedule
-from tests.helpers import LLM, SSH_KEY, need, of_type, raw_config
+from tests.helpers import LLM, ROOT, SSH_KEY, need, of_type, raw_config
 from tests.test_gateway import free_port, nginx_serving, request
 
 DROPLET = "digitalocean:index/droplet:Droplet"
@@ -127,7 +127,9 @@ def test_cost_shows_the_asleep_droplet_for_the_asleep_hours(stack_file, cli):
     assert (record["monthly_hours"], asleep["monthly_usd"]) == (243.33, 4.35)
     result = cli("cost", "--config", str(stack_file(DO_OFFICE)))
     assert result.code == 0, result.stderr
-    assert "Asleep: one s-1vcpu-1gb droplet answers 503 with the wake-up time, 0.00893 $/h x 486.7 h = 4.35 $/month" in result.stdout
+    line = "Asleep: one s-1vcpu-1gb droplet answers 503 with the wake-up time, 0.00893 $/h x 486.7 h = 4.35 $/month"
+    assert line in result.stdout.splitlines()
+    assert line in (ROOT / "README.md").read_text().split("## Scaling and monitoring", 1)[1].splitlines()  # as README shows it
 
 
 def test_clouds_whose_balancer_answers_keep_no_asleep_node(stack_file):
