@@ -173,6 +173,11 @@ class Schedule:
                 "timezone": self.timezone, "active_hours": self.active_hours}
 
 
+def quartz_days(days: tuple[str, ...] | list[str]) -> str:
+    """The day-of-week field of Quartz-style crons (EventBridge Scheduler, Alibaba OOS): MON,TUE,..."""
+    return ",".join(day.upper() for day in days)
+
+
 def _week_minute(local: datetime) -> int:
     return local.weekday() * MINUTES_PER_DAY + local.hour * 60 + local.minute
 

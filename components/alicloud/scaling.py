@@ -32,7 +32,7 @@ import pulumi_alicloud as alicloud
 
 from components.alicloud.layout import cloud_name
 from infra.plan import DeploymentPlan, NodeGroup
-from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch
+from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch, quartz_days
 
 REQUESTS_METRIC = "LoadBalancerRealServerAverageQps"
 # CreateScalingRule: with that metric, AlarmDimension names the ALB server group as `rulePool`.
@@ -60,7 +60,7 @@ def task_end(schedule: Schedule, now: datetime) -> datetime:
 
 def oos_cron(days: Sequence[str], at: time) -> str:
     """ACS::TimerTrigger's cron (seconds minutes hours day-of-month month day-of-week, Quartz style)."""
-    return f"0 {at.minute} {at.hour} ? * {','.join(d.upper() for d in days)}"
+    return f"0 {at.minute} {at.hour} ? * {quartz_days(days)}"
 
 
 def asleep_rule_change(rule_id: str, schedule: Schedule, stretch: Stretch | None) -> dict:

@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.plan import DeploymentPlan, ScalingTarget
-from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch
+from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch, quartz_days
 from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, SERVICE_DIMENSION, metric
 
 from .layout import short_name
@@ -49,7 +49,7 @@ def unix_cron(days: Sequence[str], at: time) -> str:
 
 def scheduler_cron(days: Sequence[str], at: time) -> str:
     """EventBridge Scheduler's cron(minutes hours day-of-month month day-of-week year)."""
-    return f"cron({at.minute} {at.hour} ? * {','.join(d.upper() for d in days)} *)"
+    return f"cron({at.minute} {at.hour} ? * {quartz_days(days)} *)"
 
 
 def asleep_rule_inputs(rule_arn: str, schedule: Schedule, stretch: Stretch | None) -> dict:
