@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time
+from typing import ClassVar
 
 import pytest
 
 import components.stack
 from components.alicloud.offline import ACCOUNT_ID
-from components.alicloud.scaling import DRAIN_SECONDS, REQUEST_TARGET_SHARE, REQUESTS_METRIC, oos_cron, utc_cron
+from components.alicloud.scaling import (
+    DRAIN_SECONDS,
+    OOS_VERSION,
+    REQUEST_TARGET_SHARE,
+    REQUESTS_METRIC,
+    SwitchExecutionProvider,
+    oos_cron,
+    utc_cron,
+)
 from infra.cli.offline import run_offline
+from infra.cli.refresh import RefreshError
 from infra.config import parse_config
 from infra.placement import place
 from infra.schedule import NO_REQUEST_HOST
+from tests.alicloud_api import COMMON, SignedRpc, serve
 from tests.helpers import LLM, answer, of_type, one, raw_config, shipped, stack_problems, stacks_on
 
 SCALING_GROUP = "alicloud:ess/scalingGroup:ScalingGroup"
@@ -119,7 +130,7 @@ def test_utc_cron_names_sunday_zero():
 
 ALB_RULE = "alicloud:alb/rule:Rule"
 TEMPLATE = "alicloud:oos/template:Template"
-EXECUTION = "alicloud:oos/execution:Execution"
+EXECUTION = "pulumi-python:dynamic/alicloud:SwitchExecution"
 WEEKDAYS_AND_FRIDAY = {**SCALED, "schedule": {"timezone": "Europe/Berlin", "activeHours": "Mon-Thu 08:00-20:00; Fri 08:00-16:00"}}
 
 
@@ -129,7 +140,7 @@ def switches(result) -> dict[str, dict]:
 
 
 def test_asleep_the_alb_answers_503_json_with_the_wake_up_time_of_each_stretch(monkeypatch):
-    _, result = run_at(monkeypatch, WINTER, WEEKDAYS_AND_FRIDAY)
+    plan, result = run_at(monkeypatch, WINTER, WEEKDAYS_AND_FRIDAY)
     rules = of_type(result, ALB_RULE)
     asleep = one(result, ALB_RULE, "ali-scaled-scaling-asleep")["inputs"]
     assert asleep["priority"] == 1 and all(r["inputs"]["priority"] > 1 for r in rules if r["name"] != "ali-scaled-scaling-asleep")
@@ -169,9 +180,10 @@ def test_asleep_the_alb_answers_503_json_with_the_wake_up_time_of_each_stretch(m
     assert wake[1]["Properties"]["Parameters"] == {"RuleId": rule_id,
                                                    "RuleConditions": [{"Type": "Host", "HostConfig": {"Values": [NO_REQUEST_HOST]}}]}
     # One waiting execution per template, of its current version (a changed template starts a new one).
-    executions = {e["inputs"]["templateName"]: e["inputs"] for e in of_type(result, EXECUTION)}
+    executions = {e["inputs"]["template_name"]: e["inputs"] for e in of_type(result, EXECUTION)}
     assert sorted(executions) == sorted(found)
-    assert all(e["templateVersion"] == "v1" for e in executions.values())
+    assert all((e["template_version"], e["region"]) == ("v1", plan.region) for e in executions.values())
+    assert of_type(result, "alicloud:oos/execution:Execution") == []  # the provider's waits for Success: a timer never is
 
 
 def test_the_switch_role_is_oos_s_and_may_update_the_asleep_rule_only(monkeypatch):
@@ -193,3 +205,70 @@ def test_no_schedule_no_asleep_rule(monkeypatch):
 
 def test_oos_cron_has_seconds_first_and_day_names():
     assert oos_cron(("Sat", "Sun"), time(21, 30)) == "0 30 21 ? * SAT,SUN"
+
+
+# --- the switch's execution: OOS StartExecution / CancelExecution, signed, against a stand-in ---------------
+
+KEY, SECRET = "LTAI5tFAKEswitch0123", "switch-secret-0123456789abcdef0"
+# Each action's version and the parameters its API reference documents (StartExecution, CancelExecution 2019-06-01).
+OOS_ACTIONS = {"StartExecution": {"RegionId", "TemplateName", "TemplateVersion", "Description", "Parameters", "Mode", "LoopMode",
+                                  "SafetyCheck", "ParentExecutionId", "ResourceGroupId", "Tags", "TemplateContent"},
+               "CancelExecution": {"RegionId", "ExecutionId"}}
+
+
+class Oos(SignedRpc):
+    executions: ClassVar[dict[str, dict]] = {}
+    calls: ClassVar[list[dict]] = []
+
+    def answer(self, params):
+        action = params["Action"]
+        if params["Version"] != OOS_VERSION or action not in OOS_ACTIONS or set(params) - COMMON - OOS_ACTIONS[action]:
+            return 400, {"Code": "InvalidParameter", "Message": f"{action}: {sorted(set(params) - COMMON)}"}
+        self.calls.append(params)
+        if action == "StartExecution":
+            if not params.get("TemplateName"):
+                return 400, {"Code": "MissingParameter.TemplateName", "Message": "TemplateName is mandatory"}
+            execution_id = f"exec-{len(self.executions):016x}"
+            self.executions[execution_id] = {"ExecutionId": execution_id, "Status": "Waiting", "TemplateName": params["TemplateName"],
+                                             "TemplateVersion": params.get("TemplateVersion", "")}
+            return 200, {"Execution": self.executions[execution_id]}
+        found = self.executions.get(params["ExecutionId"])
+        if found is None:
+            return 404, {"Code": "EntityNotExists.Execution", "Message": "The specified execution does not exist."}
+        found["Status"] = "Cancelled"
+        return 200, {}
+
+
+@pytest.fixture
+def oos(monkeypatch):
+    Oos.executions, Oos.calls = {}, []
+    with serve(Oos, monkeypatch, KEY, SECRET):
+        yield Oos
+
+
+PROPS = {"region": "ap-southeast-1", "template_name": "llm-deploy-prod-sleep-2000-mon", "template_version": "v2",
+         "description": "llm-deploy stack prod: sleep at Mon 20:00 Europe/Berlin"}
+
+
+def test_the_switch_starts_one_waiting_execution_of_the_templates_version_and_cancels_it(oos):
+    provider = SwitchExecutionProvider()
+    created = provider.create(dict(PROPS))
+    (start,) = oos.calls
+    assert (start["Action"], start["RegionId"], start["TemplateName"], start["TemplateVersion"]) == (
+        "StartExecution", "ap-southeast-1", PROPS["template_name"], "v2")
+    assert created.id == "exec-0000000000000000" and created.outs["status"] == "Waiting"
+    provider.delete(created.id, created.outs)
+    assert oos.calls[-1]["Action"] == "CancelExecution" and oos.executions[created.id]["Status"] == "Cancelled"
+
+
+def test_an_execution_gone_with_its_template_is_deleted_quietly_and_other_errors_raise(oos):
+    provider = SwitchExecutionProvider()
+    provider.delete("exec-00000000000000ff", dict(PROPS))  # EntityNotExists: nothing left to cancel
+    with pytest.raises(RefreshError, match="MissingParameter.TemplateName"):
+        provider.create({**PROPS, "template_name": ""})
+
+
+def test_a_new_template_version_replaces_the_execution():
+    diff = SwitchExecutionProvider().diff("exec-1", dict(PROPS), {**PROPS, "template_version": "v3"})
+    assert diff.changes and diff.replaces == ["template_version"] and diff.delete_before_replace
+    assert not SwitchExecutionProvider().diff("exec-1", dict(PROPS), dict(PROPS)).changes

@@ -139,7 +139,8 @@ OUTPUTS = {
     "alicloud:alb/rule:Rule": _prefixed("rule"),
     "alicloud:oos/template:Template": lambda name, inputs: {
         "id": inputs["templateName"], "templateName": inputs["templateName"], "templateVersion": "v1"},
-    "alicloud:oos/execution:Execution": _prefixed("exec"),
+    # components/alicloud/scaling.py's dynamic resource: StartExecution's id
+    "pulumi-python:dynamic/alicloud:SwitchExecution": lambda name, inputs: {"id": f"exec-{_suffix(name, 16)}", "status": "Waiting"},
     "alicloud:alb/acl:Acl": _prefixed("acl"),
     "alicloud:alb/aclEntryAttachment:AclEntryAttachment": _prefixed("acl-entries"),
     "alicloud:alb/listenerAclAttachment:ListenerAclAttachment": _prefixed("lsn-acl"),

@@ -18,7 +18,10 @@ and a scale-in lifecycle hook.
   a template whose first task is an ACS::TimerTrigger (cron in the stack's own timezone, so no daylight-saving
   drift) and whose second calls ALB UpdateRuleAttribute (ACS::ExecuteAPI) as a RAM role that may do only that;
   an OOS execution of each template waits for its timer, runs, and waits again. At a sleep the rule matches every
-  path; at a wake a host no request names (infra/schedule.py NO_REQUEST_HOST), as on AWS.
+  path; at a wake a host no request names (infra/schedule.py NO_REQUEST_HOST), as on AWS. The executions are
+  started by `SwitchExecution`, a dynamic resource calling OOS StartExecution (signed like the rollout gate's
+  calls): the provider's `oos.Execution` waits for the execution to succeed, which a timer's never does before
+  its EndDate, so `pulumi up` would hang on it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time, timedelta
+from typing import Any
 
 import pulumi
+import pulumi.dynamic
 import pulumi_alicloud as alicloud
 
 from components.alicloud.layout import cloud_name
@@ -92,6 +97,55 @@ def switch_policy(region: str, account_id: str, rule_id: str) -> dict:
     """What the switch's role may do: update the asleep rule, nothing else."""
     return {"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["alb:UpdateRuleAttribute"],
                                            "Resource": [f"acs:alb:{region}:{account_id}:rule/{rule_id}"]}]}
+
+
+OOS_VERSION = "2019-06-01"
+EXECUTION_FIELDS = ("region", "template_name", "template_version", "description")
+
+
+def oos_endpoint(region: str) -> str:
+    return f"oos.{region}.aliyuncs.com"
+
+
+class SwitchExecutionProvider(pulumi.dynamic.ResourceProvider):
+    """Create: StartExecution of the switch's template (its execution then waits for the timer, week after week).
+    Delete: CancelExecution. A new template version is a new execution."""
+
+    serialize_as_secret_always = False  # it captures no secret, so its code stays readable in the state
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        from infra.cli.refresh.alicloud import client
+
+        answer = client().call("StartExecution", oos_endpoint(props["region"]), OOS_VERSION, RegionId=props["region"],
+                               TemplateName=props["template_name"], TemplateVersion=props["template_version"],
+                               Description=props["description"])
+        execution = answer["Execution"]
+        return pulumi.dynamic.CreateResult(id_=execution["ExecutionId"], outs={**props, "status": execution.get("Status", "")})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> pulumi.dynamic.DiffResult:
+        changed = [k for k in EXECUTION_FIELDS if olds.get(k) != news.get(k)]
+        return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        from infra.cli.refresh import RefreshError
+        from infra.cli.refresh.alicloud import client
+
+        try:
+            client().call("CancelExecution", oos_endpoint(props["region"]), OOS_VERSION, RegionId=props["region"], ExecutionId=id_)
+        except RefreshError as error:
+            if "EntityNotExists" not in str(error):  # gone already (its template deleted with its executions)
+                raise
+
+
+class SwitchExecution(pulumi.dynamic.Resource, module="alicloud", name="SwitchExecution"):
+    """`pulumi-python:dynamic/alicloud:SwitchExecution`: one asleep switch's waiting OOS execution."""
+
+    status: pulumi.Output[str]
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None, **fields: pulumi.Input[str]) -> None:
+        if sorted(fields) != sorted(EXECUTION_FIELDS):
+            raise TypeError(f"SwitchExecution takes {EXECUTION_FIELDS}, not {sorted(fields)}")
+        super().__init__(SwitchExecutionProvider(), name, {**fields, "status": None}, opts)
 
 
 def requests_target(group: NodeGroup, service: str, per_replica: float) -> float:
@@ -216,8 +270,9 @@ class AlicloudScaling(pulumi.ComponentResource):
                 opts=child,
             )
             # Waits for the timer, switches, waits again; a new template version replaces it.
-            alicloud.oos.Execution(
+            SwitchExecution(
                 f"{self.name}-{label}",
+                region=plan.region,
                 template_name=template.template_name,
                 template_version=template.template_version,
                 description=f"llm-deploy stack {plan.stack}: {kind} at {','.join(days)} {at:%H:%M} {schedule.timezone}",
