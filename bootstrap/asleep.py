@@ -15,6 +15,7 @@ from bootstrap.render import CloudConfig, dump
 from infra.plan import GATEWAY_PORT, HEALTH_PATH
 
 SITE = "/etc/nginx/sites-available/llm-deploy-asleep"
+APT_LOCK_WAIT_S = 600
 HEALTHY_BODY = {"status": "asleep"}  # /healthz: the load balancer must see a healthy target to forward the answer
 
 
@@ -46,8 +47,10 @@ def asleep_user_data(answer: Mapping[str, str], ssh_public_keys: Sequence[str] =
     config: CloudConfig = {
         "write_files": [{"path": SITE, "content": asleep_site(answer)}],
         "runcmd": [
-            ["apt-get", "update"],
-            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "--no-install-recommends", "nginx"],
+            # A fresh Ubuntu droplet's unattended-upgrades may hold apt's lock: wait for it rather than fail.
+            ["apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}", "update"],
+            ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-o", f"DPkg::Lock::Timeout={APT_LOCK_WAIT_S}", "install", "-y",
+             "--no-install-recommends", "nginx"],
             ["rm", "-f", "/etc/nginx/sites-enabled/default"],
             ["ln", "-sf", SITE, "/etc/nginx/sites-enabled/llm-deploy-asleep"],
             ["nginx", "-t"],
