@@ -20,13 +20,14 @@ import pulumi
 import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
+from components import stack
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
 from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import NoCapacity, SizeListing, dns_name, size_candidates, upstream_groups, with_capacity
-from .load_balancer import DigitalOceanLoadBalancer
+from .load_balancer import DigitalOceanLoadBalancer, asleep_droplet
 from .network import DigitalOceanNetwork
 from .node_group import DigitalOceanNodeGroup, droplet_image, render
 from .secrets import inline_delivery
@@ -129,7 +130,13 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
     def create_load_balancer(
         self, network: DigitalOceanNetwork, groups: list[BuiltNodeGroup[DigitalOceanNodeGroup]]
     ) -> pulumi.Output[str]:
-        """The balancer exists already (create_network): its endpoint."""
+        """The balancer exists already (create_network): its endpoint; while the schedule has the stack asleep, the
+        droplet that answers for it."""
+        schedule = self.plan.schedule
+        stretch = schedule.sleeping_after(stack.deploy_instant()) if schedule else None
+        if stretch is not None:
+            asleep_droplet(f"{self.prefix}-asleep", self.plan, network.vpc, network.stack_tag, stretch,
+                           pulumi.ResourceOptions(parent=self.balancer))
         return self.balancer.endpoint
 
     @classmethod
