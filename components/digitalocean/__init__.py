@@ -20,7 +20,6 @@ import pulumi
 import pulumi_digitalocean as do
 
 from bootstrap.delivery import BootTarget, InlineSecrets, SecretDelivery
-from components import stack
 from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
 from infra.errors import ConfigError
@@ -133,7 +132,7 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
         """The balancer exists already (create_network): its endpoint; while the schedule has the stack asleep, the
         droplet that answers for it."""
         schedule = self.plan.schedule
-        stretch = schedule.sleeping_after(stack.deploy_instant()) if schedule else None
+        stretch = schedule.sleeping_after(self.plan.counted_at) if schedule and self.plan.counted_at else None
         if stretch is not None:
             asleep_droplet(f"{self.prefix}-asleep", self.plan, network.vpc, network.stack_tag, stretch,
                            pulumi.ResourceOptions(parent=self.balancer))
