@@ -18,12 +18,22 @@ import yaml
 
 from infra.data_files import data_rows
 from infra.plan import NodeGroup
-from infra.service_metrics import ASG_DIMENSION, DIMENSIONS, ENGINES, LOG_GROUP, NAMESPACE, SERVICE_DIMENSION, cloudwatch_metrics
+from infra.service_metrics import (
+    ASG_DIMENSION,
+    DIMENSIONS,
+    ENGINES,
+    NAMESPACE,
+    SERVICE_DIMENSION,
+    cloudwatch_names,
+    republished_metrics,
+)
 
 CONFIG_DIR = "/etc/llm-deploy/cloudwatch"
 AGENT_CONFIG = f"{CONFIG_DIR}/agent.json"
 SCRAPE_TEMPLATE = f"{CONFIG_DIR}/prometheus.yaml.in"
 SCRAPE_CONFIG = f"{CONFIG_DIR}/prometheus.yaml"  # written on the node from the template
+REPUBLISH_CONFIG = f"{CONFIG_DIR}/ttft.json"  # llm-deploy-ttft's: the local vLLM servers whose histograms it republishes
+REPUBLISH_PORT = 9401  # llm-deploy-ttft on loopback; no service listens there (config_files checks)
 GROUP_PLACEHOLDER = "@@autoscaling_group@@"
 SCRAPE_SECONDS = 60  # CloudWatch's standard resolution; target tracking evaluates per minute
 ENGINE_LABEL = "engine"
@@ -49,30 +59,50 @@ def metrics_agent(name: str) -> MetricsAgent:
     return next(MetricsAgent(**row) for row in data_rows("metrics_agents.csv") if row["agent"] == name)
 
 
+def republished_servers(group: NodeGroup) -> dict[str, int]:
+    """Local server name → port of each server whose engine has histograms the node republishes (vLLM's)."""
+    return {name: port for s in group.services if s.publishes_metrics and republished_metrics(ENGINES[s.kind])
+            for name, port in s.instances}
+
+
 def scrape_config(group: NodeGroup) -> str:
-    """Prometheus scrape config: one job per local server (each LLM replica its own), labelled with its
-    service, engine and the node's autoscaling group (filled in on the node)."""
+    """Prometheus scrape config: one job per local server (each LLM replica its own), and one per server whose
+    histograms llm-deploy-ttft republishes, labelled with its service, engine and the node's autoscaling group
+    (filled in on the node)."""
     jobs = []
+    republished = republished_servers(group)
     for service in (s for s in group.services if s.publishes_metrics):  # Ollama serves no /metrics to scrape
         for name, port in service.instances:
             labels = {SERVICE_DIMENSION: service.name, REPLICA_LABEL: name, ENGINE_LABEL: ENGINES[service.kind],
                       ASG_DIMENSION: GROUP_PLACEHOLDER}  # fmt: skip
             jobs.append({"job_name": name, "metrics_path": "/metrics",
                          "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]})  # fmt: skip
+            if name in republished:
+                jobs.append({"job_name": f"{name}-republished", "metrics_path": f"/{name}",
+                             "static_configs": [{"targets": [f"127.0.0.1:{REPUBLISH_PORT}"], "labels": labels}]})  # fmt: skip
     config = {"global": {"scrape_interval": f"{SCRAPE_SECONDS}s", "scrape_timeout": "10s"}, "scrape_configs": jobs}
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def config_files(group: NodeGroup) -> dict[str, str]:
-    """What the node gets besides the agent script: the agent's configuration and the scrape template."""
-    return {AGENT_CONFIG: agent_config(group), SCRAPE_TEMPLATE: scrape_config(group)}
+def config_files(group: NodeGroup, log_group: str) -> dict[str, str]:
+    """What the node gets besides the agent script: the agent's configuration and the scrape template, and on a
+    node with vLLM llm-deploy-ttft's."""
+    files = {AGENT_CONFIG: agent_config(group, log_group), SCRAPE_TEMPLATE: scrape_config(group)}
+    servers = republished_servers(group)
+    if servers:
+        if REPUBLISH_PORT in {port for s in group.services for _, port in s.instances}:
+            raise ValueError(f"node group {group.name}: a service listens on {REPUBLISH_PORT}, llm-deploy-ttft's port")
+        (metric,) = {m.metric for s in group.services for m in republished_metrics(ENGINES[s.kind])}
+        files[REPUBLISH_CONFIG] = json.dumps({"listen": f"127.0.0.1:{REPUBLISH_PORT}", "metric": metric, "servers": servers},
+                                             indent=2) + "\n"
+    return files
 
 
-def agent_config(group: NodeGroup) -> str:
+def agent_config(group: NodeGroup, log_group: str) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []
     for engine in sorted({ENGINES[s.kind] for s in group.services if s.publishes_metrics}):
-        names = [m.metric for m in cloudwatch_metrics(engine)]
+        names = cloudwatch_names(engine)
         declarations.append({
             "source_labels": [ENGINE_LABEL],
             "label_matcher": f"^{re.escape(engine)}$",
@@ -84,7 +114,7 @@ def agent_config(group: NodeGroup) -> str:
         "logs": {
             "metrics_collected": {
                 "prometheus": {
-                    "log_group_name": LOG_GROUP,
+                    "log_group_name": log_group,  # the stack's, which Pulumi creates with a retention
                     "prometheus_config_path": SCRAPE_CONFIG,
                     "emf_processor": {"metric_declaration_dedup": True, "metric_namespace": NAMESPACE, "metric_declaration": declarations},
                 }

@@ -41,3 +41,4 @@ class BootTarget:
     os_release: str = "ubuntu-22.04"
     data_device: str | None = None  # block device to format and mount for the model cache; None: use the root disk
     sources: Sources = field(default_factory=Sources)  # where images and weights come from (air-gapped on-prem hosts: a mirror, staged models)
+    metrics_log_group: str | None = None  # the stack's log group a metrics agent writes to (clouds whose record names an agent)

@@ -94,6 +94,8 @@ STATIC_FILES = (
     StaticFile("systemd/llm-deploy-watch.service", "/etc/systemd/system/llm-deploy-watch.service", "0644", when="metadata"),
     StaticFile("systemd/llm-deploy-metrics.service", "/etc/systemd/system/llm-deploy-metrics.service", "0644", when="metrics-agent"),
     StaticFile("llm-deploy-cloudwatch", "/usr/local/sbin/llm-deploy-cloudwatch", "0755", when="cloudwatch"),
+    StaticFile("llm-deploy-ttft", "/usr/local/sbin/llm-deploy-ttft", "0755", when="cloudwatch"),
+    StaticFile("systemd/llm-deploy-ttft.service", "/etc/systemd/system/llm-deploy-ttft.service", "0644", when="cloudwatch"),
 )
 
 RUNCMD = [
@@ -188,10 +190,14 @@ def metadata_env(cloud_name: str) -> dict[str, str | int | Sequence[str]]:
 AGENT_CONFIGS = {"cloudwatch": cloudwatch.config_files}
 
 
-def agent_files(group: NodeGroup) -> list[WriteFile]:
+def agent_files(group: NodeGroup, target: BootTarget) -> list[WriteFile]:
     """The metrics agent's configuration, on clouds whose record names one."""
     agent = clouds.get(group.cloud).metrics_agent
-    return [_text(path, text) for path, text in AGENT_CONFIGS[agent](group).items()] if agent else []
+    if not agent:
+        return []
+    if target.metrics_log_group is None:
+        raise ValueError(f"{group.cloud}: a node with the {agent} agent needs the stack's metrics log group")
+    return [_text(path, text) for path, text in AGENT_CONFIGS[agent](group, target.metrics_log_group).items()]
 
 
 def service_conf(launch: ServiceLaunch) -> str:
@@ -311,7 +317,7 @@ def render_user_data(
     files.append(_text(f"{ETC}/node.env", node_env(group, target, secrets)))
     files += [_text(f"{ETC}/services/{launch.service.name}.conf", service_conf(launch)) for launch in launches]
     files.append(_text(f"{ETC}/gateway.conf", render_gateway(group, upstreams)))
-    files += agent_files(group)
+    files += agent_files(group, target)
     if isinstance(secrets, InlineSecrets):
         files.append(_text(f"{ETC}/secrets.env", secrets_env(secrets), permissions="0600"))
     config: CloudConfig = {"write_files": files, "runcmd": RUNCMD, "ssh_pwauth": False}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra import clouds, ollama
+from infra.asleep import asleep_node
 from infra.catalog import CLOUDS, offer_record
 from infra.cheaper import Suggestion, suggestions
 from infra.clouds import HOSTED_NAMES as HOSTED
@@ -41,9 +42,16 @@ def schedule_record(plan: DeploymentPlan) -> dict[str, Any] | None:
     if schedule is None:
         return None
     hours = scheduled_hours_per_month(schedule)
-    return {"timezone": schedule.timezone, "active_hours": schedule.active_hours, "weekly_hours": round(schedule.weekly_hours, 2),
-            "monthly_hours": round(hours, 2), "monthly_usd": round(plan.hourly_usd * hours, 2),
-            "monthly_usd_max": round(plan.max_hourly_usd * hours, 2)}
+    record = {"timezone": schedule.timezone, "active_hours": schedule.active_hours, "weekly_hours": round(schedule.weekly_hours, 2),
+              "monthly_hours": round(hours, 2), "monthly_usd": round(plan.hourly_usd * hours, 2),
+              "monthly_usd_max": round(plan.max_hourly_usd * hours, 2), "asleep_node": None}
+    node = asleep_node(plan.cloud)
+    if node is not None and not schedule.always:  # outside the hours, the droplet that answers for the stack
+        asleep_hours = HOURS_PER_MONTH - hours
+        record["asleep_node"] = {"instance_type": node.instance_type, "hourly_usd": node.hourly_usd,
+                                 "monthly_hours": round(asleep_hours, 2), "monthly_usd": round(node.hourly_usd * asleep_hours, 2),
+                                 "source": node.source}
+    return record
 
 
 def scaling_record(group: NodeGroup) -> dict[str, Any]:

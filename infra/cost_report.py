@@ -157,6 +157,10 @@ def scaling_lines(preview: CostPreview) -> list[str]:
         lines.append(f"Schedule {schedule['active_hours']} ({schedule['timezone']}): {schedule['weekly_hours']:g} h a week, "
                      f"{schedule['monthly_hours']:.1f} h a month: {usd(schedule['monthly_usd'])}{at_max} $/month "
                      f"for the active hours only (0 nodes outside them)")
+        asleep = schedule["asleep_node"]
+        if asleep:
+            lines.append(f"Asleep: one {asleep['instance_type']} droplet answers 503 with the wake-up time, {asleep['hourly_usd']:g} $/h "
+                         f"x {asleep['monthly_hours']:.1f} h = {usd(asleep['monthly_usd'])} $/month")
     return lines
 
 

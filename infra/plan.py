@@ -7,6 +7,7 @@ and none mutates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from infra.schedule import Schedule
 
@@ -270,6 +271,7 @@ class DeploymentPlan:
     onprem: OnPremSite | None = None  # cloud onprem only
     rollout_batch_size: int = 1  # `rollout.batchSize`: nodes a change replaces at once in each node group (see batch_size)
     schedule: Schedule | None = None  # the hours it serves; zero nodes outside them
+    counted_at: datetime | None = None  # where due_at counted the nodes due: the one instant a run reads the clock
 
     @property
     def hourly_usd(self) -> float:

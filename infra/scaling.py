@@ -110,7 +110,8 @@ def due_at(plan: DeploymentPlan, instant: datetime) -> DeploymentPlan:
     """The plan with the nodes due at `instant`: what a cloud without managed groups (its record's `autoscaling`
     false) deploys, each `pulumi up` (the scheduled workflow runs one when the count changes) keeping the hours."""
     due = nodes_due(plan, instant)
-    return dataclasses.replace(plan, node_groups=tuple(dataclasses.replace(g, count=due[g.name]) for g in plan.node_groups))
+    groups = tuple(dataclasses.replace(g, count=due[g.name]) for g in plan.node_groups)
+    return dataclasses.replace(plan, node_groups=groups, counted_at=instant)
 
 
 @dataclass(frozen=True)

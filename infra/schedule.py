@@ -27,6 +27,8 @@ HOURS_PER_WEEK = 7 * 24
 TIME = r"(\d{2}):(\d{2})"
 WINDOW = re.compile(r"(?P<days>[A-Za-z,-]+)\s+(?P<times>[\d:,\s-]+)")
 TIMES = re.compile(rf"{TIME}-{TIME}")
+# The host an awake load balancer's asleep rule matches: .invalid never resolves (RFC 2606), so no request names it.
+NO_REQUEST_HOST = "asleep.invalid"
 
 
 class ScheduleError(BadInput):
@@ -145,12 +147,35 @@ class Schedule:
         day, minute = divmod(following.start % MINUTES_PER_WEEK, MINUTES_PER_DAY)
         return DAYS[day], time(minute // 60, minute % 60)
 
+    def asleep_switches(self) -> tuple[tuple[str, tuple[str, ...], time, Stretch | None], ...]:
+        """When a load balancer's asleep rule changes, as (\"wake\" | \"sleep\", days, wall-clock time, stretch): each
+        wake (days grouped by equal times, stretch None) turns it off; each stretch's end turns it on with the answer
+        of the wake after that stretch (one day each, as the answers differ)."""
+        wakes = [("wake", days, at, None) for kind, days, at in self.transitions() if kind == "wake"]
+        sleeps = []
+        for stretch in self.stretches:
+            day, minute = divmod(stretch.end % MINUTES_PER_WEEK, MINUTES_PER_DAY)
+            sleeps.append(("sleep", (DAYS[day],), time(minute // 60, minute % 60), stretch))
+        return (*wakes, *sleeps)
+
+    def sleeping_after(self, instant: datetime) -> Stretch | None:
+        """The stretch whose end began the sleep `instant` is in (its asleep answer is the one due then); None awake."""
+        if self.active_at(instant):
+            return None
+        minute = _week_minute(instant.astimezone(self.zone))
+        return min(self.stretches, key=lambda s: (minute - s.end) % MINUTES_PER_WEEK)
+
     def asleep_answer(self, stretch: Stretch) -> dict[str, str]:
         """The JSON a load balancer answers (503) from a stretch's end until the next wake: when, in the stack's zone."""
         day, at = self.wake_after(stretch)
         wakes = f"{day} {at:%H:%M}"
         return {"error": "asleep", "message": f"outside its active hours; it wakes up {wakes} {self.timezone}", "wakes_at": wakes,
                 "timezone": self.timezone, "active_hours": self.active_hours}
+
+
+def quartz_days(days: tuple[str, ...] | list[str]) -> str:
+    """The day-of-week field of Quartz-style crons (EventBridge Scheduler, Alibaba OOS): MON,TUE,..."""
+    return ",".join(day.upper() for day in days)
 
 
 def _week_minute(local: datetime) -> int:

@@ -241,6 +241,7 @@ def group(name: str, node_offer: Offer, *services: PlacedService) -> NodeGroup:
 
 TOOL = FILES / "llm-deploy"
 AWS_STORE = SecretStore("aws-ssm", "us-east-1", "/llm-deploy/test/api-key", "/llm-deploy/test/hf-token")
+AWS_LOG_GROUP = "/llm-deploy/prod/metrics"  # the log group the AWS cases' agent writes to (infra.service_metrics.log_group)
 OOS_STORE = SecretStore("alicloud-oos", "ap-southeast-1", "llm-deploy-test-api-key")
 
 
@@ -259,7 +260,7 @@ class Case:
 CASES = {
     "aws-ssm-driver-image": Case(
         group("all", offer("aws", "p5.4xlarge", "H100", 1, "hopper"), svc("llm"), svc("embedding"), svc("rerank")),
-        BootTarget("aws", image_has_driver=True),
+        BootTarget("aws", image_has_driver=True, metrics_log_group=AWS_LOG_GROUP),
         AWS_STORE,
         ssh_public_keys=(SSH_KEY,),
     ),
@@ -277,7 +278,7 @@ CASES = {
     ),
     "aws-cpu": Case(
         group("embed-rerank", offer("aws", "c7i.4xlarge", None, 0, None), svc("embedding", accelerator="cpu"), svc("rerank", accelerator="cpu")),
-        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04"),
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP),
         AWS_STORE,
         {"llm": "http://10.0.2.9"},
     ),
@@ -285,7 +286,7 @@ CASES = {
     "aws-cpu-ollama": Case(
         group("all", offer("aws", "m7i.2xlarge", None, 0, None), ollama_svc("cpu"), svc("embedding", accelerator="cpu"),
               svc("rerank", accelerator="cpu")),
-        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04"),
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP),
         AWS_STORE,
     ),
     "digitalocean-gpu-ollama": Case(
@@ -296,7 +297,7 @@ CASES = {
     ),
     "aws-tp4-l40s": Case(
         group("llm-embed", offer("aws", "g6e.12xlarge", "L40S", 4, "89", 48), svc("llm", tp=4, gpu_memory_utilization=0.85), svc("embedding")),
-        BootTarget("aws", image_has_driver=True),
+        BootTarget("aws", image_has_driver=True, metrics_log_group=AWS_LOG_GROUP),
         AWS_STORE,
     ),
     "alicloud-tp8-a100-no-driver": Case(

@@ -11,7 +11,9 @@ import json
 import math
 
 import pytest
+import yaml
 
+from bootstrap import cloudwatch
 from components.aws import offline as fakes
 from components.aws.layout import pick_zones, short_name
 from components.aws.load_balancer import IDLE_TIMEOUT_S, MAX_PATHS_PER_RULE, routes
@@ -20,6 +22,7 @@ from components.aws.secrets import read_secrets_policy
 from infra.boot_time import constant
 from infra.cli.offline import SECRET_MARK, OfflineResult, decode_user_data
 from infra.plan import HEALTH_PATH
+from infra.service_metrics import METRICS_LOG_RETENTION_DAYS
 from tests.helpers import (
     GPU_LLM_CPU_ENCODERS,
     GUARDED_PORTS,
@@ -44,6 +47,8 @@ ALB = "aws:lb/loadBalancer:LoadBalancer"
 LISTENER = "aws:lb/listener:Listener"
 RULE = "aws:lb/listenerRule:ListenerRule"
 PARAMETER = "aws:ssm/parameter:Parameter"
+# The retentions CloudWatch Logs accepts (PutRetentionPolicy's retentionInDays, AWS API reference).
+CLOUDWATCH_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 SECRETS_CONFIG = {
     "cloud": "aws",
@@ -358,13 +363,25 @@ def test_node_role_reads_exactly_the_stacks_parameters(stack):
     assert not condition_matches(decrypt["Condition"], ssm_decrypt_context(plan.region, other))
     assert not condition_matches(decrypt["Condition"], {**ssm_decrypt_context(plan.region, arns[0]), "kms:ViaService": "s3.amazonaws.com"})
     assert "*" not in json.dumps(read)
-    # The CloudWatch agent's metric logs, into their one log group and nothing else.
+    # The CloudWatch agent's metric logs, into the stack's log group and nothing else; never a group of its own making.
     (publish,) = json.loads(policies["metrics"]["inputs"]["policy"])["Statement"]
-    group = f"arn:aws:logs:{plan.region}:*:log-group:/llm-deploy/metrics"
+    group = f"arn:aws:logs:{plan.region}:{fakes.ACCOUNT}:log-group:/llm-deploy/{plan.stack}/metrics"
     assert publish["Resource"] == [group, f"{group}:*"] and all(a.startswith("logs:") for a in publish["Action"])
+    assert "logs:CreateLogGroup" not in publish["Action"]
     assert len(of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")) == 0
     (role,) = of_type(result, "aws:iam/role:Role")
     assert json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+@pytest.mark.parametrize("stack", CASES)
+def test_the_agents_log_group_is_the_stacks_with_a_retention_and_exists_before_any_node(stack):
+    plan, result = planned(stack)
+    (group,) = of_type(result, "aws:cloudwatch/logGroup:LogGroup")
+    assert group["inputs"] == {"name": f"/llm-deploy/{plan.stack}/metrics", "retentionInDays": METRICS_LOG_RETENTION_DAYS}
+    assert METRICS_LOG_RETENTION_DAYS in CLOUDWATCH_RETENTION_DAYS  # PutRetentionPolicy takes only these
+    for name, text in result.user_data.items():  # every node's agent writes into it
+        (agent,) = [f for f in yaml.safe_load(text)["write_files"] if f["path"] == cloudwatch.AGENT_CONFIG]
+        assert json.loads(agent["content"])["logs"]["metrics_collected"]["prometheus"]["log_group_name"] == group["inputs"]["name"], name
 
 
 def test_policy_document_lists_only_what_it_is_given():

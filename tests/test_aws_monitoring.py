@@ -19,6 +19,7 @@ from components.aws.monitoring import (
     PERIOD_S,
     QUEUE_MINUTES,
     QUEUE_TARGET,
+    TTFT_TITLE,
     agent_dimensions,
     queue_target,
 )
@@ -94,12 +95,29 @@ def test_the_dashboard_shows_what_the_issue_asks_for(stack):
 
 
 @pytest.mark.parametrize("stack", CASES)
-def test_the_dashboard_says_where_time_to_first_token_is(stack):
-    """The agent drops histograms (infra/service_metrics.py), so TTFT is not in CloudWatch: the dashboard says so."""
-    (note,) = [w for w in body(planned(stack)[1])["widgets"] if w["type"] == "text"]
-    ttft = service_metrics.metric("vllm", "time_to_first_token")
-    assert ttft.type == "histogram" and ttft not in service_metrics.cloudwatch_metrics("vllm")
-    assert ttft.metric in note["properties"]["markdown"] and "dashboards/llm-deploy.json" in note["properties"]["markdown"]
+def test_the_time_to_first_token_widget_is_the_republished_sum_over_count(stack):
+    """The agent drops histograms; the nodes republish TTFT's _sum and _count (llm-deploy-ttft): the widget is their
+    ratio per minute, per LLM, under the dimensions the agent files them with."""
+    plan, result = planned(stack)
+    ttft = service_metrics.metric("vllm", "time_to_first_token").metric
+    widgets = [w for w in body(result)["widgets"] if w["properties"].get("title") == TTFT_TITLE]
+    llms = [(g, s) for g, s in services(plan) if s.kind == "llm"]
+    if not llms:
+        assert widgets == []
+        return
+    (widget,) = widgets
+    assert all(w["type"] == "metric" for w in body(result)["widgets"])  # no note saying it is missing
+    lines = widget["properties"]["metrics"]
+    expressions = [line[0] for line in lines if isinstance(line[0], dict)]
+    series = {line[-1]["id"]: line for line in lines if not isinstance(line[0], dict)}
+    assert len(expressions) == len(llms)
+    for (group, service), expression in zip(llms, expressions, strict=True):
+        total, count = expression["expression"].split(" / ")
+        assert series[total][1] == f"{ttft}_sum" and series[count][1] == f"{ttft}_count"
+        for line in (series[total], series[count]):
+            assert line[1] in service_metrics.cloudwatch_names("vllm")  # what the agent's declaration selects
+            assert dimensions_of(line) == agent_dimensions(asg_name(result, group.name), service.name)
+            assert line[-1]["stat"] == "Sum" and line[-1]["visible"] is False
 
 
 @pytest.mark.parametrize("stack", CASES)
@@ -126,7 +144,7 @@ def test_service_widgets_use_only_metrics_the_nodes_publish_under_the_real_group
         dims = dimensions_of(line)
         service = dims[service_metrics.SERVICE_DIMENSION]
         assert dims == agent_dimensions(asg_name(result, group_of[service]), service)
-        assert line[1] in {m.metric for m in service_metrics.cloudwatch_metrics(engine_of[service])}, line
+        assert line[1] in service_metrics.cloudwatch_names(engine_of[service]), line
     # every service's queue is on the dashboard
     queues = {service_metrics.metric(e, "queue_depth").metric for e in ("vllm", "tei")}
     queued = {dimensions_of(line)[service_metrics.SERVICE_DIMENSION] for line in lines if line[1] in queues}

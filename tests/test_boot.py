@@ -44,7 +44,7 @@ from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import node_group
 from infra.plan import NodeGroup
 from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, metric
-from tests.helpers import FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, group, missing, offer, ollama_svc, svc
+from tests.helpers import AWS_LOG_GROUP, FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, group, missing, offer, ollama_svc, svc
 
 pytestmark = pytest.mark.boot
 
@@ -112,13 +112,13 @@ KINDS: dict[str, tuple[NodeSpec, ...]] = {
     # 250 GB NVMe mounted at /opt/dlami/nvme); all three services share one GPU.
     "aws-gpu": (NodeSpec(
         "aws-gpu", placed("all", offer("aws", "g6e.xlarge", "L40S", 1, "89", 48), svc("llm", gpu_memory_utilization=0.7), svc("embedding"), svc("rerank")),
-        BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
+        BootTarget("aws", image_has_driver=True, metrics_log_group=AWS_LOG_GROUP), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
     ),),
     # AWS, four GPUs and an LLM that needs one: four vLLM replicas, each on its own GPU and port, behind
     # the node's nginx upstream (placement's layout for Llama-8B-class models on g6.12xlarge).
     "aws-gpu-replicas": (NodeSpec(
         "aws-gpu-replicas", placed("llm", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", replicas_per_node=4)),
-        BootTarget("aws", image_has_driver=True), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
+        BootTarget("aws", image_has_driver=True, metrics_log_group=AWS_LOG_GROUP), AWS_SSM, USER_KEY, nvme="/opt/dlami/nvme",
     ),),
     # Alibaba Cloud GPU on plain Ubuntu: installs the driver, reboots, resumes; Docker and the toolkit from their repositories.
     "alicloud-gpu": (NodeSpec(
@@ -130,7 +130,8 @@ KINDS: dict[str, tuple[NodeSpec, ...]] = {
     "aws-cpu": (NodeSpec(
         "aws-cpu", group("all", offer("aws", "m7i.2xlarge", None, 0, None), ollama_svc("cpu"), svc("embedding", accelerator="cpu"),
                          svc("rerank", accelerator="cpu")),
-        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04"), AWS_SSM, USER_KEY, notice=1,  # scaled in
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP), AWS_SSM, USER_KEY,
+        notice=1,  # scaled in
     ),),
     # DigitalOcean split stack: the LLM droplet (GPU image, cache volume) proxies embeddings and rerank to a CPU droplet.
     "digitalocean-split": (
@@ -757,6 +758,19 @@ def check_node_side(node: Container) -> None:
     for job, published in seen.items():
         assert published["namespace"] == NAMESPACE
         assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[job]}, published
+    # vLLM's time to first token: its histogram is dropped, its republished _sum and _count reach CloudWatch
+    ttft = metric("vllm", "time_to_first_token").metric
+    vllm = [name for name, service in metric_servers(node).items() if kinds[service] == "llm"]
+    deadline, republished = time.monotonic() + 60, {}
+    while set(republished) != set(vllm):
+        assert time.monotonic() < deadline, f"{node.spec.name}: llm-deploy-ttft published {republished} (expected {vllm})"
+        time.sleep(1)
+        published = json.loads(node.read("/var/lib/boot-stub/cloudwatch/published.json") or "[]")
+        assert not any(m.startswith(ttft) for p in published if not p["job"].endswith("-republished") for m in p["metrics"])
+        republished = {p["job"].removesuffix("-republished"): p for p in published if p["job"].endswith("-republished")
+                       and {f"{ttft}_sum", f"{ttft}_count"} <= set(p["metrics"])}
+    for name, published in republished.items():
+        assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[name]}, published
 
 
 def drain_on_notice(node: Container) -> float:

@@ -21,7 +21,7 @@ from bootstrap.services import service_launches
 from infra.catalog import load_offers
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate, fit, place, service_need
-from tests.helpers import consecutive_free_ports
+from tests.helpers import AWS_LOG_GROUP, consecutive_free_ports
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 KEY = "k" * 40  # the generated key's length
@@ -144,7 +144,7 @@ def test_each_replica_runs_on_its_own_gpu_and_port(four_replica_group, tmp_path)
     for launch in launches:
         assert f"127.0.0.1:{launch.service.port}:{launch.service.port}" in launch.docker_args
         assert launch.args[launch.args.index("--port") + 1] == str(launch.service.port)
-    user_data = render_user_data(four_replica_group, BootTarget("aws", True),
+    user_data = render_user_data(four_replica_group, BootTarget("aws", True, metrics_log_group=AWS_LOG_GROUP),
                                  SecretStore("aws-ssm", "us-east-1", "/llm-deploy/test/api-key"))
     files = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
     assert "LLM_DEPLOY_SERVICES=(llm llm-replica-2 llm-replica-3 llm-replica-4)" in files["/etc/llm-deploy/node.env"]

@@ -21,6 +21,7 @@ from bootstrap.services import CACHE_DIR, CUDA_CHECK_IMAGE
 from infra.config import load_raw
 from infra.node_storage import node_group
 from tests.helpers import (
+    AWS_LOG_GROUP,
     AWS_STORE,
     CASES,
     FAKE_API_KEY,
@@ -123,8 +124,8 @@ def test_an_aws_gpu_group_with_instance_store_nvme_gets_the_local_cache_and_a_cp
     assert gpu.offer.instance_type == "p5.4xlarge" and gpu.storage.instance_store_gb == 3800
     cpu = node_group("encoders", offer("aws", "c7i.xlarge", None, 0, None), 1,
                      [svc("embedding", accelerator="cpu"), svc("rerank", accelerator="cpu")], [1.1, 1.1])  # fmt: skip
-    for placed, target, line in ((gpu, BootTarget("aws", True), "LLM_DEPLOY_LOCAL_CACHE=/opt/dlami/nvme"),
-                                 (cpu, BootTarget("aws", False), "LLM_DEPLOY_LOCAL_CACHE=''")):  # fmt: skip
+    for placed, target, line in ((gpu, BootTarget("aws", True, metrics_log_group=AWS_LOG_GROUP), "LLM_DEPLOY_LOCAL_CACHE=/opt/dlami/nvme"),
+                                 (cpu, BootTarget("aws", False, metrics_log_group=AWS_LOG_GROUP), "LLM_DEPLOY_LOCAL_CACHE=''")):  # fmt: skip
         env = node_files(render_user_data(placed, target, AWS_STORE))["/etc/llm-deploy/node.env"].text
         assert f"{line}\n" in env, env
 
@@ -178,7 +179,7 @@ def test_largest_aws_node_fits_the_ec2_user_data_limit():
     llm = replace(svc("llm", tp=8, max_model_len=131072, gpu_memory_utilization=0.85), model=long_model)
     node = group("llm-embedding-rerank", offer("aws", "p5.48xlarge", "H100", 8, "hopper"), llm, svc("embedding"), svc("rerank"))
     store = SecretStore("aws-ssm", "eu-central-1", "/llm-deploy/production-eu/api-key", "/llm-deploy/production-eu/hf-token")
-    sent = base64.b64decode(encode_user_data(render_user_data(node, BootTarget("aws", False), store)))
+    sent = base64.b64decode(encode_user_data(render_user_data(node, BootTarget("aws", False, metrics_log_group=AWS_LOG_GROUP), store)))
     assert len(sent) <= USER_DATA_LIMITS["aws"]  # EC2 counts the bytes before base64: gzip inside
 
 
@@ -247,7 +248,7 @@ def test_bad_input_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="target.cloud"):
         render_user_data(case.group, BootTarget("alicloud", False), case.secrets)
     with pytest.raises(ValueError, match="target.os_release"):
-        render_user_data(case.group, BootTarget("aws", True, os_release="centos-7"), case.secrets)
+        render_user_data(case.group, BootTarget("aws", True, os_release="centos-7", metrics_log_group=AWS_LOG_GROUP), case.secrets)
     with pytest.raises(ValueError, match="needs 8 GPUs"):
         render_user_data(group("g", offer("aws", "g6e.12xlarge", "L40S", 4, "89"), svc("llm", tp=8)), case.target, AWS_STORE)
     with pytest.raises(ValueError, match="needs a GPU"):

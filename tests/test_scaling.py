@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import components.stack
+from infra.asleep import asleep_node
 from infra.cli.offline import run_offline
 from infra.cost import cost_preview
 from infra.placement import evaluate
@@ -92,7 +93,8 @@ def test_cost_shows_the_schedule_month_and_the_autoscaling_range_by_hand(stack_f
     # 60 h a week; an average month is 730 h, 730 / 168 weeks: 60 × 730 / 168 = 260.714… h
     assert document["schedule"] == {"timezone": "Europe/Berlin", "active_hours": "Mon-Fri 08:00-20:00", "weekly_hours": 60.0,
                                     "monthly_hours": 260.71, "monthly_usd": round(hourly * 60 * 730 / 168, 2),
-                                    "monthly_usd_max": round(hourly * 3 * 60 * 730 / 168, 2)}
+                                    "monthly_usd_max": round(hourly * 3 * 60 * 730 / 168, 2),
+                                    "asleep_node": None}  # AWS: the load balancer itself answers while asleep
     assert document["max_hourly_usd"] == round(hourly * 3, 6)
     assert document["max_monthly_usd"] == round(hourly * 3 * 730, 2)
     assert document["total_monthly_usd"] == round(hourly * 730, 2)  # the old fields keep their meaning
@@ -127,7 +129,9 @@ DO_OFFICE = {"cloud": "digitalocean", "schedule": OFFICE, "services": [{**LLM, "
 def test_digitalocean_deploys_the_droplets_due_when_it_runs(monkeypatch, now, droplets):
     monkeypatch.setattr(components.stack, "deploy_instant", lambda: now)
     result = run_offline(raw_config("do-office", DO_OFFICE))
-    assert len(of_type(result, "digitalocean:index/droplet:Droplet")) == droplets
+    sizes = [d["inputs"]["size"] for d in of_type(result, "digitalocean:index/droplet:Droplet")]
+    assert sum(size.startswith("gpu-") for size in sizes) == droplets
+    assert sizes.count(asleep_node("digitalocean").instance_type) == (droplets == 0)  # asleep: the droplet that answers
     assert len(of_type(result, "digitalocean:index/loadBalancer:LoadBalancer")) == 1  # the endpoint stays
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from bootstrap import cloudwatch
 from infra.service_metrics import ASG_DIMENSION, DIMENSIONS, ENGINES, NAMESPACE, cloudwatch_metrics, metric, service_metrics
-from tests.helpers import CASES, FILES, TOOL, group, make_node, need, node_files, offer, svc
+from tests.helpers import AWS_LOG_GROUP, CASES, FILES, TOOL, group, make_node, need, node_files, offer, svc
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "cloudwatch_agent_schema.json").read_text())
 REPLICAS = group("llm", offer("aws", "g6.12xlarge", "L4", 4, "89", 24), svc("llm", replicas_per_node=4))
@@ -44,11 +44,12 @@ def test_the_scaling_signal_of_each_engine():
 
 @pytest.mark.parametrize("node_group", [CASES["aws-ssm-driver-image"].group, CASES["aws-cpu"].group, REPLICAS], ids=["all", "cpu", "replicas"])
 def test_agent_config_passes_the_agents_schema_and_scrapes_every_local_server(node_group):
-    config = json.loads(cloudwatch.agent_config(node_group))
+    config = json.loads(cloudwatch.agent_config(node_group, AWS_LOG_GROUP))
     jsonschema.Draft4Validator.check_schema(SCHEMA)
     jsonschema.Draft4Validator(SCHEMA).validate(config)
     prometheus = config["logs"]["metrics_collected"]["prometheus"]
     assert prometheus["prometheus_config_path"] == cloudwatch.SCRAPE_CONFIG
+    assert prometheus["log_group_name"] == AWS_LOG_GROUP  # the stack's, which Pulumi creates with its retention
     emf = prometheus["emf_processor"]
     assert emf["metric_namespace"] == NAMESPACE
     engines = {ENGINES[s.kind] for s in node_group.services}
@@ -63,17 +64,21 @@ def test_agent_config_passes_the_agents_schema_and_scrapes_every_local_server(no
     scrape = yaml.safe_load(text)
     assert scrape["global"]["scrape_interval"] == "60s"
     servers = {name: port for s in node_group.services for name, port in s.instances}
-    assert {job["job_name"] for job in scrape["scrape_configs"]} == set(servers)
+    vllm = {name for s in node_group.services if s.kind == "llm" for name, _ in s.instances}  # TTFT republished (test_ttft_republish)
+    assert {job["job_name"] for job in scrape["scrape_configs"]} == set(servers) | {f"{name}-republished" for name in vllm}
     for job in scrape["scrape_configs"]:
         (static,) = job["static_configs"]
-        assert job["metrics_path"] == "/metrics" and static["targets"] == [f"127.0.0.1:{servers[job['job_name']]}"]
+        if job["job_name"].endswith("-republished"):
+            assert static["targets"] == [f"127.0.0.1:{cloudwatch.REPUBLISH_PORT}"]
+        else:
+            assert job["metrics_path"] == "/metrics" and static["targets"] == [f"127.0.0.1:{servers[job['job_name']]}"]
         assert static["labels"][ASG_DIMENSION] == "llm-deploy-prod-llm-asg-1a2b3c"
         assert set(DIMENSIONS) <= set(static["labels"]) and static["labels"][cloudwatch.ENGINE_LABEL] in engines
 
 
 def test_a_config_the_schema_refuses_is_refused():
     """The schema really checks: a misspelt key of the prometheus section fails it."""
-    config = json.loads(cloudwatch.agent_config(REPLICAS))
+    config = json.loads(cloudwatch.agent_config(REPLICAS, AWS_LOG_GROUP))
     config["logs"]["metrics_collected"]["prometheus"]["prometheus_config"] = "/typo"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft4Validator(SCHEMA).validate(config)

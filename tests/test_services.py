@@ -10,7 +10,7 @@ import pytest
 from bootstrap import BootTarget, render_user_data
 from bootstrap.gateway import MAX_BODY_BYTES
 from bootstrap.services import CACHE_DIR, VLLM_IMAGE, service_launches
-from tests.helpers import AWS_STORE, CASES, MODELS, bash_array, flag, group, node_files, offer, svc
+from tests.helpers import AWS_LOG_GROUP, AWS_STORE, CASES, MODELS, bash_array, flag, group, node_files, offer, svc
 
 TEI = "ghcr.io/huggingface/text-embeddings-inference"
 
@@ -23,7 +23,7 @@ TEI = "ghcr.io/huggingface/text-embeddings-inference"
 def test_tei_image_tag_follows_the_gpu_architecture(gpu, arch, tag, tmp_path):
     accelerator = "gpu" if gpu else "cpu"
     node = group("embed", offer("aws", "x", gpu, 1 if gpu else 0, arch), svc("embedding", accelerator=accelerator))
-    files = node_files(render_user_data(node, BootTarget("aws", True), AWS_STORE))
+    files = node_files(render_user_data(node, BootTarget("aws", True, metrics_log_group=AWS_LOG_GROUP), AWS_STORE))
     conf = files["/etc/llm-deploy/services/embedding.conf"].text
     assert bash_array(conf, "SERVICE_IMAGE", tmp_path) == [f"{TEI}:{tag}"]
     docker_args = bash_array(conf, "SERVICE_DOCKER_ARGS", tmp_path)
@@ -33,7 +33,7 @@ def test_tei_image_tag_follows_the_gpu_architecture(gpu, arch, tag, tmp_path):
 def test_unknown_gpu_architecture_is_refused():
     node = group("embed", offer("aws", "x", "B200", 1, "blackwell"), svc("embedding"))
     with pytest.raises(ValueError, match="gpu_arch"):
-        render_user_data(node, BootTarget("aws", True), AWS_STORE)
+        render_user_data(node, BootTarget("aws", True, metrics_log_group=AWS_LOG_GROUP), AWS_STORE)
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,12 @@ import boto3
 import pytest
 
 from bootstrap.files.alicloud_oos import sign
+from components.alicloud.rollout import ALB_VERSION
 from infra.cli import status
 from infra.cli.environments import INSTALL_HINT
 from infra.cli.status.alicloud import ESS_VERSION
 from infra.cli.status.digitalocean import group_tag
+from tests.alicloud_api import COMMON
 from tests.helpers import ALI_KEY, ALI_SECRET, DO_TOKEN, ROOT, JsonStub, moto_account, shipped_plan, stub_api
 from tests.test_environments import FAKE_PULUMI, FakePulumi
 
@@ -174,6 +176,15 @@ def test_the_json_report_carries_every_field(aws):
 # --- DigitalOcean and Alibaba Cloud: stubs on 127.0.0.1 ---------------------------------------------
 
 
+# Each Alibaba action `status` calls: its product version and the request parameters its API reference documents.
+ALI_ACTIONS = {
+    "DescribeScalingGroups": (ESS_VERSION, {"RegionId", "PageNumber", "PageSize", "Tag.1.Key", "Tag.1.Value"}),
+    "DescribeScalingInstances": (ESS_VERSION, {"RegionId", "ScalingGroupId", "PageNumber", "PageSize"}),
+    "ListServerGroupServers": (ALB_VERSION, {"ServerGroupId", "MaxResults", "NextToken"}),
+    "GetListenerHealthStatus": (ALB_VERSION, {"ListenerId", "IncludeRule", "MaxResults", "NextToken"}),
+}
+
+
 class Api(JsonStub):
     """DigitalOcean's /v2/droplets (bearer token), the nodes' gateways behind the load balancer (/healthz...),
     and Alibaba Cloud's ESS RPC (signed)."""
@@ -182,6 +193,10 @@ class Api(JsonStub):
     health: ClassVar[dict[str, list[int]]] = {}  # path → the answers the nodes give, in turn
     scaling_groups: ClassVar[list[dict]] = []
     scaling_instances: ClassVar[dict[str, list[dict]]] = {}
+    listener: ClassVar[str] = ""
+    servers: ClassVar[dict[str, list[dict]]] = {}  # ALB server group → its servers (ListServerGroupServers)
+    failing: ClassVar[dict[str, list[str]]] = {}  # server group → servers failing the listener's health check
+    checked: ClassVar[set[str]] = set()  # server groups the listener health-checks
     calls: ClassVar[list[str]] = []
 
     def do_GET(self):
@@ -204,10 +219,31 @@ class Api(JsonStub):
     def alicloud(self, url) -> None:
         params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != ALI_KEY or params.get("Version") != ESS_VERSION or signature != sign("GET", params, ALI_SECRET):
+        if params.get("AccessKeyId") != ALI_KEY or signature != sign("GET", params, ALI_SECRET):
             self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform"})
             return
-        if params["Action"] == "DescribeScalingGroups":
+        version, documented = ALI_ACTIONS.get(params["Action"], (None, set()))
+        unknown = set(params) - COMMON - documented
+        if params.get("Version") != version or unknown:
+            self._json(400, {"Code": "InvalidParameter", "Message": f"{params['Action']} {params.get('Version')}: {sorted(unknown)}"})
+            return
+        self.calls.append(params["Action"])
+        if params["Action"] == "ListServerGroupServers":
+            servers = self.servers.get(params["ServerGroupId"], [])
+            start = int(params.get("NextToken") or 0)  # one server per page: the reader must follow NextToken
+            self._json(200, {"Servers": servers[start:start + 1], "TotalCount": len(servers), "MaxResults": 1,
+                             **({"NextToken": str(start + 1)} if start + 1 < len(servers) else {})})
+        elif params["Action"] == "GetListenerHealthStatus":
+            if params["ListenerId"] != self.listener:
+                self._json(404, {"Code": "ResourceNotFound.Listener", "Message": "The specified resource Listener is not found."})
+                return
+            infos = [{"ServerGroupId": sg, "ActionType": "ForwardGroup", "HealthCheckEnabled": "on" if sg in self.checked else "off",
+                      "NonNormalServers": [{"ServerId": i, "Port": 80, "Status": "Unhealthy", "Reason": {"ReasonCode": "RESPONSE_MISMATCH"}}
+                                           for i in self.failing.get(sg, [])]} for sg in self.servers]
+            self._json(200, {"ListenerHealthStatus": [{"ListenerId": self.listener, "ListenerPort": 80, "ListenerProtocol": "HTTP",
+                                                       "ServerGroupInfos": infos[:1]}],
+                             "RuleHealthStatus": [{"RuleId": f"rule-{n}", "ServerGroupInfos": [info]} for n, info in enumerate(infos[1:])]})
+        elif params["Action"] == "DescribeScalingGroups":
             wanted = (params["Tag.1.Key"], params["Tag.1.Value"])
             found = [g for g in self.scaling_groups if wanted in {(t["Key"], t["Value"]) for t in g["Tags"]["Tag"]}]
             self._json(200, {"TotalCount": len(found), "ScalingGroups": {"ScalingGroup": found}})
@@ -221,6 +257,7 @@ class Api(JsonStub):
 @pytest.fixture
 def api(monkeypatch, no_credentials):
     Api.droplets, Api.health, Api.scaling_groups, Api.scaling_instances, Api.calls = [], {}, [], {}, []
+    Api.listener, Api.servers, Api.failing, Api.checked = "", {}, {}, set()
     with stub_api(monkeypatch, Api) as endpoint:
         Api.endpoint = endpoint  # type: ignore[attr-defined]
         yield Api
@@ -282,9 +319,37 @@ def test_alicloud_reads_each_scaling_group_by_its_tags(api):
     result = status.collect(plan, {"endpoint": api.endpoint}, status.probe)
     assert [(g.name, g.desired, g.running, g.healthy) for g in result.groups] == [(g.name, g.count, 1, 1) for g in plan.node_groups]
     states = {s.name: s.state for s in result.services}
-    assert states["llm"] == status.HEALTHY
-    assert {states[n] for n in states if n != "llm"} == {status.UNKNOWN}  # the ALB's per-server health is not read
+    # a stack deployed before its outputs named the ALB's server groups: said so, not guessed
+    assert set(states.values()) == {status.UNKNOWN} and all("run `pulumi up`" in s.detail for s in result.services)
     assert result.hourly_usd == pytest.approx(plan.hourly_usd)
+
+
+def test_alicloud_reads_each_services_server_health_from_the_alb(api):
+    plan = shipped_plan("alicloud-dev")
+    services = [s.name for g in plan.node_groups for s in g.services]
+    groups = {name: f"sgp-{n}k2p9w3x0q1ab7cdefgh" for n, name in enumerate(services)}
+    api.listener = "lsn-0bfuc8a7p0kz2c9ss5"
+    for name, group_id in groups.items():
+        api.servers[group_id] = [{"ServerId": f"i-t4n{n}{name}", "ServerType": "Ecs", "Port": 80, "Weight": 100, "ServerGroupId": group_id,
+                                  "Status": "Available"} for n in range(2)]
+    api.servers[groups[services[0]]].append({"ServerId": "i-t4nleaving", "ServerType": "Ecs", "Port": 80, "Weight": 100,
+                                             "ServerGroupId": groups[services[0]], "Status": "Removing"})  # not attached: not counted
+    api.failing[groups[services[0]]] = [f"i-t4n1{services[0]}"]
+    api.failing[groups[services[1]]] = [f"i-t4n0{services[1]}", f"i-t4n1{services[1]}"]
+    api.checked = set(groups.values()) - {groups[services[-1]]} if len(services) > 2 else set(groups.values())
+    api.health = {"/healthz": [200]}
+    outputs = {"endpoint": api.endpoint, "listener_id": api.listener, "server_groups": groups}
+    result = status.collect(plan, outputs, status.probe)
+    found = {s.name: s for s in result.services}
+    first, second = found[services[0]], found[services[1]]
+    assert (first.state, first.detail, first.healthy, first.registered) == (status.HEALTHY, "1 of 2 servers healthy", 1, 2)
+    assert (second.state, second.healthy, second.registered) == (status.UNHEALTHY, 0, 2)
+    if len(services) > 2:  # a server group the listener does not check cannot be called healthy
+        last = found[services[-1]]
+        assert last.state == status.UNHEALTHY and "not health-checked" in last.detail
+    assert api.calls.count("GetListenerHealthStatus") == 1
+    assert api.calls.count("ListServerGroupServers") == sum(len(v) for v in api.servers.values())  # every page followed
+    assert result.exit_code == 1
 
 
 # --- through the Automation API (the fake Pulumi CLI of test_environments) -------------------------

@@ -141,6 +141,9 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
     ) -> pulumi.Output[str]:
         """The ALB, then each node group's rollout gate: it enables the group once the ALB attachments and rules exist."""
         balancer = AlicloudLoadBalancer(f"{self.name}-lb", self.plan, network, groups, opts=self.child_opts)
+        # `llm-deploy status` reads each service's server health through these (infra/cli/status/alicloud.py).
+        self.extra_outputs.update({"listener_id": balancer.listener.id,
+                                   "server_groups": {n: g.id for n, g in balancer.server_groups.items()}})
         for built in groups:
             group = built.group
             Rollout(
@@ -157,7 +160,7 @@ class AlicloudDeployment(CloudDeployment[AlicloudNetwork, AlicloudNodeGroup, Ali
             )
         if self.plan.schedule or any(g.scaling for g in self.plan.node_groups):
             AlicloudScaling(f"{self.name}-scaling", self.plan, [g.members.scaling_group_id for g in groups], balancer.server_groups,
-                            stack.deploy_instant(), opts=self.child_opts)
+                            balancer.listener, self.lookup.account_id, stack.deploy_instant(), opts=self.child_opts)
         if self.plan.alert_email:  # a CloudMonitor alarm needs a contact group: without an address, no alarm
             monitoring = AlicloudMonitoring(f"{self.name}-monitoring", self.plan, balancer, opts=self.child_opts)
             self.extra_outputs.update(monitoring.outputs)

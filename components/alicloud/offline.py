@@ -137,6 +137,10 @@ OUTPUTS = {
     "alicloud:alb/serverGroup:ServerGroup": _prefixed("sgp"),
     "alicloud:alb/listener:Listener": _prefixed("lsn"),
     "alicloud:alb/rule:Rule": _prefixed("rule"),
+    "alicloud:oos/template:Template": lambda name, inputs: {
+        "id": inputs["templateName"], "templateName": inputs["templateName"], "templateVersion": "v1"},
+    # components/alicloud/scaling.py's dynamic resource: StartExecution's id
+    "pulumi-python:dynamic/alicloud:SwitchExecution": lambda name, inputs: {"id": f"exec-{_suffix(name, 16)}", "status": "Waiting"},
     "alicloud:alb/acl:Acl": _prefixed("acl"),
     "alicloud:alb/aclEntryAttachment:AclEntryAttachment": _prefixed("acl-entries"),
     "alicloud:alb/listenerAclAttachment:ListenerAclAttachment": _prefixed("lsn-acl"),

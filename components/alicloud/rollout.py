@@ -84,11 +84,11 @@ def _scaling_instances(api: Api, gate: Gate) -> Iterator[dict]:
         page += 1
 
 
-def _alb_pages(api: Api, action: str, gate: Gate, **params: str) -> Iterator[dict]:
-    """Every page of an ALB list call (NextToken paging)."""
+def alb_pages(api: Api, action: str, endpoint: str, **params: str) -> Iterator[dict]:
+    """Every page of an ALB list call (NextToken paging); `llm-deploy status` reads server health with it too."""
     token = ""
     while True:
-        answer = api.call(action, gate.alb, ALB_VERSION, **params, **({"NextToken": token} if token else {}))
+        answer = api.call(action, endpoint, ALB_VERSION, **params, **({"NextToken": token} if token else {}))
         yield answer
         token = answer.get("NextToken", "")
         if not token:
@@ -101,20 +101,29 @@ def healthy_instances(api: Api, gate: Gate) -> list[str]:
     serving = [i["InstanceId"] for i in _scaling_instances(api, gate) if (i["LifecycleState"], i["HealthStatus"]) == ("InService", "Healthy")]
     if not serving:
         return []
-    members = {sg: {s["ServerId"] for page in _alb_pages(api, "ListServerGroupServers", gate, ServerGroupId=sg)
-                    for s in page["Servers"] if s["Status"] == "Available"} for sg in gate.server_group_ids}
+    health = server_health(api, gate.alb, gate.listener_id, gate.server_group_ids)
+    if any(passing is None for _, passing in health.values()):
+        return []  # a server group the listener does not check (yet): nothing of it counts as healthy
+    return [i for i in serving if all(i in health[sg][1] for sg in gate.server_group_ids)]
+
+
+def server_health(api: Api, endpoint: str, listener_id: str,
+                  server_group_ids: tuple[str, ...]) -> dict[str, tuple[set[str], set[str] | None]]:
+    """Per server group (attached servers, those of them that pass): attached is Available; passing is not failing the
+    listener's health check, None for a group the listener (or one of its rules) does not health-check."""
+    members = {sg: {s["ServerId"] for page in alb_pages(api, "ListServerGroupServers", endpoint, ServerGroupId=sg)
+                    for s in page["Servers"] if s["Status"] == "Available"} for sg in server_group_ids}
     # GetListenerHealthStatus lists only the servers that are not healthy, per server group of the listener and of its rules.
     checked: set[str] = set()
     failing: set[tuple[str, str]] = set()
-    for page in _alb_pages(api, "GetListenerHealthStatus", gate, ListenerId=gate.listener_id, IncludeRule="true"):
+    for page in alb_pages(api, "GetListenerHealthStatus", endpoint, ListenerId=listener_id, IncludeRule="true"):
         for entry in [*page.get("ListenerHealthStatus", []), *page.get("RuleHealthStatus", [])]:
             for info in entry["ServerGroupInfos"]:
                 if info["HealthCheckEnabled"] == "on":
                     checked.add(info["ServerGroupId"])
                 failing.update((info["ServerGroupId"], s["ServerId"]) for s in info.get("NonNormalServers", []))
-    if set(gate.server_group_ids) - checked:
-        return []  # a server group the listener does not check (yet): nothing of it counts as healthy
-    return [i for i in serving if all(i in members[sg] and (sg, i) not in failing for sg in gate.server_group_ids)]
+    return {sg: (members[sg], {i for i in members[sg] if (sg, i) not in failing} if sg in checked else None)
+            for sg in server_group_ids}
 
 
 def last_failure(api: Api, gate: Gate) -> str:

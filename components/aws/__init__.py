@@ -9,6 +9,7 @@ module (network, secrets, node_group, load_balancer).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from components.base import BuiltNodeGroup, CloudDeployment, StackSecrets
 from infra.config import problem
 from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
+from infra.service_metrics import log_group
 
 from .layout import instance_types, pick_zones, stack_tags
 from .load_balancer import AwsLoadBalancer
@@ -102,7 +104,8 @@ class AwsDeployment(CloudDeployment[AwsNetwork, AwsNodeGroup, AwsLookup]):
     def render(cls, plan: DeploymentPlan, group: NodeGroup, delivery: SecretDelivery) -> str:
         from bootstrap import render_user_data
 
-        return render_user_data(group, cls.boot_target(group), delivery, ssh_public_keys=plan.access.ssh_public_keys)
+        target = dataclasses.replace(cls.boot_target(group), metrics_log_group=log_group(plan.stack))
+        return render_user_data(group, target, delivery, ssh_public_keys=plan.access.ssh_public_keys)
 
     @classmethod
     def node_user_data(cls, plan: DeploymentPlan, inline: InlineSecrets | None) -> dict[str, str]:

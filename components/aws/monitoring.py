@@ -4,10 +4,11 @@ target for 10 minutes), sent to an SNS topic that mails `alertEmail` when the st
 
 The load balancer's metrics come from `AWS/ApplicationELB`; the services' own from the namespace the nodes'
 CloudWatch agent publishes them to, under the names and dimensions of infra/service_metrics.py (the metric names
-the pinned vLLM and TEI publish, data/service_metrics.csv). The agent drops Prometheus histograms, so time to
-first token is not in CloudWatch: its widget says where it is (the Grafana dashboard, from /metrics/<service>),
-beside the ALB's target response time. The dashboard's body is built by pure functions from plain values, once
-Pulumi has the resources' names, so it is tested as JSON.
+the pinned vLLM and TEI publish, data/service_metrics.csv). The agent drops Prometheus histograms, so the node
+republishes time to first token's `_sum` and `_count` as a summary (bootstrap/files/llm-deploy-ttft): its widget
+is their ratio per minute, the mean time to first token (percentiles stay on the Grafana dashboard, from
+/metrics/<service>). The dashboard's body is built by pure functions from plain values, once Pulumi has the
+resources' names, so it is tested as JSON.
 """
 
 from __future__ import annotations
@@ -36,10 +37,7 @@ WIDTH, HEIGHT = 12, 6  # a widget: half the dashboard's 24 columns
 # Queued requests per replica the queue alarm allows, until the scaling target (issue 15 part 1: the load model's,
 # or targetQueuePerReplica) is in the plan: a replica with requests waiting this long is saturated.
 QUEUE_TARGET = 4.0
-TTFT_NOTE = ("**Time to first token** is not in CloudWatch: vLLM publishes it as a histogram "
-             "(`{metric}`), which the CloudWatch agent drops. Scrape `/metrics/<service>` with your own Prometheus and "
-             "import `dashboards/llm-deploy.json` (README: Scaling and monitoring). Beside it: the ALB's target response "
-             "time (for streamed answers, the time to the response's first byte).")
+TTFT_TITLE = "Time to first token (mean per minute, s)"
 
 
 def queue_target(group: NodeGroup, service: PlacedService) -> float:
@@ -128,6 +126,21 @@ def _service_metrics(panel: ServicePanel, targets: Sequence[ServiceTarget]) -> l
     return lines
 
 
+def _mean_metrics(signal: str, targets: Sequence[ServiceTarget]) -> list:
+    """The widget's lines for a republished histogram: per service whose engine has it, the minute's sum over its
+    count (both per-scrape deltas summed over the group's replicas), the mean."""
+    lines: list = []
+    for n, target in enumerate(targets):
+        histogram = next((m.metric for m in service_metrics.republished_metrics(target.engine) if m.signal == signal), None)
+        if histogram is None:
+            continue
+        dims = [part for item in target.dimensions.items() for part in item]
+        lines.append([service_metrics.NAMESPACE, f"{histogram}_sum", *dims, {"id": f"s{n}", "stat": "Sum", "visible": False}])
+        lines.append([service_metrics.NAMESPACE, f"{histogram}_count", *dims, {"id": f"c{n}", "stat": "Sum", "visible": False}])
+        lines.append([{"expression": f"s{n} / c{n}", "label": f"{target.service} mean", "id": f"t{n}"}])
+    return lines
+
+
 def dashboard_body(region: str, load_balancer: str, targets: Sequence[ServiceTarget]) -> str:
     """The dashboard as CloudWatch takes it: JSON naming the ALB, the target groups (ARN suffixes) and the Auto
     Scaling groups (names)."""
@@ -138,13 +151,9 @@ def dashboard_body(region: str, load_balancer: str, targets: Sequence[ServiceTar
     errors = ("5xx responses", [*(_elb_metric("HTTPCode_Target_5XX_Count", load_balancer, t, "Sum") for t in targets),
                                 _elb_metric("HTTPCode_ELB_5XX_Count", load_balancer, None, "Sum")], "Sum")
     queue, *served = [(p.title, _service_metrics(p, targets), "Sum") for p in SERVICE_PANELS]
-    panels = [(title, lines, stat) for title, lines, stat in [requests, queue, latency, *served, healthy, errors] if lines]
+    ttft = (TTFT_TITLE, _mean_metrics("time_to_first_token", targets), "Sum")
+    panels = [(title, lines, stat) for title, lines, stat in [requests, queue, ttft, latency, *served, healthy, errors] if lines]
     widgets = [_widget(title, lines, stat, region, i) for i, (title, lines, stat) in enumerate(panels)]
-    ttft = service_metrics.metric("vllm", "time_to_first_token").metric
-    if any(t.engine == "vllm" for t in targets):
-        row = (len(widgets) + 1) // 2 * HEIGHT
-        widgets.append({"type": "text", "x": 0, "y": row, "width": 2 * WIDTH, "height": 2,
-                        "properties": {"markdown": TTFT_NOTE.format(metric=ttft)}})
     return json.dumps({"widgets": widgets})
 
 

@@ -183,6 +183,9 @@ OUTPUTS: dict[str, Callable[[str, dict], dict]] = {
     # an email subscription stays "pending confirmation" until its link is clicked
     "aws:sns/topicSubscription:TopicSubscription": lambda name, inputs: {
         "id": f"{inputs['topic']}:{_hex(name, 8)}", "arn": f"{inputs['topic']}:{_hex(name, 8)}", "pendingConfirmation": True},
+    # the provider's ARN drops the ":*" the API appends (the log group, not its streams)
+    "aws:cloudwatch/logGroup:LogGroup": lambda name, inputs: {
+        "id": inputs["name"], "name": inputs["name"], "arn": _arn("logs", f"log-group:{inputs['name']}")},
     "aws:cloudwatch/metricAlarm:MetricAlarm": _arn_named("cloudwatch", "alarm:"),
     "aws:cloudwatch/dashboard:Dashboard": lambda name, inputs: {
         "id": inputs["dashboardName"], "dashboardArn": _arn("cloudwatch", f"dashboard/{inputs['dashboardName']}", region=False)},

@@ -27,14 +27,13 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.plan import DeploymentPlan, ScalingTarget
-from infra.schedule import DAYS, Schedule, Stretch
+from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch, quartz_days
 from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, SERVICE_DIMENSION, metric
 
 from .layout import short_name
 from .node_group import AwsNodeGroup
 
 ASLEEP_RULE_PRIORITY = 1  # before every path rule (load_balancer.py numbers them from 2 when the stack has a schedule)
-NO_REQUEST_HOST = "asleep.invalid"  # .invalid never resolves (RFC 2606): the awake rule matches no request
 MODIFY_RULE = "arn:aws:scheduler:::aws-sdk:elasticloadbalancingv2:modifyRule"
 SCHEDULER_TRUST_POLICY = json.dumps({
     "Version": "2012-10-17",
@@ -50,13 +49,7 @@ def unix_cron(days: Sequence[str], at: time) -> str:
 
 def scheduler_cron(days: Sequence[str], at: time) -> str:
     """EventBridge Scheduler's cron(minutes hours day-of-month month day-of-week year)."""
-    return f"cron({at.minute} {at.hour} ? * {','.join(d.upper() for d in days)} *)"
-
-
-def stretch_end(stretch: Stretch) -> tuple[str, time]:
-    """(day, wall-clock time) a stretch ends at, as the week's minute of its end names it."""
-    day, minute = divmod(stretch.end % (7 * 24 * 60), 24 * 60)
-    return DAYS[day], time(minute // 60, minute % 60)
+    return f"cron({at.minute} {at.hour} ? * {quartz_days(days)} *)"
 
 
 def asleep_rule_inputs(rule_arn: str, schedule: Schedule, stretch: Stretch | None) -> dict:
@@ -164,9 +157,7 @@ class AwsScaling(pulumi.ComponentResource):
                 {"Effect": "Allow", "Action": "elasticloadbalancing:ModifyRule", "Resource": arn}]})),
             opts=child,
         )
-        switches = [("wake", days, at, None) for kind, days, at in schedule.transitions() if kind == "wake"]
-        switches += [("sleep", (stretch_end(s)[0],), stretch_end(s)[1], s) for s in schedule.stretches]
-        for kind, days, at, stretch in switches:
+        for kind, days, at, stretch in schedule.asleep_switches():
             aws.scheduler.Schedule(
                 f"{kind}-{at:%H%M}-{'-'.join(days).lower()}",
                 schedule_expression=scheduler_cron(days, at),

@@ -11,7 +11,7 @@ import pulumi_aws as aws
 from bootstrap.delivery import SecretStore
 from components.base import StackSecrets
 from infra.plan import DeploymentPlan
-from infra.service_metrics import LOG_GROUP
+from infra.service_metrics import METRICS_LOG_RETENTION_DAYS, log_group
 
 from .layout import parameter_prefix
 
@@ -68,10 +68,10 @@ def read_secrets_policy(parameter_arns: Sequence[str], region: str) -> str:
     )
 
 
-def publish_metrics_policy(region: str) -> str:
-    """The CloudWatch agent's embedded-metric-format logs (bootstrap/cloudwatch.py), into their one log group:
-    CloudWatch makes the metrics from those logs, so the nodes need no cloudwatch:PutMetricData."""
-    group = f"arn:aws:logs:{region}:*:log-group:{LOG_GROUP}"
+def publish_metrics_policy(group: str) -> str:
+    """The CloudWatch agent's embedded-metric-format logs (bootstrap/cloudwatch.py), into the stack's log group (its
+    ARN): CloudWatch makes the metrics from those logs, so the nodes need no cloudwatch:PutMetricData. No
+    logs:CreateLogGroup: Pulumi creates the group with its retention, and a node never makes one without."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -79,7 +79,7 @@ def publish_metrics_policy(region: str) -> str:
                 {
                     "Sid": "PublishServiceMetrics",
                     "Effect": "Allow",
-                    "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                     "Resource": [group, f"{group}:*"],
                 }
             ],
@@ -124,8 +124,12 @@ class AwsSecrets(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.metrics_log_group = aws.cloudwatch.LogGroup(
+            f"{name}-metrics", name=log_group(plan.stack), retention_in_days=METRICS_LOG_RETENTION_DAYS, opts=child
+        )
+        # The nodes' profile waits for this policy, so the group exists before any node's agent writes to it.
         self.metrics_policy = aws.iam.RolePolicy(
-            f"{name}-metrics", role=self.role.id, policy=publish_metrics_policy(plan.region), opts=child
+            f"{name}-metrics", role=self.role.id, policy=self.metrics_log_group.arn.apply(publish_metrics_policy), opts=child
         )
         self.instance_profile = aws.iam.InstanceProfile(
             f"{name}-node", role=self.role.name, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.metrics_policy])

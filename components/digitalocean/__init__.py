@@ -26,7 +26,7 @@ from infra.errors import ConfigError
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .layout import NoCapacity, SizeListing, dns_name, size_candidates, upstream_groups, with_capacity
-from .load_balancer import DigitalOceanLoadBalancer
+from .load_balancer import DigitalOceanLoadBalancer, asleep_droplet
 from .network import DigitalOceanNetwork
 from .node_group import DigitalOceanNodeGroup, droplet_image, render
 from .secrets import inline_delivery
@@ -129,7 +129,13 @@ class DigitalOceanDeployment(CloudDeployment[DigitalOceanNetwork, DigitalOceanNo
     def create_load_balancer(
         self, network: DigitalOceanNetwork, groups: list[BuiltNodeGroup[DigitalOceanNodeGroup]]
     ) -> pulumi.Output[str]:
-        """The balancer exists already (create_network): its endpoint."""
+        """The balancer exists already (create_network): its endpoint; while the schedule has the stack asleep, the
+        droplet that answers for it."""
+        schedule = self.plan.schedule
+        stretch = schedule.sleeping_after(self.plan.counted_at) if schedule and self.plan.counted_at else None
+        if stretch is not None:
+            asleep_droplet(f"{self.prefix}-asleep", self.plan, network.vpc, network.stack_tag, stretch,
+                           pulumi.ResourceOptions(parent=self.balancer))
         return self.balancer.endpoint
 
     @classmethod

@@ -1,7 +1,9 @@
 """The public load balancer, its TLS certificate and the cloud firewall in front of the droplets.
 
 DigitalOcean's load balancer routes by port only; the gateway on every node routes by path. The same
-`load_balancer` function builds the internal per-group load balancers of the network step.
+`load_balancer` function builds the internal per-group load balancers of the network step. It cannot answer by
+itself either: while the schedule has the stack asleep (no GPU droplet), `asleep_droplet` is the one target it
+forwards to, answering 503 with when the stack wakes up (bootstrap/asleep.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from typing import Any
 import pulumi
 import pulumi_digitalocean as do
 
+from bootstrap.asleep import asleep_user_data
+from infra.asleep import asleep_node
 from infra.plan import GATEWAY_PORT, HEALTH_PATH, DeploymentPlan
+from infra.schedule import Stretch
 
 # DigitalOcean allows 30..600 s (API spec: `http_idle_timeout_seconds`, default 60). A streamed LLM
 # answer can sit idle before its first token; take the maximum.
@@ -121,3 +126,22 @@ def node_firewall(
         do.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=ANYWHERE),
     ]
     return do.Firewall(name, tags=[stack_tag.name], inbound_rules=inbound, outbound_rules=outbound, opts=opts)
+
+
+def asleep_droplet(name: str, plan: DeploymentPlan, vpc: do.Vpc, stack_tag: do.Tag, stretch: Stretch,
+                   opts: pulumi.ResourceOptions) -> do.Droplet:
+    """The smallest CPU droplet (data/asleep_nodes.csv), tagged like the nodes so the load balancer and the firewall
+    take it, answering the asleep JSON of the sleep after `stretch` until the next wake's `pulumi up` removes it."""
+    assert plan.schedule is not None, "only a scheduled stack sleeps"
+    node = asleep_node(plan.cloud)
+    assert node is not None, "data/asleep_nodes.csv has a row for every cloud whose load balancer cannot answer"
+    return do.Droplet(
+        name,
+        image=node.image,
+        size=node.instance_type,
+        region=plan.region,
+        vpc_uuid=vpc.id,
+        user_data=asleep_user_data(plan.schedule.asleep_answer(stretch), plan.access.ssh_public_keys),
+        tags=[stack_tag.name],
+        opts=opts,
+    )

@@ -7,7 +7,10 @@ not YAML; it also refuses an EMF declaration whose dimensions are not labels of 
 real agent then publishes nothing) and an autoscaling group left as the template's placeholder. Then it
 enables and (re)starts amazon-cloudwatch-agent.service (-s), as the real one does.
 `amazon-cloudwatch-agent`: the service: every few seconds it scrapes each target and writes what it would
-publish (namespace, dimensions, metric names found) to /var/lib/boot-stub/cloudwatch/published.json.
+publish (namespace, dimensions, metric names found) to /var/lib/boot-stub/cloudwatch/published.json. Like the
+real one (v1.300069.0 metrics_type_handler.go, metrics_filter.go) it types each series by its target's `# TYPE`
+of the family (a histogram's or summary's _sum/_count/_bucket, a counter's _total) and keeps only gauges,
+counters and summaries: a histogram (vLLM's time to first token) is dropped.
 """
 
 import json
@@ -66,6 +69,24 @@ def fetch_config(args: list[str]) -> None:
     print("Successfully fetched the config and saved in /opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.json")
 
 
+KEPT_TYPES = {"gauge", "counter", "summary"}
+
+
+def kept(text: str) -> set[str]:
+    """The sample names the real agent publishes of a scrape: those whose family's # TYPE it supports."""
+    types = {parts[2]: parts[3] for parts in (line.split() for line in text.splitlines() if line.startswith("# TYPE "))}
+    names = set()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = re.split(r"[{ ]", line)[0]
+        family = next((name.removesuffix(s) for s in ("_sum", "_count", "_bucket") if name.endswith(s) and name.removesuffix(s) in types),
+                      name.removesuffix("_total") if name not in types else name)
+        if types.get(family, types.get(name)) in KEPT_TYPES:
+            names.add(name)
+    return names
+
+
 def agent() -> None:
     while True:
         emf, scrape = load(ETC / "amazon-cloudwatch-agent.json")
@@ -78,7 +99,7 @@ def agent() -> None:
                             text = response.read().decode()
                     except OSError:
                         continue  # a target not up yet: scraped again next time
-                    names = {re.split(r"[{ ]", line)[0] for line in text.splitlines() if line and not line.startswith("#")}
+                    names = kept(text)
                     for declaration in selected(emf, static["labels"]):
                         metrics = sorted(n for n in names if any(re.search(p, n) for p in declaration["metric_selectors"]))
                         for dims in declaration["dimensions"]:

@@ -1,17 +1,19 @@
 """Alibaba Cloud status: each node group's ESS scaling group (desired, in service, healthy), found by the tags the
-components give it. ESS judges ECS health only (components/alicloud/node_group.py), and the ALB's per-server
-health (GetListenerHealthStatus) is not read here, so a service's state is unknown unless it is the one the
-endpoint's /healthz reaches (the listener's default action: the LLM's server group)."""
+components give it, and each service's health from the ALB as its health checks see it: the servers attached to
+the service's server group (ListServerGroupServers) less those the listener reports failing
+(GetListenerHealthStatus), as AWS reads target health. The listener and server groups come from the stack's
+outputs (components/alicloud/__init__.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from infra.cli.status import UNKNOWN, GroupStatus, Reading, ServiceStatus
-from infra.plan import HEALTH_PATH, DeploymentPlan
+from infra.cli.status import UNHEALTHY, UNKNOWN, GroupStatus, Reading, ServiceStatus, target_counts
+from infra.plan import DeploymentPlan
 
-UNREAD = "ESS scaling groups and their instances (DescribeScalingGroups, DescribeScalingInstances)"
+UNREAD = ("ESS scaling groups and their instances (DescribeScalingGroups, DescribeScalingInstances), ALB server health "
+          "(ListServerGroupServers, GetListenerHealthStatus)")
 ESS_VERSION = "2014-08-28"
 STACK_TAG, GROUP_TAG = "llm-deploy-stack", "llm-deploy-group"  # components/alicloud/node_group.py
 PAGE_SIZE = 50
@@ -19,6 +21,10 @@ PAGE_SIZE = 50
 
 def ess_endpoint(region: str) -> str:
     return f"ess.{region}.aliyuncs.com"
+
+
+def alb_endpoint(region: str) -> str:
+    return f"alb.{region}.aliyuncs.com"
 
 
 def _pages(client, action: str, region: str, key: tuple[str, str], **params: str) -> list[dict]:
@@ -33,30 +39,44 @@ def _pages(client, action: str, region: str, key: tuple[str, str], **params: str
         page += 1
 
 
+def service_states(api, region: str, outputs: Mapping[str, Any]) -> dict[str, tuple[str, str, int | None, int | None]]:
+    """Service → (state, detail, healthy, registered) from the ALB; {} when the outputs name no listener."""
+    from components.alicloud.rollout import server_health
+
+    listener, server_groups = outputs.get("listener_id"), outputs.get("server_groups") or {}
+    if not listener or not server_groups:
+        return {}
+    health = server_health(api, alb_endpoint(region), listener, tuple(server_groups.values()))
+    states = {}
+    for service, group_id in server_groups.items():
+        attached, passing = health[group_id]
+        if passing is None:
+            states[service] = (UNHEALTHY, f"server group {group_id} is not health-checked by the listener", None, len(attached))
+        else:
+            state, detail, healthy, registered = target_counts(["healthy"] * len(passing) + ["failing"] * (len(attached) - len(passing)))
+            states[service] = (state, detail.replace("targets", "servers"), healthy, registered)
+    return states
+
+
 def read(plan: DeploymentPlan, outputs: Mapping[str, Any], get: Callable[[str], tuple[str, str]]) -> Reading:
     from infra.cli.refresh.alicloud import client
 
-    ess = client()
-    scaling_groups = _pages(ess, "DescribeScalingGroups", plan.region, ("ScalingGroups", "ScalingGroup"),
+    api = client()
+    scaling_groups = _pages(api, "DescribeScalingGroups", plan.region, ("ScalingGroups", "ScalingGroup"),
                             **{"Tag.1.Key": STACK_TAG, "Tag.1.Value": plan.stack})
     by_group = {t["Value"]: g for g in scaling_groups for t in g.get("Tags", {}).get("Tag", []) if t["Key"] == GROUP_TAG}
-    endpoint = outputs.get("endpoint")
-    # the listener's default action, which /healthz takes, goes to this service's server group (load_balancer.py)
-    default_service = (plan.group_serving("llm") or plan.node_groups[0]).services[0]
-    default_state = get(f"{endpoint}{HEALTH_PATH}") if endpoint else (UNKNOWN, "no endpoint")
+    states = service_states(api, plan.region, outputs)
     groups, services = [], []
     for group in plan.node_groups:
         found = by_group.get(group.name)
-        instances = _pages(ess, "DescribeScalingInstances", plan.region, ("ScalingInstances", "ScalingInstance"),
+        instances = _pages(api, "DescribeScalingInstances", plan.region, ("ScalingInstances", "ScalingInstance"),
                            ScalingGroupId=found["ScalingGroupId"]) if found else []
         in_service = [i for i in instances if i.get("LifecycleState") == "InService"]
         desired = int(found.get("DesiredCapacity", found.get("MinSize", 0))) if found else 0
         groups.append(GroupStatus(group.name, group.offer.instance_type, desired, len(in_service),
                                   sum(i.get("HealthStatus") == "Healthy" for i in in_service), group.offer.hourly_usd))
         for service in group.services:
-            if service is default_service:
-                services.append(ServiceStatus(service.name, group.name, default_state[0],
-                                              f"{HEALTH_PATH} through the load balancer: {default_state[1]}"))
-            else:
-                services.append(ServiceStatus(service.name, group.name, UNKNOWN, "the ALB's per-server health is not read"))
+            state, detail, healthy, registered = states.get(service.name) or (
+                UNKNOWN, "the stack's outputs name no ALB server group (deployed before status read them: run `pulumi up`)", None, None)
+            services.append(ServiceStatus(service.name, group.name, state, detail, healthy, registered))
     return Reading(tuple(groups), tuple(services))
