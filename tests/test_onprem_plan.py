@@ -19,6 +19,7 @@ from components.onprem.layout import (
     FRONT_START,
     GATEWAY_HEALTHY,
     NOTHING_IN_FLIGHT,
+    PROBE_INTERVAL_S,
     SERVICES_READY,
     before_script,
     node_files,
@@ -215,7 +216,7 @@ def test_the_front_probe_takes_a_host_out_after_two_failed_probes_at_once_when_d
     from infra.plan import Host
 
     hosts = [Host("127.0.0.2"), Host("127.0.0.3")]
-    script = front_health_script([("llm", hosts)]).replace(FRONT_DIR, str(tmp_path)).replace("sleep 5", "sleep 1")
+    script = front_health_script([("llm", hosts)]).replace(FRONT_DIR, str(tmp_path)).replace(f"sleep {PROBE_INTERVAL_S}\n", "sleep 1\n")
     (tmp_path / "probe").write_text(script)
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/reloads\n")

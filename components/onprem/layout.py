@@ -37,8 +37,8 @@ METADATA_ADDRESSES = ("169.254.169.254", "100.100.100.200")  # the node tool's D
 FRONT_CONF = "/etc/nginx/conf.d/llm-deploy-front.conf"
 FRONT_DIR = "/etc/nginx/llm-deploy-front"
 FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880
-PROBE_INTERVAL_S = 5  # the front gateway's probe of every host's /healthz
-PROBE_TIMEOUT_S = 3  # one host's answer to the probe (curl -m)
+PROBE_INTERVAL_S = 2  # the front gateway's probe of every host's /healthz (a file test in nginx: cheap on a LAN)
+PROBE_TIMEOUT_S = 2  # one host's answer to the probe (curl -m)
 FAIL_TIMEOUT_S = 10  # a host that failed a request gets none for this long (nginx max_fails=1)
 UNHEALTHY_AFTER = 2  # failed probes in a row before the probe takes a host out (one slow answer on a busy host is not down)
 # A rolling change drains each host before its services change: its /healthz answers 503, the balancer takes it
@@ -111,9 +111,10 @@ def parse_before(output: str) -> dict[str, str]:
 
 
 def stop_script(services: Sequence[str], node_units: bool = True) -> str:
-    """Stop and disable the given services and, on removal (`node_units`), the node's own units."""
-    units = [*(UNITS if node_units else ()), *(f"llm-deploy@{s}.service" for s in services)]
-    return f"systemctl disable --now {q(*units)} 2>/dev/null || true"
+    """Stop, then disable, the given services and, on removal (`node_units`), the node's own units. Two commands:
+    `disable --now` stops nothing when its daemon reload fails, and a unit left running outlives its files."""
+    units = q(*UNITS if node_units else (), *(f"llm-deploy@{s}.service" for s in services))
+    return f"systemctl stop {units} 2>/dev/null || true\nsystemctl disable {units} 2>/dev/null || true"
 
 
 def start_script(runcmd: Sequence[Sequence[str]]) -> str:
@@ -242,7 +243,7 @@ WantedBy=multi-user.target
 
 
 def front_health_script(groups: Upstreams) -> str:
-    """Every 5 s: each host's /healthz; a group's upstream file rewritten (and nginx reloaded) when its healthy
+    """Every PROBE_INTERVAL_S: each host's /healthz; a group's upstream file rewritten (and nginx reloaded) when its healthy
     hosts change: a host out after two failed probes, or at once when it is draining, and back after one 200.
     A group with no healthy host keeps them all, so nginx answers 502 rather than failing to load."""
     pairs = " ".join(shlex.quote(f"{g}={host_url(h)}") for g, hosts in groups for h in hosts)
