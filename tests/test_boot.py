@@ -351,9 +351,13 @@ class Container:
     healthy_after: float | None = None
     metadata: Path | None = None  # the items of its cloud's metadata service (files), where it has one
 
+    @property
+    def console_log(self) -> Path:
+        return self.root.parent / f"{self.spec.name}-console.log"
+
     def boot(self) -> None:
         """Boot in the background; a reboot from inside (exit 133) boots again, as the VM would."""
-        console = self.root.parent / f"{self.spec.name}-console.log"
+        console = self.console_log
 
         def loop() -> None:
             while True:
@@ -433,9 +437,16 @@ class Container:
         while self.healthy_after is None and time.monotonic() - self.started < HEALTHY_WITHIN + 5:
             time.sleep(0.25)
         if self.healthy_after is None:
-            progress = self.read("/var/log/llm-deploy/progress")
-            raise AssertionError(f"{self.spec.name}: /healthz not 200 within {HEALTHY_WITHIN} s; progress:\n{progress}")
+            raise AssertionError(f"{self.spec.name}: /healthz not 200 within {HEALTHY_WITHIN} s (first answer {self.first_answer}, "
+                                 f"nspawn exits {self.boots}); {self.where_it_stands()}")
         return self.first_answer, self.healthy_after
+
+    def where_it_stands(self) -> str:
+        """What a stuck boot shows: the bootstrap's progress, systemd's queued jobs, and the console's last lines."""
+        progress = self.read("/var/log/llm-deploy/progress")
+        jobs = self.run("systemctl", "list-jobs", "--no-pager", check=False, timeout=20).stdout if self.thread.is_alive() else "(not running)"
+        console = self.console_log.read_text(errors="replace").splitlines()[-40:] if self.console_log.exists() else ["(none)"]
+        return f"progress:\n{progress}\njobs:\n{jobs}\nconsole (last 40 lines):\n" + "\n".join(console)
 
 
 def service_stand_in_files() -> dict[str, bytes]:
