@@ -95,6 +95,20 @@ def _load_columns(service: ServiceCost) -> list[Column]:
     return columns + [Column("$/1M emb", _number("usd_per_million_embedded_tokens", ".4f"), numeric=True, optional=True)]
 
 
+def _hosts_line(preview: CostPreview) -> list[str]:
+    """A stack on its own hosts: their cost beside the cheapest cloud's for the same services."""
+    plan = preview.plan
+    if plan is None or plan.cloud not in HOSTED_NAMES:
+        return []
+    clouds = [c for c in preview.by_cloud if c.cloud not in HOSTED_NAMES and c.feasible]
+    hosts = f"Your hosts: {usd(preview.total_hourly_usd)} $/h, {usd(preview.total_monthly_usd)} $/month"
+    if not clouds:
+        return [f"{hosts}; no cloud fits the same services"]
+    cheapest = min(clouds, key=lambda c: c.hourly_usd or 0.0)
+    cloud = f"{cheapest.cloud} {cheapest.region} {usd(cheapest.hourly_usd)} $/h, {usd(cheapest.monthly_usd)} $/month"
+    return [f"{hosts}; the cheapest cloud for the same services: {cloud}"]
+
+
 def _cheaper_lines(preview: CostPreview) -> list[str]:
     """The changes that would cut the bill, each with its new $/h, then the spot policy and its totals."""
     total = preview.total_hourly_usd or 0.0
@@ -137,7 +151,8 @@ def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
         " ".join(filter(None, (c.cloud, c.region, usd(c.hourly_usd), "$/h"))) if c.feasible else f"{c.cloud} not feasible"
         for c in preview.by_cloud
     )
-    blocks += [Prose(f"By cloud (cheapest placement on each): {comparison}"), *map(Prose, _cheaper_lines(preview)),
+    blocks += [Prose(f"By cloud (cheapest placement on each): {comparison}"), *map(Prose, _hosts_line(preview)),
+               *map(Prose, _cheaper_lines(preview)),
                Prose(f"tok/s and $/1M tok are estimates: {preview.throughput_note}"),
                Prose("repl, ms/tok and $/1M out/emb: replicas, time per output token and $ per 1M tokens at each service's "
                      "load (estimates; without a load: the reference point)")]
@@ -192,7 +207,7 @@ def cost_markdown(preview: CostPreview) -> str:
     for c in preview.by_cloud:
         lines.append(f"| {c.cloud} | {', '.join(c.instance_types) or 'not feasible'} ({c.region or '-'}) | "
                      f"{usd(c.hourly_usd)} | {usd(c.monthly_usd)} |")
-    lines += [""] + [f"- {line}" for line in _cheaper_lines(preview)]
+    lines += [""] + [f"- {line}" for line in (*_hosts_line(preview), *_cheaper_lines(preview))]
     lines += ["", f"Throughput and $/1M tokens are estimates: {preview.throughput_note}."]
     for problem in preview.problems:
         lines.append(f"\n> :warning: {problem}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 
 import pytest
 
@@ -15,7 +16,7 @@ from infra.errors import ConfigError
 from infra.onprem import gpu_from_smi, pinned_keys
 from infra.placement import evaluate, place
 from infra.plan import Host
-from tests.helpers import SSH_KEY
+from tests.helpers import ROOT, SSH_KEY
 
 HOST_KEY = SSH_KEY.rsplit(" ", 1)[0]  # an ed25519 public key as a host key: "ssh-ed25519 AAAA..."
 LLM_32B = {"name": "llm", "kind": "llm", "model": "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "maxModelLen": 8192}
@@ -91,6 +92,33 @@ def test_cost_shows_the_hosts_beside_the_cheapest_cloud_for_the_same_services():
     assert clouds and all(c["total_hourly_usd"] > 0 for c in clouds)
     record = preview.as_json()["services"][0]["chosen"]
     assert record["cloud"] == "onprem" and "owned, 0 $/h" in record["price_note"]
+
+
+def test_the_readme_stack_costs_its_hosts_beside_the_cheapest_cloud_as_the_readme_shows(cli, tmp_path, monkeypatch):
+    """README "Your own servers": its stack file, `llm-deploy cost` on it printing the lines the README shows. Its
+    first host names no GPU: read over SSH, which is the one thing answered here as that host's nvidia-smi would."""
+    section = (ROOT / "README.md").read_text().split("## Your own servers", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks/Pulumi.lab.yaml").write_text(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    monkeypatch.chdir(tmp_path)  # the README's `--stack lab`: stacks/Pulumi.lab.yaml
+    read = []
+
+    def nvidia_smi(host, access):
+        read.append(host.address)
+        return gpu_from_smi("NVIDIA L40S, 46068\nNVIDIA L40S, 46068\n")
+
+    monkeypatch.setattr(ssh, "read_gpus", nvidia_smi)
+    result = cli("cost", "--stack", "lab")
+    assert result.code == 0, result.stderr
+    shown = section.split("$ llm-deploy cost --stack lab\n...\n", 1)[1].split("```", 1)[0].splitlines()
+    printed = result.stdout.splitlines()
+    assert all(line in printed for line in shown), [line for line in shown if line not in printed]
+    document = json.loads(cli("cost", "--stack", "lab", "--format", "json").stdout)
+    clouds = [c for c in document["by_cloud"] if c["cloud"] != "onprem" and c["feasible"]]
+    cheapest = min(clouds, key=lambda c: c["total_hourly_usd"])
+    hosts = next(line for line in printed if line.startswith("Your hosts: "))
+    assert f"the cheapest cloud for the same services: {cheapest['cloud']} {cheapest['region']} {cheapest['total_hourly_usd']:.2f} $/h" in hosts
+    assert read == ["10.0.0.11", "10.0.0.11"]  # once a run: the other host names its GPUs
 
 
 @pytest.mark.parametrize("values, field", [

@@ -13,7 +13,18 @@ import yaml
 
 from bootstrap import InlineSecrets, render_user_data
 from components.onprem import OnPremDeployment
-from components.onprem.layout import FRONT_CONF, FRONT_DIR, FRONT_START, HEALTHY, before_script, node_files, remove_script
+from components.onprem.layout import (
+    FRONT_CONF,
+    FRONT_DIR,
+    FRONT_START,
+    GATEWAY_HEALTHY,
+    NOTHING_IN_FLIGHT,
+    PROBE_INTERVAL_S,
+    SERVICES_READY,
+    before_script,
+    node_files,
+    remove_script,
+)
 from infra.cli import offline
 from infra.config import parse_config
 from infra.placement import place
@@ -147,7 +158,8 @@ def test_the_front_gateways_probe_and_the_scripts_run_over_ssh_pass_shellcheck(t
     inputs = named(result, HOST_FILES)
     probe = next(f["content"] for f in inputs["onprem-test-endpoint-front"]["files"] if f["path"].endswith("front-health"))
     scripts = {"probe": probe, "start": "#!/bin/sh\n" + inputs["onprem-test-llm-0"]["commands"], "front-start": "#!/bin/sh\n" + FRONT_START,
-               "before": "#!/bin/sh\n" + before_script(), "healthy": "#!/bin/sh\n" + HEALTHY,
+               "before": "#!/bin/sh\n" + before_script(), "ready": "#!/bin/sh\n" + SERVICES_READY,
+               "healthy": "#!/bin/sh\n" + GATEWAY_HEALTHY, "in-flight": "#!/bin/sh\n" + NOTHING_IN_FLIGHT,
                "remove": "#!/bin/sh\n" + remove_script(["/etc/llm-deploy/node.env"], ["llm"], ["vllm/vllm-openai:v0.19.1"],
                                                         {"nginx": "absent", "daemon.json": "e30K", "default-site": "present"})}
     for name, text in scripts.items():
@@ -180,16 +192,21 @@ class Health(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self.send_response(200 if flag.exists() else 503)
-        self.send_header("Content-Length", "0")
+        body = b"" if flag.exists() else b'{"status":"draining"}\\n' if Path(f"{flag}.draining").exists() else b'{"status":"unavailable"}\\n'
+        if body:  # each answer but 200 recorded, as the node's gateway gives it
+            with open(f"{flag}.answers", "a") as answers:
+                answers.write(body.decode())
+        self.send_response(503 if body else 200)
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
 
 HTTPServer((sys.argv[1], 80), Health).serve_forever()
 """
 
 
-def test_the_front_probe_takes_a_host_out_after_two_failed_probes_and_back_after_one(tmp_path):
+def test_the_front_probe_takes_a_host_out_after_two_failed_probes_at_once_when_draining_and_back_after_one(tmp_path):
     """The probe script itself (real bash and curl) in a network namespace of its own, two stand-in hosts on
     127.0.0.2 and 127.0.0.3 port 80; `systemctl reload nginx` recorded by a stand-in systemctl."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
@@ -199,7 +216,7 @@ def test_the_front_probe_takes_a_host_out_after_two_failed_probes_and_back_after
     from infra.plan import Host
 
     hosts = [Host("127.0.0.2"), Host("127.0.0.3")]
-    script = front_health_script([("llm", hosts)]).replace(FRONT_DIR, str(tmp_path)).replace("sleep 5", "sleep 1")
+    script = front_health_script([("llm", hosts)]).replace(FRONT_DIR, str(tmp_path)).replace(f"sleep {PROBE_INTERVAL_S}\n", "sleep 1\n")
     (tmp_path / "probe").write_text(script)
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin/systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/reloads\n")
@@ -222,16 +239,25 @@ def test_the_front_probe_takes_a_host_out_after_two_failed_probes_and_back_after
     both = "server 127.0.0.2:80 max_fails=1 fail_timeout=10s;\nserver 127.0.0.3:80 max_fails=1 fail_timeout=10s;\n"
     try:
         wait_for(both)
+        first_out = both.replace("10s;\nserver 127.0.0.3", "10s down;\nserver 127.0.0.3")
         (tmp_path / "127.0.0.2").unlink()  # its /healthz 503
-        taken_out = wait_for(both.replace("10s;\nserver 127.0.0.3", "10s down;\nserver 127.0.0.3"))
-        assert taken_out >= 1, "out after one failed probe"
+        wait_for(first_out)
+        assert (tmp_path / "127.0.0.2.answers").read_text().count("unavailable") == 2, "out after two failed probes, not one"
+        (tmp_path / "127.0.0.2").touch()
+        wait_for(both)
+        (tmp_path / "127.0.0.2.answers").unlink()
+        (tmp_path / "127.0.0.2.draining").touch()  # `llm-deploy drain`: its /healthz 503 {"status":"draining"}
+        (tmp_path / "127.0.0.2").unlink()
+        wait_for(first_out)
+        assert (tmp_path / "127.0.0.2.answers").read_text() == '{"status":"draining"}\n', "out at the first answer draining"
+        (tmp_path / "127.0.0.2.draining").unlink()
         (tmp_path / "127.0.0.2").touch()
         wait_for(both)
         (tmp_path / "127.0.0.3").unlink()
         (tmp_path / "127.0.0.2").unlink()
         time.sleep(4)
         assert upstream.read_text() == both  # none healthy: all kept, nginx answers 502 rather than refusing to load
-        assert (tmp_path / "reloads").read_text().splitlines() == ["reload nginx"] * 3
+        assert (tmp_path / "reloads").read_text().splitlines() == ["reload nginx"] * 5
     finally:
         os.killpg(probe.pid, 15)
         probe.wait(timeout=10)

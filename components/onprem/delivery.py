@@ -24,8 +24,13 @@ from infra import ssh
 from infra.plan import HEALTH_PATH, Host
 
 from .layout import (
+    DRAIN,
     FRONT_START,
-    HEALTHY,
+    GATEWAY_HEALTHY,
+    GATEWAY_HEALTHY_WITHIN_S,
+    NOTHING_IN_FLIGHT,
+    SERVICES_READY,
+    UNDRAIN,
     before_script,
     front_port,
     front_remove_script,
@@ -62,16 +67,37 @@ def _write(client: Any, host: Host, files: list[dict[str, str]]) -> None:
         ssh.write_file(client, host, file["path"], file["content"].encode(), file["mode"])
 
 
-def _apply(client: Any, host: Host, props: dict[str, Any], dropped: list[str]) -> None:
-    """Write every file, run the node tool (or the front gateway's start), wait for /healthz."""
-    if props["kind"] == "node" and dropped:
+def _drain(client: Any, host: Host, props: dict[str, Any]) -> None:
+    """The host out of the balancer before anything on it changes: its /healthz 503 (`llm-deploy drain`), the time
+    the balancer takes to see that, then until the requests in flight there are answered (at most the drain timeout:
+    past it the change goes ahead, as a cloud balancer's deregistration delay ends)."""
+    ssh.run(client, host, DRAIN)
+    time.sleep(float(props["balancer_notice_s"]))
+    try:
+        ssh.wait_until(client, host, NOTHING_IN_FLIGHT, float(props["drain_timeout_s"]), "requests in flight not answered")
+    except ssh.SshError:
+        pass  # the drain timeout: it changes now (the balancer sends it nothing new)
+
+
+def _apply(client: Any, host: Host, props: dict[str, Any], dropped: list[str], serving: bool = False) -> None:
+    """Write every file, run the node tool (or the front gateway's start), wait for /healthz. A host already
+    `serving` (an update) is drained first and serves again once the balancer has seen it healthy."""
+    node = props["kind"] == "node"
+    if node and serving:
+        _drain(client, host, props)
+    if node and dropped:
         ssh.run(client, host, stop_script(dropped, node_units=False))
     _write(client, host, props["files"])
     _write(client, host, props.get("secret_files") or [])
-    ssh.run(client, host, props["commands"] if props["kind"] == "node" else FRONT_START, timeout=1800)
-    if props["kind"] == "node":
-        ssh.wait_until(client, host, HEALTHY, float(props["healthy_within"]), f"{HEALTH_PATH} not 200 after the change")
-        time.sleep(float(props.get("settle_s") or 0))
+    ssh.run(client, host, props["commands"] if node else FRONT_START, timeout=1800)
+    if not node:
+        return
+    ssh.wait_until(client, host, SERVICES_READY, float(props["healthy_within"]), "its services not healthy after the change")
+    if serving:
+        ssh.run(client, host, UNDRAIN)
+    ssh.wait_until(client, host, GATEWAY_HEALTHY, GATEWAY_HEALTHY_WITHIN_S, f"{HEALTH_PATH} not 200 after the change")
+    if serving:
+        time.sleep(float(props["balancer_notice_s"]))  # the balancer sends it requests again before the next host drains
 
 
 def _outs(props: dict[str, Any], before: dict[str, str]) -> dict[str, Any]:
@@ -81,8 +107,8 @@ def _outs(props: dict[str, Any], before: dict[str, str]) -> dict[str, Any]:
 
 
 class HostFilesProvider(dynamic.ResourceProvider):
-    """create: note what the host has, write the files, run the commands, wait until healthy; update: the same for
-    what changed; delete: take everything off again."""
+    """create: note what the host has, write the files, run the commands, wait until healthy; update: the same,
+    between draining the host and letting it serve again; delete: take everything off again."""
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         with _session(props) as (client, host):
@@ -100,14 +126,14 @@ class HostFilesProvider(dynamic.ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         dropped = [s for s in olds.get("services", []) if s not in news.get("services", [])]
         with _session(news) as (client, host):
-            _apply(client, host, news, dropped)
+            _apply(client, host, news, dropped, serving=True)
         return dynamic.UpdateResult(outs=_outs(news, olds.get("before") or {}))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         before = props.get("before") or {}
         with _session(props) as (client, host):
             if props["kind"] == "node":
-                paths = [f["path"] for f in props["files"]] + list(props.get("secret_paths") or [])
+                paths = [f["path"] for f in props["files"]] + list(props.get("secret_paths") or []) + list(props.get("links") or [])
                 script = remove_script(paths, props["services"], props["images"], before)
             else:
                 script = front_remove_script(before, bool(props.get("also_a_node")))

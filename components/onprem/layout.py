@@ -26,7 +26,7 @@ TOOLKIT_SOURCES = ("/etc/apt/sources.list.d/nvidia-container-toolkit.list", "/us
                    "/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg.asc")
 # What the node tool writes besides the files it was given (README "What runs on a node").
 NODE_STATE = ("/etc/llm-deploy", "/var/lib/llm-deploy", "/var/log/llm-deploy", "/run/llm-deploy", "/opt/llm-deploy",
-              "/etc/nginx/llm-deploy", "/etc/nginx/conf.d/llm-deploy.conf", "/usr/local/bin/llm-deploy-status")
+              "/etc/nginx/llm-deploy", "/etc/nginx/conf.d/llm-deploy.conf")
 UNITS = ("llm-deploy-bootstrap.service", "llm-deploy-health.service", "llm-deploy-secrets.service")
 # Steps the node tool runs again after a change (each checks before it acts): the rest (disk, gateway, driver,
 # docker, toolkit) stays done; the gateway's changed config is reloaded, not restarted, so its connections live on.
@@ -37,17 +37,32 @@ METADATA_ADDRESSES = ("169.254.169.254", "100.100.100.200")  # the node tool's D
 FRONT_CONF = "/etc/nginx/conf.d/llm-deploy-front.conf"
 FRONT_DIR = "/etc/nginx/llm-deploy-front"
 FRONT_TLS_PORT, FRONT_HTTP_PORT = 443, 8880
-PROBE_INTERVAL_S = 5  # the front gateway's probe of every host's /healthz
+PROBE_INTERVAL_S = 2  # the front gateway's probe of every host's /healthz (a file test in nginx: cheap on a LAN)
+PROBE_TIMEOUT_S = 2  # one host's answer to the probe (curl -m)
 FAIL_TIMEOUT_S = 10  # a host that failed a request gets none for this long (nginx max_fails=1)
 UNHEALTHY_AFTER = 2  # failed probes in a row before the probe takes a host out (one slow answer on a busy host is not down)
-# After a host's change: until the front gateway routes to it again (its probe has seen it healthy, a failure it
-# saw has timed out), so that the next host's change never leaves the front gateway without a host to send to.
-FRONT_SETTLE_S = PROBE_INTERVAL_S + FAIL_TIMEOUT_S  # the node gateway has port 80 on a host that is also a node
+# A rolling change drains each host before its services change: its /healthz answers 503, the balancer takes it
+# out, the requests in flight there finish (at most DRAIN_TIMEOUT_S, as a cloud balancer's deregistration delay);
+# after the change it serves again once the balancer has seen its /healthz 200.
+OWN_BALANCER_NOTICE_S = 30  # ownLoadBalancer: it must see a host's /healthz change within this (README "Your own servers")
+DRAIN_TIMEOUT_S = 300  # a streamed completion on a draining host has that long to finish
+NODE_TOOL = "/usr/local/sbin/llm-deploy"
+DRAIN, UNDRAIN = f"{NODE_TOOL} drain rolling-change", f"{NODE_TOOL} drain --cancel"
+# No connection open to the node's gateway: every request the balancer sent it has been answered (nginx closes its
+# idle upstream connections to a host once it has taken the host out and reloaded).
+NOTHING_IN_FLIGHT = f"test -z \"$(ss -Htn state established '( sport = :{GATEWAY_PORT} )')\""
 # A node is through a change once its bootstrap has run again (the marker start_script removed is back) and every
-# service answers now (`llm-deploy health --once`, not the last probe's file), and so does its gateway's /healthz.
-HEALTHY = (f"test -f {STATE}/bootstrap.done && /usr/local/sbin/llm-deploy health --once >/dev/null && "
-           f"test \"$(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1{HEALTH_PATH})\" = 200")
+# service answers now (`llm-deploy health --once`, not the last probe's file); then its gateway's /healthz.
+SERVICES_READY = f"test -f {STATE}/bootstrap.done && {NODE_TOOL} health --once >/dev/null"
+GATEWAY_HEALTHY = f"test \"$(curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1{HEALTH_PATH})\" = 200"
+GATEWAY_HEALTHY_WITHIN_S = 60  # its /healthz once the services answer: the next probe of the node tool's health loop
 HEALTHY_WITHIN_S = 3600  # a host's /healthz after a change: image pulls and weights can take most of an hour
+
+
+def front_notice_s(hosts: int) -> int:
+    """Seconds until the front gateway has seen a host's /healthz change and reloaded: one round of its probe
+    (the pause, then every host's answer at most PROBE_TIMEOUT_S), and a second for the reload."""
+    return PROBE_INTERVAL_S + PROBE_TIMEOUT_S * hosts + 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,11 @@ def node_files(user_data: str) -> tuple[tuple[NodeFile, ...], tuple[tuple[str, .
     config = yaml.safe_load(user_data)
     files = tuple(NodeFile(f["path"], f["content"], f.get("permissions", "0644")) for f in config["write_files"])
     return files, tuple(tuple(command) for command in config["runcmd"])
+
+
+def links_made(runcmd: Sequence[Sequence[str]]) -> list[str]:
+    """The links cloud-init's runcmd makes (`ln -sf TARGET LINK`: the node tool's other names): removal takes them off."""
+    return [command[-1] for command in runcmd if tuple(command[:2]) == ("ln", "-sf")]
 
 
 def split_secret(files: Sequence[NodeFile]) -> tuple[list[NodeFile], list[NodeFile]]:
@@ -91,9 +111,10 @@ def parse_before(output: str) -> dict[str, str]:
 
 
 def stop_script(services: Sequence[str], node_units: bool = True) -> str:
-    """Stop and disable the given services and, on removal (`node_units`), the node's own units."""
-    units = [*(UNITS if node_units else ()), *(f"llm-deploy@{s}.service" for s in services)]
-    return f"systemctl disable --now {q(*units)} 2>/dev/null || true"
+    """Stop, then disable, the given services and, on removal (`node_units`), the node's own units. Two commands:
+    `disable --now` stops nothing when its daemon reload fails, and a unit left running outlives its files."""
+    units = q(*UNITS if node_units else (), *(f"llm-deploy@{s}.service" for s in services))
+    return f"systemctl stop {units} 2>/dev/null || true\nsystemctl disable {units} 2>/dev/null || true"
 
 
 def start_script(runcmd: Sequence[Sequence[str]]) -> str:
@@ -192,7 +213,9 @@ def front_gateway_conf(groups: Upstreams, paths: dict[str, Sequence[str]], allow
         "# llm-deploy front gateway: the one endpoint of an on-prem stack (components/onprem/layout.py).\n"
         f"{upstreams}server {{\n{listen}{name}{certificate}{allow}"
         "    client_max_body_size 32m;\n    proxy_read_timeout 900s;\n    proxy_send_timeout 900s;\n"
-        f"    proxy_buffering off;\n    proxy_request_buffering off;\n{blocks}}}\n"
+        # Responses stream as they come; a request is read whole before it goes to a host, so that one that host
+        # failed before answering (an error, 502, 503) can go to the next (a streamed body could not be sent twice).
+        f"    proxy_buffering off;\n    proxy_request_buffering on;\n{blocks}}}\n"
     )
 
 
@@ -220,8 +243,9 @@ WantedBy=multi-user.target
 
 
 def front_health_script(groups: Upstreams) -> str:
-    """Every 5 s: each host's /healthz; a group's upstream file rewritten (and nginx reloaded) when its healthy
-    hosts change. A group with no healthy host keeps them all, so nginx answers 502 rather than failing to load."""
+    """Every PROBE_INTERVAL_S: each host's /healthz; a group's upstream file rewritten (and nginx reloaded) when its healthy
+    hosts change: a host out after two failed probes, or at once when it is draining, and back after one 200.
+    A group with no healthy host keeps them all, so nginx answers 502 rather than failing to load."""
     pairs = " ".join(shlex.quote(f"{g}={host_url(h)}") for g, hosts in groups for h in hosts)
     names = " ".join(shlex.quote(g) for g, _ in groups)
     return f"""#!/bin/bash
@@ -237,8 +261,11 @@ while true; do
         for pair in "${{servers[@]}}"; do
             [[ ${{pair%%=*}} == "$group" ]] || continue
             server=${{pair#*=}}
-            if [[ $(curl -s -o /dev/null -m 3 -w '%{{http_code}}' "http://$server{HEALTH_PATH}") == 200 ]]; then
+            answer=$(curl -s -m {PROBE_TIMEOUT_S} -w ' %{{http_code}}' "http://$server{HEALTH_PATH}")
+            if [[ $answer == *' 200' ]]; then
                 failures[$pair]=0
+            elif [[ $answer == *'"draining"'* ]]; then  # it asked to be taken out (a rolling change): at once
+                failures[$pair]={UNHEALTHY_AFTER}
             else
                 failures[$pair]=$((${{failures[$pair]:-0}} + 1))
             fi

@@ -3,6 +3,7 @@ the files bootstrap renders for a cloud node, run with the same node tool.
 
 Hosts change one at a time: each host's HostFiles depends on the previous host's, whose create or update
 returns only once that host's /healthz answers 200, so a rolling change never takes two hosts down at once.
+An update first drains its host (delivery.py), so that the balancer sends it nothing while its services change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from bootstrap import BootTarget, SecretDelivery, render_user_data
 from infra.plan import DeploymentPlan, NodeGroup
 
 from .delivery import HostFiles, host_props
-from .layout import FRONT_SETTLE_S, HEALTHY_WITHIN_S, node_files, node_images, services_of, split_secret, start_script
+from .layout import (
+    DRAIN_TIMEOUT_S,
+    HEALTHY_WITHIN_S,
+    OWN_BALANCER_NOTICE_S,
+    front_notice_s,
+    links_made,
+    node_files,
+    node_images,
+    services_of,
+    split_secret,
+    start_script,
+)
 
 
 def render(group: NodeGroup, target: BootTarget, secrets: SecretDelivery) -> str:
@@ -47,12 +59,15 @@ class OnPremNodeGroup(pulumi.ComponentResource):
         secret = parsed.apply(lambda p: [dataclasses.asdict(f) for f in split_secret(p[0])[1]])
         commands = pulumi.Output.unsecret(parsed.apply(lambda p: start_script(p[1])))
         images = pulumi.Output.unsecret(parsed.apply(lambda p: node_images(split_secret(p[0])[0])))
+        links = pulumi.Output.unsecret(parsed.apply(lambda p: links_made(p[1])))
+        hosts = sum(len(g.hosts) for g in plan.node_groups)
+        notice = OWN_BALANCER_NOTICE_S if plan.onprem.own_load_balancer else front_notice_s(hosts)
         self.hosts: list[HostFiles] = []
         for index, host in enumerate(group.hosts):
             props = host_props(host, plan.onprem.known_hosts, private_key) | {
-                "kind": "node", "files": plain, "secret_files": secret, "commands": commands,
+                "kind": "node", "files": plain, "secret_files": secret, "commands": commands, "links": links,
                 "services": services_of(group), "images": images, "healthy_within": HEALTHY_WITHIN_S,
-                "settle_s": 0 if plan.onprem.own_load_balancer else FRONT_SETTLE_S,
+                "balancer_notice_s": notice, "drain_timeout_s": DRAIN_TIMEOUT_S,
             }  # fmt: skip
             depends = [after] if after is not None else []
             after = HostFiles(f"{name}-{index}", props, pulumi.ResourceOptions(parent=self, depends_on=depends))
