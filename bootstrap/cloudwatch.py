@@ -61,7 +61,8 @@ def metrics_agent(name: str) -> MetricsAgent:
 
 def republished_servers(group: NodeGroup) -> dict[str, int]:
     """Local server name → port of each server whose engine has histograms the node republishes (vLLM's)."""
-    return {name: port for s in group.services if republished_metrics(ENGINES[s.kind]) for name, port in s.instances}
+    return {name: port for s in group.services if s.publishes_metrics and republished_metrics(ENGINES[s.kind])
+            for name, port in s.instances}
 
 
 def scrape_config(group: NodeGroup) -> str:
@@ -70,7 +71,7 @@ def scrape_config(group: NodeGroup) -> str:
     (filled in on the node)."""
     jobs = []
     republished = republished_servers(group)
-    for service in group.services:
+    for service in (s for s in group.services if s.publishes_metrics):  # Ollama serves no /metrics to scrape
         for name, port in service.instances:
             labels = {SERVICE_DIMENSION: service.name, REPLICA_LABEL: name, ENGINE_LABEL: ENGINES[service.kind],
                       ASG_DIMENSION: GROUP_PLACEHOLDER}  # fmt: skip
@@ -100,7 +101,7 @@ def config_files(group: NodeGroup, log_group: str) -> dict[str, str]:
 def agent_config(group: NodeGroup, log_group: str) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []
-    for engine in sorted({ENGINES[s.kind] for s in group.services}):
+    for engine in sorted({ENGINES[s.kind] for s in group.services if s.publishes_metrics}):
         names = cloudwatch_names(engine)
         declarations.append({
             "source_labels": [ENGINE_LABEL],

@@ -96,10 +96,10 @@ def routes(group: NodeGroup, upstreams: Mapping[str, str] | None = None) -> list
 
 
 def metrics_locations(group: NodeGroup) -> list[str]:
-    """`/metrics/<name>` → that server's own `/metrics` (vLLM and TEI both serve Prometheus text there)."""
+    """`/metrics/<name>` → that server's own `/metrics` (vLLM and TEI both serve Prometheus text there; Ollama has none)."""
     return [
         f"    location = /metrics/{name} {{ proxy_pass http://127.0.0.1:{port}/metrics; }}"
-        for service in group.services
+        for service in group.services if service.publishes_metrics
         for name, port in service.instances
     ]
 

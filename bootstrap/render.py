@@ -211,6 +211,8 @@ def service_conf(launch: ServiceLaunch) -> str:
             "SERVICE_DOCKER_ARGS": launch.docker_args,
             "SERVICE_ARGS": launch.args,
             "SERVICE_WAITS_FOR": launch.waits_for,
+            "SERVICE_HEALTH_PATH": launch.health_path,
+            "SERVICE_PULL": launch.pull,
         },
     )
 

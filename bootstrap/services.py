@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bootstrap.gateway import MAX_BODY_BYTES
+from bootstrap.ollama import ollama_run
 from infra.plan import NodeGroup, PlacedService
 
 # Pinned images. vLLM v0.19.1 is built on CUDA 12.9 (v0.20+ default to CUDA 13, which needs driver
@@ -81,6 +82,8 @@ class ServiceLaunch:
     args: tuple[str, ...]
     gpu_devices: tuple[int, ...] = ()  # empty: runs on CPU
     waits_for: tuple[str, ...] = ()
+    health_path: str = "/health"  # GET 200 when the server is ready (vLLM and TEI: /health)
+    pull: str = ""  # Ollama: the model tag the node tool pulls once the server answers
 
 
 def tei_image(gpu_arch: str | None) -> str:
@@ -163,6 +166,11 @@ def service_launches(group: NodeGroup, sources: Sources = Sources()) -> list[Ser
             docker_args += ["-v", f"{sources.model_dir}:{STAGED_MODELS}:ro"]
         if devices:
             docker_args += ["--gpus", '"device=' + ",".join(map(str, devices)) + '"']
+        if service.engine == "ollama":
+            run = ollama_run(service, CACHE_DIR, STAGED_MODELS if sources.model_dir else None)
+            launches.append(ServiceLaunch(service, sources.image(run.image), (*docker_args, *run.docker_args), run.args, devices,
+                                          health_path=run.health_path, pull=run.pull))
+            continue
         if service.kind == "llm":
             if not devices:
                 raise ValueError(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from infra.data_files import data_rows
-from infra.plan import BootEstimate, BootStep
+from infra.plan import BootEstimate, BootStep, PlacedService
 
 
 @functools.cache
@@ -112,15 +112,23 @@ def estimate_boot(inputs: BootInputs) -> BootEstimate:
     return BootEstimate(rounded, grace_seconds=math.ceil(total * constant("grace_margin")) * 60, restart_seconds=restarts)
 
 
-def warmup_minutes(kind: str) -> float:
-    return constant("vllm_warmup_minutes") if kind == "llm" else constant("tei_warmup_minutes")
+def warmup_minutes(service: PlacedService) -> float:
+    if service.engine == "ollama":
+        return constant("ollama_warmup_minutes")
+    return constant("vllm_warmup_minutes") if service.kind == "llm" else constant("tei_warmup_minutes")
 
 
-def service_images(kinds: Sequence[str], gpu_arch: str | None, on_gpu: bool) -> tuple[ImageSize, ...]:
-    """The images a node pulls, each once: vLLM for an LLM, TEI of the GPU's flavour (or CPU) for the
+def service_images(services: Sequence[PlacedService], gpu_arch: str | None, on_gpu: bool) -> tuple[ImageSize, ...]:
+    """The images a node pulls, each once: vLLM (or Ollama) for an LLM, TEI of the GPU's flavour (or CPU) for the
     encoders, and the CUDA base image of the GPU check."""
     sizes = image_sizes()
-    keys = [("vllm", "cuda") if kind == "llm" else ("tei", gpu_arch if on_gpu and gpu_arch else "cpu") for kind in kinds]
+
+    def key(service: PlacedService) -> tuple[str, str]:
+        if service.engine == "ollama":
+            return ("ollama", "any")
+        return ("vllm", "cuda") if service.kind == "llm" else ("tei", gpu_arch if on_gpu and gpu_arch else "cpu")
+
+    keys = [key(s) for s in services]
     if on_gpu:
         keys.append(("cuda-check", "cuda"))
     return tuple(sizes[key] for key in dict.fromkeys(keys))

@@ -50,7 +50,8 @@ def _service_changes(index: int, service: ServiceConfig, max_model_len: int | No
         shorter = max(MIN_MAX_MODEL_LEN, (max_model_len or 0) // 2)
         if max_model_len and shorter < max_model_len and (load is None or load.prompt_tokens + load.output_tokens <= shorter):
             yield f"{field}.maxModelLen", str(shorter), {"max_model_len": shorter}
-        if service.dtype in SIXTEEN_BIT and served_dtype(info, service.dtype) in SIXTEEN_BIT and served_dtype(info, "fp8") == "fp8":
+        vllm = service.engine == "vllm"  # an Ollama tag's quantisation is its own: no dtype to change
+        if vllm and service.dtype in SIXTEEN_BIT and served_dtype(info, service.dtype) in SIXTEEN_BIT and served_dtype(info, "fp8") == "fp8":
             yield f"{field}.dtype", "fp8", {"dtype": "fp8"}
         if service.min_concurrency > 1:
             yield f"{field}.minConcurrency", "1", {"min_concurrency": 1}

@@ -133,6 +133,7 @@ class ServiceConfig(_Model):
     gpu: str | None = Field(None, max_length=64)
     gpu_count: int | None = Field(None, ge=1, le=16)
     accelerator: Literal["gpu", "cpu"] = "gpu"
+    engine: Literal["vllm", "ollama"] = "vllm"  # llm: vLLM, or Ollama with an Ollama model tag (CPU-only and small hosts)
     max_model_len: int | None = Field(None, ge=128, le=10_000_000)
     params_b: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False)
     min_concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
@@ -162,8 +163,12 @@ class ServiceConfig(_Model):
     def _consistent(self) -> ServiceConfig:
         from infra.models import dtype_problem, find_model
 
-        if self.kind == "llm" and self.accelerator == "cpu":
-            raise Invalid("'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)", "accelerator")
+        vllm = self.kind == "llm" and self.engine == "vllm"
+        if self.engine == "ollama":
+            self._ollama()
+        if vllm and self.accelerator == "cpu":
+            raise Invalid("'cpu' is not supported for kind 'llm' with vLLM (it needs a CUDA GPU)", "accelerator",
+                          "set engine: ollama with an Ollama model tag to serve the LLM on CPU")
         if self.kind != "llm" and self.max_model_len is not None:
             raise Invalid("only for kind 'llm'", "maxModelLen")
         if self.kind != "llm" and "min_concurrency" in self.model_fields_set:
@@ -179,17 +184,36 @@ class ServiceConfig(_Model):
             if self.kind == "llm" and self.max_model_len and self.load.prompt_tokens + self.load.output_tokens > self.max_model_len:
                 raise Invalid("promptTokens + outputTokens exceed maxModelLen", "load")
         known = find_model(self.model)
-        if self.kind == "llm" and known is not None and (wrong := dtype_problem(known, self.dtype)):
+        if vllm and known is not None and (wrong := dtype_problem(known, self.dtype)):
             raise Invalid(wrong, "dtype")
         if self.accelerator == "cpu" and (self.gpu or self.gpu_count):
             raise Invalid("not with accelerator 'cpu'", "gpu" if self.gpu else "gpuCount")
-        if self.params_b is None and find_model(self.model) is None:
+        if self.engine == "vllm" and self.params_b is None and known is None:
             raise Invalid(f"model {self.model!r} is not in the built-in registry", "paramsB", "set paramsB (size in billions)")
         if self.max_replicas is not None and self.max_replicas < self.replicas:
             raise Invalid(f"must be >= replicas ({self.replicas}): replicas is the floor, maxReplicas the ceiling", "maxReplicas")
         if self.target_queue_per_replica is not None and not self.autoscaled:
             raise Invalid("only with maxReplicas above replicas (it is the autoscaling target)", "targetQueuePerReplica")
         return self
+
+    def _ollama(self) -> None:
+        """`engine: ollama`: an LLM named by an Ollama tag; the keys only vLLM reads are refused, naming the key."""
+        from infra.ollama import tag_problem, tags
+
+        if self.kind != "llm":
+            raise Invalid("only for kind 'llm' (TEI serves the encoders)", "engine")
+        vllm_only = {"dtype": "the tag's quantisation sets the weights' format (e.g. llama3.1:8b-instruct-q8_0)",
+                     "latency": "the Ollama estimate covers decode throughput only, not time to first token",
+                     "max_replicas": "Ollama publishes no queue metric to autoscale on",
+                     "target_queue_per_replica": "Ollama publishes no queue metric to autoscale on"}
+        for key, why in vllm_only.items():
+            if key in self.model_fields_set:
+                raise Invalid(f"not with engine 'ollama': {why}", to_camel(key))
+        if found := tag_problem(self.model, self.params_b):
+            raise Invalid(found[1], found[0], found[2])
+        known = tags().get(self.model)
+        if self.max_model_len and known and known.context_length and self.max_model_len > known.context_length:
+            raise Invalid(f"{self.model} has a context of {known.context_length} tokens", "maxModelLen")
 
 
 class ScheduleConfig(_Model):
@@ -292,6 +316,9 @@ class HostConfig(_Model):
     gpu: str | None = Field(None, max_length=64)
     gpu_count: int | None = Field(None, ge=0, le=16)
     hourly_usd: float | None = Field(None, ge=0, le=MAX_HOURLY_USD, allow_inf_nan=False)
+    # A host's CPUs and RAM, for services on CPU (TEI, an `engine: ollama` LLM): placement sizes RAM and decode speed by them.
+    vcpus: int | None = Field(None, ge=1, le=4096)
+    memory_gb: float | None = Field(None, gt=0, le=100_000, allow_inf_nan=False)
 
     @field_validator("gpu")
     @classmethod
@@ -395,7 +422,19 @@ class StackConfig(_Model):
             self._unique_services()
             self._autoscaling_where_the_cloud_scales()
             self._onprem()
+            self._cpu_hosts_sized()
         return self
+
+    def _cpu_hosts_sized(self) -> None:
+        """Services on CPU need the hosts' RAM and CPUs, which llm-deploy does not read over SSH: a host without
+        GPUs must give them."""
+        if self.cloud != "onprem" or not any(s.accelerator == "cpu" for s in self.services):
+            return
+        for index, host in enumerate(self.hosts):
+            for key in ("memory_gb", "vcpus"):
+                if host.gpu_count == 0 and getattr(host, key) is None:
+                    raise Invalid(f"{host.label} has no GPU: services on CPU need its {to_camel(key)}", f"hosts[{index}].{to_camel(key)}",
+                                  "e.g. {address: ..., gpuCount: 0, vcpus: 16, memoryGb: 64}", uses=("cloud", "hosts", "services"))
 
     def _autoscaling_where_the_cloud_scales(self) -> None:
         """maxReplicas needs a cloud whose record says it autoscales; `cloud: auto` places on those only (placement)."""

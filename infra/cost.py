@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from infra import clouds
+from infra import clouds, ollama
 from infra.asleep import asleep_node
 from infra.catalog import CLOUDS, offer_record
 from infra.cheaper import Suggestion, suggestions
@@ -15,9 +15,11 @@ from infra.clouds import HOSTED_NAMES as HOSTED
 from infra.errors import Problem
 from infra.load import load_estimate
 from infra.placement import Evaluation, ServiceNeed, fit
-from infra.plan import DEFAULT_SPOT_POLICY, HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer
+from infra.plan import DEFAULT_SPOT_POLICY, HOURS_PER_MONTH, DeploymentPlan, NodeGroup, Offer, PlacedService
 from infra.schedule import HOURS_PER_WEEK, Schedule
 from infra.throughput import ASSUMPTIONS, ThroughputEstimate, estimate
+
+THROUGHPUT_BASIS = "vllm roofline estimate"
 
 
 def _money(hourly: float) -> dict[str, float]:
@@ -135,6 +137,7 @@ class Option:
     throughput: ThroughputEstimate | None
     nodes: int = 1
     at_load: dict[str, Any] = dataclasses.field(default_factory=dict)  # infra.load: replicas, tok/s per replica, $/1M at the load
+    basis: str = THROUGHPUT_BASIS  # which estimate `throughput` is: vLLM's roofline or Ollama's decode estimate
 
     @property
     def hourly_usd(self) -> float:
@@ -154,7 +157,7 @@ class Option:
                   "instance_hourly_usd": self.offer.hourly_usd, "nodes": self.nodes, **_money(self.replicas_hourly_usd),
                   "nodes_spot_hourly_usd": self.spot_hourly_usd, "nodes_spot_monthly_usd": monthly(self.spot_hourly_usd),
                   **self.at_load, **_throughput_json(self.throughput)}
-        return record | ({"throughput_is_estimate": True} if self.throughput else {})
+        return record | ({"throughput_is_estimate": True, "throughput_basis": self.basis} if self.throughput else {})
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,16 @@ class ServiceCost:
     def chosen(self) -> Offer | None:
         return self.placed.group.offer if self.placed else None
 
+    @property
+    def label(self) -> str:
+        """How reports name the weights: `bf16`, or `ollama q4_0, estimated` (its figures are Ollama's estimate)."""
+        weights = self.need.weights_format
+        return f"ollama {weights}, estimated" if self.need.config.engine == ollama.ENGINE else weights
+
     def as_json(self) -> dict[str, Any]:
         service = self.need.config
-        record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": service.dtype,
+        record: dict[str, Any] = {"name": service.name, "kind": service.kind, "model": service.model, "dtype": self.need.weights_format,
+                                  "engine": service.engine if service.kind == "llm" else None,
                                   "replicas": service.replicas, "accelerator": service.accelerator,
                                   "required_gpu_memory_gb": self.need.required_gb,
                                   "min_concurrency": service.min_concurrency if service.kind == "llm" else None,
@@ -195,6 +205,8 @@ class ServiceCost:
                        "colocated_with": list(self.placed.colocated_with), "tensor_parallel_size": self.placed.tensor_parallel_size,
                        "spot_policy": self.placed.group.spot_policy,
                        **self.placed.at_load, **_throughput_json(self.placed.throughput)}
+            if self.placed.throughput:
+                record["throughput_basis"] = _basis(self.need)
         return record | {"options": [o.as_json() for o in self.options]}
 
 
@@ -349,6 +361,18 @@ class CostPreview:
         }
 
 
+def _estimate(need: ServiceNeed, offer: Offer, placed: PlacedService, nodes: int) -> ThroughputEstimate:
+    """An LLM's throughput estimate on `nodes` nodes of `offer`: vLLM's roofline, or Ollama's decode estimate."""
+    if placed.engine == ollama.ENGINE:
+        return ollama.estimate(need.info, offer, nodes)
+    return estimate(need.info, need.config.dtype, offer, placed.tensor_parallel_size, nodes * placed.replicas_per_node,
+                    placed.replicas_per_node)
+
+
+def _basis(need: ServiceNeed) -> str:
+    return ollama.THROUGHPUT_BASIS if need.config.engine == ollama.ENGINE else THROUGHPUT_BASIS
+
+
 def _option(need: ServiceNeed, offer: Offer) -> Option:
     fitted = fit([need], offer)
     nodes = fitted.count if fitted.feasible else need.config.replicas
@@ -357,9 +381,9 @@ def _option(need: ServiceNeed, offer: Offer) -> Option:
         placed = fitted.services[0]
         at_load = load_estimate(need, placed, offer, nodes, offer.hourly_usd * nodes)
         if need.config.kind == "llm":
-            throughput = estimate(need.info, need.config.dtype, offer, placed.tensor_parallel_size,
-                                  nodes * placed.replicas_per_node, placed.replicas_per_node)
-    return Option(offer, fitted.feasible, fitted.reason or "fits", offer.hourly_usd * nodes, throughput, nodes, at_load)
+            throughput = _estimate(need, offer, placed, nodes)
+    return Option(offer, fitted.feasible, fitted.reason or "fits", offer.hourly_usd * nodes, throughput, nodes, at_load,
+                  _basis(need))
 
 
 def _options(evaluation: Evaluation, need: ServiceNeed) -> tuple[Option, ...]:
@@ -375,8 +399,7 @@ def _placed(plan: DeploymentPlan | None, need: ServiceNeed) -> Placed | None:
     service = next(s for s in group.services if s.name == name)
     throughput = None
     if need.config.kind == "llm":
-        throughput = estimate(need.info, need.config.dtype, group.offer, service.tensor_parallel_size,
-                              group.count * service.replicas_per_node, service.replicas_per_node)
+        throughput = _estimate(need, group.offer, service, group.count)
     return Placed(group, tuple(s.name for s in group.services if s.name != name), service.tensor_parallel_size, throughput,
                   load_estimate(need, service, group.offer, group.count, group.hourly_usd))
 
@@ -390,5 +413,7 @@ def cost_preview(evaluation: Evaluation) -> CostPreview:
         by_cloud.append(CloudTotal(cloud, result.region, chosen.hourly_usd if chosen else None,
                                    tuple(f.offer.instance_type for f, _ in chosen.groups) if chosen else ()))
     services = tuple(ServiceCost(need, _placed(plan, need), _options(evaluation, need)) for need in evaluation.needs)
+    on_ollama = any(s.engine == ollama.ENGINE for s in config.services)
     return CostPreview(config.stack, plan, services, config.budget_usd_per_hour, tuple(by_cloud), evaluation.problems,
+                       throughput_note=f"{ASSUMPTIONS}; {ollama.assumptions()}" if on_ollama else ASSUMPTIONS,
                        cheaper=tuple(suggestions(evaluation)), spot_policy=config.spot_policy)

@@ -130,7 +130,7 @@ def cost_table(preview: CostPreview, wide: bool = False) -> list[Block]:
     blocks: list[Block] = []
     for service in preview.services:
         config = service.need.config
-        blocks.append(Prose(f"{config.name} ({config.kind}: {config.model}, {config.dtype}, x{config.replicas}) "
+        blocks.append(Prose(f"{config.name} ({config.kind}: {config.model}, {service.label}, x{config.replicas}) "
                             f"needs {service.need.required_gb} GB {_memory(service)}"))
         shown = shown_options(service)
         blocks.append(Table(_cost_columns(service), shown))
@@ -201,7 +201,7 @@ def cost_markdown(preview: CostPreview) -> str:
         config, throughput = service.need.config, service.placed.throughput if service.placed else None
         tps = throughput.tokens_per_second if throughput else None
         per_million = throughput.usd_per_million_tokens if throughput else None
-        lines.append(f"| {config.name} | {config.kind} | `{config.model}` ({config.dtype}) | {service.need.required_gb} | "
+        lines.append(f"| {config.name} | {config.kind} | `{config.model}` ({service.label}) | {service.need.required_gb} | "
                      f"{f'{tps:,.0f}' if tps else '-'} | {f'{per_million:.3f}' if per_million else '-'} |")
     lines += ["", "| cloud | cheapest placement | $/h | $/month |", "|---|---|---:|---:|"]
     for c in preview.by_cloud:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra import ollama
 from infra.models import VLLM_GPU_MEMORY_UTILIZATION
 from infra.placement import ServiceNeed, replicas_for
 from infra.plan import Offer, PlacedService
 from infra.throughput import (
+    AVG_CONTEXT_TOKENS,
     DECODE_BATCH,
     at_load,
     decode_tokens_per_second,
@@ -39,6 +41,13 @@ def load_estimate(need: ServiceNeed, placed: PlacedService, offer: Offer, nodes:
                    "usd_per_million_embedded_tokens": _per_million(hourly_usd, embedded)}
         return record
     tp = placed.tensor_parallel_size
+    if placed.engine == ollama.ENGINE:  # one sequence at a time: the load only decides the replicas
+        per_replica = ollama.tokens_per_second(need.info, offer, load.prompt_tokens + load.output_tokens / 2 if load else AVG_CONTEXT_TOKENS)
+        produced = load.requests_per_second * load.output_tokens if load else per_replica * replicas
+        record |= {"tokens_per_second_per_replica": round(min(per_replica, produced / replicas), 1),
+                   "time_per_output_token_ms": round(1e3 / per_replica, 2) if per_replica else None,
+                   "usd_per_million_output_tokens": _per_million(hourly_usd, produced)}
+        return record
     if load is None:
         per_replica = decode_tokens_per_second(need.info, config.dtype, offer, tp)
         record |= {"tokens_per_second_per_replica": round(per_replica, 1),

@@ -113,14 +113,14 @@ def network_mbps(cloud: str) -> float | None:
 def node_group(name: str, offer: Offer, count: int, services: Sequence[PlacedService], checkpoints_gb: Sequence[float]) -> NodeGroup:
     """A node group with its disk sized, its disks' speed and its boot estimated (checkpoints_gb per service)."""
     accelerator = "gpu" if offer.gpu_count else "cpu"
-    images = service_images([s.kind for s in services], offer.gpu_arch, accelerator == "gpu")
+    images = service_images(services, offer.gpu_arch, accelerator == "gpu")
     size = disk_gb(offer.cloud, accelerator, images, sum(checkpoints_gb))
     disks = storage(offer, size, constant("cache_factor") * sum(checkpoints_gb) + constant("disk_headroom_gb"))
     image = clouds.get(offer.cloud).node_image(accelerator)
     boot = estimate_boot(
         BootInputs(
             images=images,
-            services=tuple(ServiceLoad(s.name, gb, warmup_minutes(s.kind)) for s, gb in zip(services, checkpoints_gb)),
+            services=tuple(ServiceLoad(s.name, gb, warmup_minutes(s)) for s, gb in zip(services, checkpoints_gb)),
             root_mbps=disks.root_mbps,
             cache_mbps=disks.cache_mbps,
             network_mbps=network_mbps(offer.cloud),

@@ -147,7 +147,8 @@ def host_offers(config: StackConfig, detect: Detector | None) -> HostOffers:
         labels = ", ".join(config.hosts[i].label for i in indices)
         offers.append(Offer(
             cloud=clouds.ONPREM.name, instance_type=name, region=REGION, gpu=gpu, gpu_count=count,
-            gpu_memory_gb=spec.memory_gb if spec else 0.0, vcpus=0, memory_gb=0.0, hourly_usd=hourly,
+            gpu_memory_gb=spec.memory_gb if spec else 0.0, vcpus=min(config.hosts[i].vcpus or 0 for i in indices),
+            memory_gb=min(config.hosts[i].memory_gb or 0.0 for i in indices), hourly_usd=hourly,
             source=f"{config.source}: hosts {labels} ({'owned, 0 $/h' if owned else 'hourlyUsd, amortised'})",
             as_of="", price_basis=OWNED if owned else "hourlyUsd", gpu_arch=spec.tei_arch if spec else None,
             compute_capability=spec.compute_capability if spec else None,

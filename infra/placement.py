@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from infra import clouds
+from infra import clouds, ollama
 from infra.catalog import CLOUDS, CatalogError, load_offers, unknown_overrides
 from infra.config import PLACEMENT_KEYS, CheckedConfig, RawConfig, ServiceConfig, StackConfig, check_config, problem
 from infra.errors import ConfigError, Problem
@@ -69,12 +69,22 @@ class ServiceNeed:
         return f"services[{self.index}]"
 
     @property
+    def weights_format(self) -> str:
+        """What messages call the weights' format: the dtype, or an Ollama tag's quantisation."""
+        return ollama.quantization(self.config.model) if self.config.engine == ollama.ENGINE else self.config.dtype
+
+    @property
     def spot_policy_field(self) -> str:
         """The key that set its policy: the service's own `spotPolicy`, else the stack's."""
         return f"{self.field}.spotPolicy" if self.config.spot_policy else "spotPolicy"
 
 
 def service_need(index: int, service: ServiceConfig, stack_spot_policy: str = DEFAULT_SPOT_POLICY) -> ServiceNeed:
+    if service.engine == ollama.ENGINE:
+        info = ollama.tag_info(service.model, service.params_b)
+        max_len = effective_max_model_len(info, service.max_model_len)
+        required = ollama.memory_gb(info, max_len, service.min_concurrency)
+        return ServiceNeed(index, service, info, max_len, round(required, 1), service.spot_policy or stack_spot_policy)
     info = model_info(service.model, service.kind, service.params_b, service.dtype)
     if service.kind == "llm":
         max_len = effective_max_model_len(info, service.max_model_len)
@@ -125,6 +135,9 @@ def replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int, share: f
         return minimum, 0.0
     if need.config.kind != "llm":
         capacity = encoder_tokens_per_second(need.info, offer, need.config.accelerator) / load.tokens_per_request
+    elif need.config.engine == ollama.ENGINE:
+        assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
+        capacity = ollama.tokens_per_second(need.info, offer, load.prompt_tokens + load.output_tokens / 2) / load.output_tokens
     else:
         assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
         latency = need.config.latency
@@ -181,6 +194,30 @@ def _place_llm(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[Plac
     return placed, chosen.nodes, ""
 
 
+def _place_ollama(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[PlacedService | None, int, str]:
+    """One Ollama server per node, on the node's RAM (CPU) or spread over all of its GPUs (none idle); the nodes it
+    needs, or the reason it does not fit. Encoders on a GPU node share GPU 0's memory with it."""
+    if offer.gpu_count and (reason := ollama.fits_gpus(need.required_gb + encoder_gb, offer)):
+        return None, 0, reason
+    nodes, _ = replicas_for(need, offer, 1)
+    if nodes == 0:
+        return None, 0, "no throughput estimate for this hardware"
+    placed = PlacedService(
+        name=need.config.name,
+        kind="llm",
+        model=need.config.model,
+        dtype=ollama.quantization(need.config.model),  # the GGUF file's format, the tag's
+        accelerator=need.config.accelerator,
+        port=SERVICE_PORTS["llm"],
+        required_gpu_memory_gb=need.required_gb,
+        tensor_parallel_size=offer.gpu_count,
+        max_model_len=need.max_model_len,
+        engine=ollama.ENGINE,
+        parallel_slots=need.config.min_concurrency,
+    )
+    return placed, nodes, ""
+
+
 def _encoder(need: ServiceNeed) -> PlacedService:
     on_gpu = need.config.accelerator == "gpu"
     return PlacedService(
@@ -213,18 +250,24 @@ def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
     encoder_nodes = max((replicas_for(n, offer, 1)[0] for n in encoders), default=0)
     if any(replicas_for(n, offer, 1)[0] == 0 for n in encoders):
         return Fit(offer, None, "no throughput estimate for this hardware")
+    llm = next((n for n in needs if n.config.kind == "llm"), None)
     if needs[0].config.accelerator == "cpu":
         if offer.gpu_count:
             return Fit(offer, None, "GPU instance (service runs on CPU)")
         usable = offer.memory_gb - CPU_RAM_RESERVE_GB
-        if encoder_gb > usable:
-            return Fit(offer, None, f"needs {encoder_gb:.1f} GB RAM, {usable:.0f} GB usable")
-        return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
+        ram_gb = sum(n.required_gb for n in needs)  # on CPU an LLM is an Ollama server, in RAM beside the encoders
+        if ram_gb > usable:
+            return Fit(offer, None, f"needs {ram_gb:.1f} GB RAM, {usable:.0f} GB usable")
+        if llm is None:
+            return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
+        placed, nodes, reason = _place_ollama(llm, offer, 0.0)
+        if placed is None:
+            return Fit(offer, None, reason)
+        return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "", max(nodes, encoder_nodes))
     for need in needs:
         reason = _gpu_reason(need, offer)
         if reason:
             return Fit(offer, None, reason)
-    llm = next((n for n in needs if n.config.kind == "llm"), None)
     if llm is None:
         usable = offer.gpu_memory_gb * VLLM_GPU_MEMORY_UTILIZATION
         if offer.gpu_count > 1:
@@ -232,7 +275,7 @@ def fit(needs: Sequence[ServiceNeed], offer: Offer) -> Fit:
         if encoder_gb > usable:
             return Fit(offer, None, f"needs {encoder_gb:.1f} GB GPU memory, {usable:.0f} GB usable on one {offer.gpu}")
         return Fit(offer, tuple(_encoder(n) for n in needs), "", encoder_nodes)
-    placed, nodes, reason = _place_llm(llm, offer, encoder_gb)
+    placed, nodes, reason = (_place_ollama if llm.config.engine == ollama.ENGINE else _place_llm)(llm, offer, encoder_gb)
     if placed is None:
         return Fit(offer, None, reason)
     return Fit(offer, tuple(placed if n is llm else _encoder(n) for n in needs), "", max(nodes, encoder_nodes))
@@ -544,10 +587,10 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
         counts = _counts_that_fit(need, pinned) if service.gpu_count else []
         if counts:  # the GPU would do: the count pinned is what is too small
             return problem(source, f"{need.field}.gpuCount", f"{service.gpu_count}x {service.gpu} cannot hold {service.model}: "
-                           f"it needs {need.required_gb} GB ({service.dtype})", f"valid: {', '.join(map(str, counts))}")
+                           f"it needs {need.required_gb} GB ({need.weights_format})", f"valid: {', '.join(map(str, counts))}")
         largest = max(o.total_gpu_memory_gb for o in pinned)
         return problem(source, f"{need.field}.gpu", f"{service.gpu} cannot hold {service.model}: it needs {need.required_gb} GB "
-                       f"({service.dtype}), the largest {service.gpu} instance has {largest:.0f} GB")
+                       f"({need.weights_format}), the largest {service.gpu} instance has {largest:.0f} GB")
     if service.accelerator == "cpu":
         cpu = [o for o in offers if o.gpu_count == 0]
         if not cpu:
@@ -558,7 +601,7 @@ def _unplaceable(source: str, need: ServiceNeed, offers: Sequence[Offer], clouds
     if not any(o.cuda for o in offers):
         return problem(source, f"{need.field}.accelerator", f"no CUDA GPU instance type for {where} in the catalog")
     largest = max((o.total_gpu_memory_gb for o in offers if o.cuda), default=0)
-    return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {service.dtype} "
+    return problem(source, f"{need.field}.model", f"{service.model} needs {need.required_gb} GB GPU memory at {need.weights_format} "
                    f"(weights + KV cache + overhead) on one instance; the largest instance in the catalog has {largest:.0f} GB. "
                    "Use a smaller dtype (fp8/int4) or a multi-node setup outside llm-deploy")
 

@@ -84,6 +84,13 @@ class PlacedService:
     max_model_len: int | None = None  # llm only
     gpu_memory_utilization: float | None = None  # llm only: vLLM's share of each GPU
     replicas_per_node: int = 1  # llm: vLLM servers on each node, each on its own tensor_parallel_size GPUs
+    engine: str = "vllm"  # llm: "vllm" | "ollama" (encoders: TEI)
+    parallel_slots: int = 1  # ollama: requests it decodes at once (OLLAMA_NUM_PARALLEL), each with max_model_len of KV cache
+
+    @property
+    def publishes_metrics(self) -> bool:
+        """vLLM and TEI serve Prometheus `/metrics`; Ollama has no such route."""
+        return self.engine != "ollama"
 
     @property
     def paths(self) -> tuple[str, ...]:

@@ -224,6 +224,15 @@ def svc(kind: str, tp: int = 1, accelerator: str = "gpu", port: int | None = Non
     )  # fmt: skip
 
 
+OLLAMA_TAG = "deepseek-coder:6.7b"  # a tag of infra/data/ollama_models.csv
+
+
+def ollama_svc(accelerator: str, tp: int = 0) -> PlacedService:
+    """An `engine: ollama` LLM as placement places it: one server, the tag's quantisation, 8192 tokens of context."""
+    return PlacedService(name="llm", kind="llm", model=OLLAMA_TAG, dtype="q4_0", accelerator=accelerator, port=SERVICE_PORTS["llm"],
+                         required_gpu_memory_gb=9.1, tensor_parallel_size=tp, max_model_len=8192, engine="ollama")
+
+
 def group(name: str, node_offer: Offer, *services: PlacedService) -> NodeGroup:
     return NodeGroup(name=name, offer=node_offer, count=1, services=services, disk_gb=200)
 
@@ -272,6 +281,19 @@ CASES = {
         BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP),
         AWS_STORE,
         {"llm": "http://10.0.2.9"},
+    ),
+    # Ollama serves the LLM on CPU beside the encoders (what placement gives a CPU-only stack); on a small GPU, alone.
+    "aws-cpu-ollama": Case(
+        group("all", offer("aws", "m7i.2xlarge", None, 0, None), ollama_svc("cpu"), svc("embedding", accelerator="cpu"),
+              svc("rerank", accelerator="cpu")),
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP),
+        AWS_STORE,
+    ),
+    "digitalocean-gpu-ollama": Case(
+        group("llm", offer("digitalocean", "gpu-4000adax1-20gb", "RTX4000ADA", 1, "89", 20), ollama_svc("gpu", tp=1)),
+        BootTarget("digitalocean", image_has_driver=True),
+        InlineSecrets(FAKE_API_KEY),
+        {"embedding": "http://10.10.0.3", "rerank": "http://10.10.0.3"},
     ),
     "aws-tp4-l40s": Case(
         group("llm-embed", offer("aws", "g6e.12xlarge", "L40S", 4, "89", 48), svc("llm", tp=4, gpu_memory_utilization=0.85), svc("embedding")),

@@ -44,7 +44,7 @@ from infra.models import checkpoint_disk_gb, find_model
 from infra.node_storage import node_group
 from infra.plan import NodeGroup
 from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, metric
-from tests.helpers import AWS_LOG_GROUP, FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, group, missing, offer, svc
+from tests.helpers import AWS_LOG_GROUP, FAKE_API_KEY, FAKE_HF_TOKEN, MODELS, USER_API_KEY, group, missing, offer, ollama_svc, svc
 
 pytestmark = pytest.mark.boot
 
@@ -125,10 +125,13 @@ KINDS: dict[str, tuple[NodeSpec, ...]] = {
         "alicloud-gpu", group("all", offer("alicloud", "ecs.gn7i-c8g1.2xlarge", "A10", 1, "86", 24), svc("llm", gpu_memory_utilization=0.7), svc("embedding"), svc("rerank")),
         BootTarget("alicloud", image_has_driver=False), OOS, GENERATED_KEY,
     ),),
-    # A CPU node (plain Ubuntu 24.04 AMI): TEI's CPU image, Docker from the archive.
+    # A CPU node (plain Ubuntu 24.04 AMI), the whole stack on CPU: Ollama for the LLM (its model pulled at boot),
+    # TEI's CPU image for the encoders, Docker from the archive.
     "aws-cpu": (NodeSpec(
-        "aws-cpu", group("encoders", offer("aws", "c7i.2xlarge", None, 0, None), svc("embedding", accelerator="cpu"), svc("rerank", accelerator="cpu")),
-        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP), AWS_SSM, USER_KEY, notice=1,  # scaled in
+        "aws-cpu", group("all", offer("aws", "m7i.2xlarge", None, 0, None), ollama_svc("cpu"), svc("embedding", accelerator="cpu"),
+                         svc("rerank", accelerator="cpu")),
+        BootTarget("aws", image_has_driver=False, os_release="ubuntu-24.04", metrics_log_group=AWS_LOG_GROUP), AWS_SSM, USER_KEY,
+        notice=1,  # scaled in
     ),),
     # DigitalOcean split stack: the LLM droplet (GPU image, cache volume) proxies embeddings and rerank to a CPU droplet.
     "digitalocean-split": (
@@ -455,6 +458,7 @@ def service_stand_in_files() -> dict[str, bytes]:
         "/usr/local/lib/boot-stub/fake_service.py": (STUBS / "fake_service.py").read_bytes(),
         "/usr/local/lib/boot-stub/cli_options.csv": (STUBS / "cli_options.csv").read_bytes(),
         "/usr/local/lib/boot-stub/service_metrics.csv": (DATA_DIR / "service_metrics.csv").read_bytes(),
+        "/usr/local/lib/boot-stub/ollama_models.csv": (DATA_DIR / "ollama_models.csv").read_bytes(),  # the stand-in registry's tags
     }
 
 
@@ -609,8 +613,9 @@ def connect(a: Container, b: Container) -> None:
 # --- what each node kind must do -------------------------------------------------------------------------
 
 
-def client_checks(gateway: Container, kinds: set[str]) -> None:
-    """Through the gateway on port 80: the real `openai` client and a plain rerank POST, with the node's key."""
+def client_checks(gateway: Container, models: dict[str, str]) -> None:
+    """Through the gateway on port 80: the real `openai` client and a plain rerank POST, with the node's key
+    (MODELS: kind → the model the stack serves for it; an Ollama LLM is named by its tag)."""
     from openai import OpenAI
 
     key = gateway.spec.api_key
@@ -621,8 +626,8 @@ def client_checks(gateway: Container, kinds: set[str]) -> None:
             assert http("POST" if path != "/v1/models" else "GET", base + path, None, b"{}")[0] == 401, path
             assert http("POST" if path != "/v1/models" else "GET", base + path, "wrong-" + key, b"{}")[0] == 401, path
         client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)
-        if "llm" in kinds:
-            model = MODELS["llm"]
+        if "llm" in models:
+            model = models["llm"]
             assert [m.id for m in client.models.list()] == [model]
             question = "What is the capital of France?"
             answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}])
@@ -632,7 +637,7 @@ def client_checks(gateway: Container, kinds: set[str]) -> None:
             assert "".join(c.choices[0].delta.content or "" for c in chunks) == f"You said: {question}"
             completion = client.completions.create(model=model, prompt="Say hello")
             assert completion.choices[0].text == "You said: Say hello"
-        if "embedding" in kinds:
+        if "embedding" in models:
             texts = ["Paris is the capital of France", "Bananas are yellow"]
             vectors = [d.embedding for d in client.embeddings.create(model=MODELS["embedding"], input=texts).data]
             again = client.embeddings.create(model=MODELS["embedding"], input=texts[0]).data[0].embedding
@@ -643,7 +648,7 @@ def client_checks(gateway: Container, kinds: set[str]) -> None:
             assert len(big) > 3_000_000
             status, body = http("POST", f"{base}/embed", key, big, timeout=60)
             assert status == 200 and len(json.loads(body)) == 3000, status
-        if "rerank" in kinds:
+        if "rerank" in models:
             query = {"query": "What is the capital of France?", "texts": ["Bananas are yellow", "Paris is the capital of France"]}
             status, body = http("POST", f"{base}/rerank", key, json.dumps(query).encode())
             assert status == 200, body
@@ -720,6 +725,11 @@ def local_servers(node: Container) -> dict[str, str]:
     return {name: s.name for s in node.spec.group.services for name, _ in s.instances}
 
 
+def metric_servers(node: Container) -> dict[str, str]:
+    """The servers with Prometheus metrics (vLLM, TEI; not Ollama) → their service."""
+    return {name: s.name for s in node.spec.group.services if s.publishes_metrics for name, _ in s.instances}
+
+
 def check_node_side(node: Container) -> None:
     """The drain watcher runs where the cloud has a metadata service; /metrics/<server> is each server's own,
     behind the key; on AWS the CloudWatch agent publishes queue depth per autoscaling group and service."""
@@ -729,7 +739,9 @@ def check_node_side(node: Container) -> None:
             answer = node.run("systemctl", query, "llm-deploy-watch.service", check=False).stdout.strip()
             assert answer == expected, f"{node.spec.name}: llm-deploy-watch.service is {answer}"
     kinds = {s.name: s.kind for s in node.spec.group.services}
-    queue = {name: metric(ENGINES[kinds[service]], "queue_depth").metric for name, service in local_servers(node).items()}
+    queue = {name: metric(ENGINES[kinds[service]], "queue_depth").metric for name, service in metric_servers(node).items()}
+    for name in set(local_servers(node)) - set(queue):  # Ollama: no /metrics of its own, so none behind the gateway
+        assert in_netns(node.netns, http, "GET", f"http://127.0.0.1/metrics/{name}", node.spec.api_key)[0] == 404, name
     for name, queue_metric in queue.items():
         url = f"http://127.0.0.1/metrics/{name}"
         assert in_netns(node.netns, http, "GET", url, None)[0] == 401
@@ -748,7 +760,7 @@ def check_node_side(node: Container) -> None:
         assert published["dimensions"] == {ASG_DIMENSION: ASG_NAME, "service": local_servers(node)[job]}, published
     # vLLM's time to first token: its histogram is dropped, its republished _sum and _count reach CloudWatch
     ttft = metric("vllm", "time_to_first_token").metric
-    vllm = [name for name, service in local_servers(node).items() if kinds[service] == "llm"]
+    vllm = [name for name, service in metric_servers(node).items() if kinds[service] == "llm"]
     deadline, republished = time.monotonic() + 60, {}
     while set(republished) != set(vllm):
         assert time.monotonic() < deadline, f"{node.spec.name}: llm-deploy-ttft published {republished} (expected {vllm})"
@@ -774,7 +786,7 @@ def drain_on_notice(node: Container) -> float:
     drained = time.monotonic() - started
     for name in services_of(node):
         assert node.get(f"/healthz/{name}") == 503, name
-    server = next(iter(local_servers(node)))
+    server = next(iter(metric_servers(node)))
     assert in_netns(node.netns, http, "GET", f"http://127.0.0.1/metrics/{server}", node.spec.api_key)[0] == 200
     return drained
 
@@ -792,6 +804,20 @@ def check_gpu_sharing(node: Container) -> None:
     llm_up = first[("llm-deploy-llm", "listening")]
     for name in [s.name for s in replica_services(node.spec.group) if s.kind != "llm"]:
         assert first[(f"llm-deploy-{name}", "loading")] >= llm_up, f"{node.spec.name}: {name} started before vLLM was up"
+
+
+def check_ollama_model(node: Container) -> None:
+    """The node tool pulled the tag into the cache disk (where Ollama keeps manifests) and loaded it; Ollama's own
+    routes answer as Ollama's do, its /v1/models names the tag."""
+    (llm,) = [s for s in node.spec.group.services if s.engine == "ollama"]
+    name, _, tag = llm.model.partition(":")
+    manifest = node.root / CACHE_DIR.lstrip("/") / "ollama/models/manifests/registry.ollama.ai/library" / name / tag
+    assert manifest.is_file(), f"{node.spec.name}: {llm.model} is not in the cache disk's Ollama models"
+    events = node.read("/var/log/boot-stub-services.log")
+    assert f"llm-deploy-{llm.name} pulled {llm.model}" in events and f"llm-deploy-{llm.name} loaded {llm.model}" in events
+    status, body = in_netns(node.netns, http, "GET", f"http://127.0.0.1:{llm.port}/")
+    assert (status, body) == (200, b"Ollama is running")
+    assert in_netns(node.netns, http, "GET", f"http://127.0.0.1:{llm.port}/health")[0] == 404  # so the probe asks /v1/models/<tag>
 
 
 def scenario(kind: str, nodes: list[Container]) -> dict:
@@ -827,8 +853,10 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
         for name in services_of(node):
             assert node.get(f"/healthz/{name}") == 200
         assert node.read("/var/lib/llm-deploy/bootstrap.done") == "" and (node.root / "var/lib/llm-deploy/bootstrap.done").exists()
-        if any(s.kind == "llm" for s in node.spec.group.services) and len(node.spec.group.services) > 1:
+        if node.spec.group.accelerator == "gpu" and any(s.kind == "llm" for s in node.spec.group.services) and len(node.spec.group.services) > 1:
             check_gpu_sharing(node)
+        if any(s.engine == "ollama" for s in node.spec.group.services):
+            check_ollama_model(node)
         if node.spec.volume:
             volume = Path(node.binds[0].split("=", 1)[1].split(":")[0])
             assert (volume / "huggingface").is_dir() and (volume / "vllm").is_dir(), "caches are not on the cache volume"
@@ -837,7 +865,7 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
             check_local_cache(node)
             nvme = Path(node.binds[-1].split("=", 1)[1].split(":")[0])
             assert (nvme / "huggingface").is_dir() and (nvme / "vllm").is_dir(), "caches are not on the local NVMe"
-    client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
+    client_checks(gateway, {s.kind: s.model for n in nodes for s in n.spec.group.services})
     for node in nodes:
         check_node_side(node)
         if any(s.replicas_per_node > 1 for s in node.spec.group.services):
@@ -870,7 +898,7 @@ def boot_and_check(kind: str, nodes: list[Container]) -> dict:
         assert skipped == "no", "the bootstrap ran again"
         if node.spec.nvme:
             check_local_cache(node)  # bound again at boot, from fstab, before the services
-    client_checks(gateway, {s.kind for n in nodes for s in n.spec.group.services})
+    client_checks(gateway, {s.kind: s.model for n in nodes for s in n.spec.group.services})
     for node in nodes:
         if node.metadata:
             report[node.spec.name]["drained"] = drain_on_notice(node)

@@ -100,7 +100,7 @@ def test_the_image_facts_agree_with_the_components():
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_disk_holds_the_os_image_the_pulled_images_and_the_weights(stack):
     for group in shipped_plan(stack).node_groups:
-        images = service_images([s.kind for s in group.services], group.offer.gpu_arch, group.accelerator == "gpu")
+        images = service_images(group.services, group.offer.gpu_arch, group.accelerator == "gpu")
         weights = sum(checkpoint_disk_gb(find_model(s.model)) for s in group.services)
         need = node_image(group.cloud, group.accelerator).os_footprint_gb + sum(i.on_disk_gb for i in images) + weights
         assert group.disk_gb >= need, f"{group.name}: {group.disk_gb} GB < {need:.0f} GB"

@@ -10,6 +10,7 @@ from infra.errors import Problem
 from tests.helpers import fields, stack_problems
 
 LLM = {"name": "llm", "kind": "llm", "model": "Qwen/Qwen2.5-7B-Instruct"}
+OLLAMA = {"name": "llm", "kind": "llm", "engine": "ollama", "accelerator": "cpu", "model": "deepseek-coder:6.7b"}
 
 KNOWN_GPUS = "A10, A100, A100-80GB, A10G, B200, B300, H100, H200, L20, L4, L40S, MI300X, MI325X, RTX4000ADA, RTX6000ADA, RTXPRO6000, T4, V100"
 
@@ -29,7 +30,32 @@ BAD_INPUTS = {
         "services", "duplicate service name(s) llm", None,
     ),
     "cpu for an llm": ({"services": [{**LLM, "accelerator": "cpu"}]}, "services[0].accelerator",
-                       "'cpu' is not supported for kind 'llm' (vLLM needs a CUDA GPU)", None),
+                       "'cpu' is not supported for kind 'llm' with vLLM (it needs a CUDA GPU)",
+                       "set engine: ollama with an Ollama model tag to serve the LLM on CPU"),
+    "ollama with a vLLM dtype": ({"services": [{**OLLAMA, "dtype": "fp8"}]}, "services[0].dtype",
+                                 ("not with engine 'ollama': the tag's quantisation sets the weights' format "
+                                 "(e.g. llama3.1:8b-instruct-q8_0)"), None),
+    "ollama autoscaled": ({"services": [{**OLLAMA, "maxReplicas": 3}]}, "services[0].maxReplicas",
+                          "not with engine 'ollama': Ollama publishes no queue metric to autoscale on", None),
+    "ollama with a latency target": ({"services": [{**OLLAMA, "latency": {"timePerOutputTokenMs": 50}}]}, "services[0].latency",
+                                     ("not with engine 'ollama': the Ollama estimate covers decode throughput only, not time to "
+                                     "first token"), None),
+    "ollama for an encoder": ({"services": [{"name": "embedding", "kind": "embedding", "model": "BAAI/bge-m3", "engine": "ollama"}]},
+                              "services[0].engine", "only for kind 'llm' (TEI serves the encoders)", None),
+    "unknown ollama tag without paramsB": (
+        {"services": [{**OLLAMA, "model": "qwen2.5:7b-instruct-q4_K_M"}]}, "services[0].paramsB",
+        "Ollama tag 'qwen2.5:7b-instruct-q4_K_M' is not in the built-in list (infra/data/ollama_models.csv)",
+        "set paramsB (size in billions) and use a tag that names its quantisation, e.g. qwen2.5:7b-instruct-q4_K_M",
+    ),
+    "unknown ollama tag without its quantisation": (
+        {"services": [{**OLLAMA, "model": "qwen2.5:7b", "paramsB": 7.6}]}, "services[0].model",
+        "'qwen2.5:7b' names no quantisation, so its size is unknown",
+        "use the tag with its quantisation suffix (f16, q8_0, q6_K, q5_K_M, q5_0, q4_K_M, q4_1, q4_0, q3_K_M)",
+    ),
+    "ollama tag without its tag": ({"services": [{**OLLAMA, "model": "llama3.1"}]}, "services[0].model",
+                                   "'llama3.1' is not an Ollama library tag", "name:tag, both explicit, e.g. llama3.1:8b"),
+    "ollama context past the tag's": ({"services": [{**OLLAMA, "maxModelLen": 32768}]}, "services[0].maxModelLen",
+                                      "deepseek-coder:6.7b has a context of 16384 tokens", None),
     "unknown model without paramsB": (
         {"services": [{**LLM, "model": "acme/secret-model"}]},
         "services[0].paramsB", "model 'acme/secret-model' is not in the built-in registry", "set paramsB (size in billions)",

@@ -1,7 +1,13 @@
 #!/usr/bin/python3
-"""A stand-in for vLLM's or TEI's HTTP server, in the container: their API shapes, with a toy model.
+"""A stand-in for vLLM's, TEI's or Ollama's HTTP server, in the container: their API shapes, with a toy model.
 
 fake_service.py vllm|tei ADDRESS PORT MODEL PAYLOAD_LIMIT NAME
+fake_service.py ollama ADDRESS PORT MODELS_DIR CONTEXT_LENGTH NAME
+
+Ollama serves only the models pulled into its models directory (`POST /api/pull` of a tag its registry has: the
+tags of ollama_models.csv, the repo's data file; a pull writes the tag's manifest where Ollama keeps it, so a
+restarted server still has it), answers `GET /` with "Ollama is running", has no /health and no /metrics, and
+lists and resolves models by `name:tag` (a bare name means `:latest`).
 
 The toy model is deterministic so the boot test can check answers: chat and completions echo the
 last prompt ("You said: <text>"), embeddings are unit vectors derived from the text's words, rerank
@@ -20,10 +26,11 @@ import sys
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 KIND, ADDRESS, PORT, MODEL, PAYLOAD_LIMIT, NAME = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
 DIMENSIONS = 16
-LOAD_SECONDS = 4
+LOAD_SECONDS = 1 if KIND == "ollama" else 4  # Ollama listens at once and loads a model when asked
 ENGINE = KIND  # the docker stand-in runs "vllm" or "tei", the engines of service_metrics.csv
 with open("/usr/local/lib/boot-stub/service_metrics.csv") as f:
     METRICS = [row for row in csv.DictReader(f) if row["engine"] == ENGINE]
@@ -58,6 +65,26 @@ def reply(messages: list[dict]) -> str:
     last = next(m for m in reversed(messages) if m.get("role") == "user")
     content = last["content"] if isinstance(last["content"], str) else " ".join(p.get("text", "") for p in last["content"])
     return f"You said: {content}"
+
+
+def ollama_registry() -> set[str]:
+    with open("/usr/local/lib/boot-stub/ollama_models.csv") as f:
+        return {row["tag"] for row in csv.DictReader(f)}
+
+
+def manifest(tag: str) -> Path:
+    """Where Ollama keeps a library tag's manifest: <models>/manifests/registry.ollama.ai/library/<name>/<tag>."""
+    name, _, version = tag.partition(":")
+    return Path(MODEL) / "manifests" / "registry.ollama.ai" / "library" / name / (version or "latest")
+
+
+def pulled() -> list[str]:
+    root = Path(MODEL) / "manifests" / "registry.ollama.ai" / "library"
+    return sorted(f"{p.parent.name}:{p.name}" for p in root.glob("*/*")) if root.exists() else []
+
+
+def resolve(model: str) -> str:
+    return model if ":" in model else f"{model}:latest"
 
 
 def prometheus_text() -> str:
@@ -111,8 +138,79 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return json.loads(self.rfile.read(length) or b"{}")
 
+    def send_text(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def ollama_not_found(self, model: str) -> None:
+        self.send_json(404, {"error": {"message": f'model "{model}" not found, try pulling it first', "type": "api_error",
+                                       "param": None, "code": None}})  # fmt: skip
+
+    def card(self, tag: str) -> dict:
+        return {"id": tag, "object": "model", "created": int(manifest(tag).stat().st_mtime), "owned_by": "library"}
+
+    def ollama_get(self) -> None:
+        if self.path == "/":
+            self.send_text(200, "Ollama is running")
+        elif self.path == "/api/version":
+            self.send_json(200, {"version": "0.32.15"})
+        elif self.path == "/api/tags":
+            self.send_json(200, {"models": [{"name": t, "model": t, "size": 3_800_000_000, "details": {"format": "gguf"}} for t in pulled()]})
+        elif self.path == "/v1/models":
+            self.send_json(200, {"object": "list", "data": [self.card(t) for t in pulled()]})
+        elif self.path.startswith("/v1/models/"):
+            tag = resolve(self.path.removeprefix("/v1/models/"))
+            if tag in pulled():
+                self.send_json(200, self.card(tag))
+            else:
+                self.ollama_not_found(tag)
+        else:
+            self.send_text(404, "404 page not found")  # gin's answer: no /health, no /metrics
+
+    def ollama_post(self, request: dict) -> None:
+        model = resolve(request.get("model") or "")
+        if self.path == "/api/pull":
+            if request.get("stream") is not False:
+                self.send_json(400, {"error": "the stand-in answers pulls with stream false only"})
+            elif model not in ollama_registry():
+                self.send_json(500, {"error": "pull model manifest: file does not exist"})
+            else:
+                if model not in pulled():
+                    time.sleep(2)  # the download
+                    manifest(model).parent.mkdir(parents=True, exist_ok=True)
+                    manifest(model).write_text(json.dumps({"schemaVersion": 2, "layers": []}))
+                log(f"pulled {model}")
+                self.send_json(200, {"status": "success"})
+        elif model not in pulled() and self.path.startswith("/api/"):
+            self.send_json(404, {"error": f"model '{model}' not found"})
+        elif model not in pulled():
+            self.ollama_not_found(model)
+        elif self.path == "/api/generate" and not request.get("prompt"):
+            log(f"loaded {model}")
+            self.send_json(200, {"model": model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "response": "",
+                                 "done": True, "done_reason": "load"})  # fmt: skip
+        elif self.path == "/v1/chat/completions":
+            log("served")
+            self.chat(request, model)
+        elif self.path == "/v1/completions":
+            log("served")
+            self.completion(request, model)
+        else:
+            self.send_text(404, "404 page not found")
+
+    def do_HEAD(self) -> None:
+        self.send_response(200 if KIND == "ollama" and self.path == "/" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self) -> None:
-        if self.path == "/health":
+        if KIND == "ollama":
+            self.ollama_get()
+        elif self.path == "/health":
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -133,6 +231,9 @@ class Handler(BaseHTTPRequestHandler):
         request = self.body()
         if request is None:
             return
+        if KIND == "ollama":
+            self.ollama_post(request)
+            return
         route = (KIND, self.path)
         log("served")  # which server of a kind answered: the gateway balances an LLM's replicas
         SERVED["count"] += 1
@@ -142,10 +243,7 @@ class Handler(BaseHTTPRequestHandler):
         elif route == ("vllm", "/v1/chat/completions"):
             self.chat(request)
         elif route == ("vllm", "/v1/completions"):
-            text = reply([{"role": "user", "content": request["prompt"]}])
-            self.send_json(200, {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-                                 "model": MODEL, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
-                                 "usage": usage(request["prompt"], text)})  # fmt: skip
+            self.completion(request, MODEL)
         elif self.path == "/v1/embeddings":
             self.openai_embeddings(request)
         elif route == ("tei", "/embed"):
@@ -173,11 +271,17 @@ class Handler(BaseHTTPRequestHandler):
         prompt = " ".join(inputs)
         self.send_json(200, {"object": "list", "data": data, "model": MODEL, "usage": usage(prompt)})
 
-    def chat(self, request: dict) -> None:
+    def completion(self, request: dict, model: str) -> None:
+        text = reply([{"role": "user", "content": request["prompt"]}])
+        self.send_json(200, {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                             "model": model, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                             "usage": usage(request["prompt"], text)})  # fmt: skip
+
+    def chat(self, request: dict, model: str = MODEL) -> None:
         text, created, chat_id = reply(request["messages"]), int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
         prompt = " ".join(m["content"] for m in request["messages"] if isinstance(m.get("content"), str))
         if not request.get("stream"):
-            self.send_json(200, {"id": chat_id, "object": "chat.completion", "created": created, "model": MODEL,
+            self.send_json(200, {"id": chat_id, "object": "chat.completion", "created": created, "model": model,
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                               "logprobs": None, "finish_reason": "stop"}],
                                  "usage": usage(prompt, text)})  # fmt: skip
@@ -189,7 +293,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
         def event(delta: dict, finish: str | None = None) -> None:
-            chunk = {"id": chat_id, "object": "chat.completion.chunk", "created": created, "model": MODEL,
+            chunk = {"id": chat_id, "object": "chat.completion.chunk", "created": created, "model": model,
                      "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}  # fmt: skip
             self.chunk(f"data: {json.dumps(chunk)}\n\n".encode())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from infra import ssh
+from infra import ollama, ssh
 from infra.cli.preflight import FAILED, OK, Check
 from infra.cli.refresh import MissingCredentials
 from infra.onprem import GPU_QUERY, gpu_from_smi
@@ -60,7 +60,8 @@ def _host_checks(plan: DeploymentPlan, group: NodeGroup, host: Host, access: ssh
         if site is not None and site.model_source:
             missing = []
             for service in group.services:
-                path = f"{site.model_source}/{service.model}/config.json"
+                staged = ollama.staged_file(service.model) if service.engine == ollama.ENGINE else f"{service.model}/config.json"
+                path = f"{site.model_source}/{staged}"
                 status_code, _ = ssh.run(client, host, f"test -r {shlex.quote(path)}", check=False)
                 if status_code != 0:
                     missing.append(path)
