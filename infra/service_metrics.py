@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from infra.data_files import data_rows
+
+if TYPE_CHECKING:
+    from infra.plan import PlacedService
 
 NAMESPACE = "LlmDeploy"
 ASG_DIMENSION = "AutoScalingGroupName"
@@ -67,6 +71,11 @@ def log_group(stack: str) -> str:
 @functools.cache
 def service_metrics() -> tuple[ServiceMetric, ...]:
     return tuple(ServiceMetric(**row) for row in data_rows("service_metrics.csv"))
+
+
+def engine_of(service: PlacedService) -> str:
+    """The engine serving a placed service: its own for an LLM (vLLM or Ollama), TEI for the encoders."""
+    return service.engine if service.kind == "llm" else ENGINES[service.kind]
 
 
 def metric(engine: str, signal: str) -> ServiceMetric:

@@ -66,3 +66,18 @@ def test_a_cpu_host_without_its_ram_or_cpus_is_refused_naming_the_key(key, cli, 
     checked = cli("validate", "--config", str(path))
     assert checked.code == 2
     assert f"{path}: hosts[0].{key}: 10.0.0.21 has no GPU: services on CPU need its {key}" in checked.stdout + checked.stderr
+
+
+def test_on_aws_an_ollama_llm_gets_its_health_alarm_but_no_queue_alarm_or_engine_metrics_it_never_publishes(cli, stack_file):
+    """Ollama serves no /metrics: a queue alarm on it would never fire, and dashboard lines would stay empty."""
+    planned = cli("plan", "--config", str(stack_file(values("aws"))), "--format", "json")
+    assert planned.code == 0, planned.stderr
+    resources = json.loads(planned.stdout)["resources"]
+    alarms = {r["name"] for r in resources if r["type"] == "aws:cloudwatch/metricAlarm:MetricAlarm"}
+    assert "monitoring-llm-no-healthy-host" in alarms and "monitoring-llm-queue" not in alarms, alarms
+    assert {f"monitoring-{s['name']}-queue" for s in CPU_ENCODERS} <= alarms, alarms
+    (dashboard,) = [r for r in resources if r["type"] == "aws:cloudwatch/dashboard:Dashboard"]
+    lines = [line for w in json.loads(dashboard["inputs"]["dashboardBody"])["widgets"] for line in w["properties"]["metrics"]]
+    llm_agent_lines = [line for line in lines if line[0] == "LlmDeploy" and "llm" in line]
+    assert llm_agent_lines == [], llm_agent_lines
+    assert any(line[0] == "AWS/ApplicationELB" and line[-1].get("label") == "llm" for line in lines)

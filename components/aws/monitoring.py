@@ -52,13 +52,9 @@ class ServiceTarget:
     """One service as the dashboard and the alarms see it: its target group and where the agent files its metrics."""
 
     service: str
-    kind: str  # "llm" | "embedding" | "rerank"
+    engine: str  # the engine serving it (service_metrics.engine_of): what it publishes, if anything
     target_group: str  # the target group's ARN suffix (CloudWatch's TargetGroup dimension)
     autoscaling_group: str  # the name of its node group's Auto Scaling group (the agent's dimension)
-
-    @property
-    def engine(self) -> str:
-        return service_metrics.ENGINES[self.kind]
 
     @property
     def dimensions(self) -> dict[str, str]:
@@ -207,7 +203,7 @@ class AwsMonitoring(pulumi.ComponentResource):
 
         def targets(values: Sequence[str]) -> list[ServiceTarget]:
             count = len(services)
-            return [ServiceTarget(s.name, s.kind, tg, asg)
+            return [ServiceTarget(s.name, service_metrics.engine_of(s), tg, asg)
                     for (_, s), tg, asg in zip(services, values[:count], values[count:], strict=True)]
 
         resolved = pulumi.Output.all(lb_suffix, *suffixes, *asg_names).apply(lambda v: (v[0], targets(v[1:])))
@@ -231,7 +227,9 @@ class AwsMonitoring(pulumi.ComponentResource):
                 treat_missing_data="breaching",  # ALB reports the count while health checks run; none is no host
                 **alarm,
             )
-            queue = service_metrics.metric(service_metrics.ENGINES[s.kind], "queue_depth").metric
+            if not s.publishes_metrics:  # Ollama: no queue metric reaches CloudWatch, so no queue alarm
+                continue
+            queue = service_metrics.metric(service_metrics.engine_of(s), "queue_depth").metric
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{s.name}-queue",
                 alarm_description=(f"llm-deploy {plan.stack}: {s.name} has queued more than {queue_target(g, s):g} "
