@@ -14,6 +14,7 @@ Pure functions of the schedule and an instant: no clock is read here.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -171,6 +172,12 @@ class Schedule:
         wakes = f"{day} {at:%H:%M}"
         return {"error": "asleep", "message": f"outside its active hours; it wakes up {wakes} {self.timezone}", "wakes_at": wakes,
                 "timezone": self.timezone, "active_hours": self.active_hours}
+
+
+def unix_cron(days: Sequence[str], at: time) -> str:
+    """A weekly recurrence in Unix cron (minute hour day month weekday, Sunday 0): EC2 Auto Scaling's scheduled
+    actions and ESS's scheduled tasks take this form."""
+    return f"{at.minute} {at.hour} * * {','.join(str((DAYS.index(d) + 1) % 7) for d in days)}"
 
 
 def quartz_days(days: tuple[str, ...] | list[str]) -> str:

@@ -19,13 +19,12 @@ from components.alicloud.scaling import (
     REQUESTS_METRIC,
     SwitchExecutionProvider,
     oos_cron,
-    utc_cron,
 )
 from infra.cli.offline import run_offline
 from infra.cli.refresh import RefreshError
 from infra.config import parse_config
 from infra.placement import place
-from infra.schedule import NO_REQUEST_HOST
+from infra.schedule import NO_REQUEST_HOST, unix_cron
 from tests.alicloud_api import COMMON, SignedRpc, serve
 from tests.helpers import LLM, answer, of_type, one, raw_config, shipped, stack_problems, stacks_on
 
@@ -124,8 +123,8 @@ def test_a_stack_without_schedule_or_max_replicas_gets_none_of_it(stack):
     assert all("connectionDrainConfig" not in g["inputs"] for g in of_type(result, SERVER_GROUP))
 
 
-def test_utc_cron_names_sunday_zero():
-    assert utc_cron(("Sun", "Sat"), time(21, 30)) == "30 21 * * 0,6"
+def test_unix_cron_names_sunday_zero():
+    assert unix_cron(("Sun", "Sat"), time(21, 30)) == "30 21 * * 0,6"
 
 
 ALB_RULE = "alicloud:alb/rule:Rule"

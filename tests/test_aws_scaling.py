@@ -8,7 +8,8 @@ from datetime import time
 
 import pytest
 
-from components.aws.scaling import MODIFY_RULE, NO_REQUEST_HOST, scheduler_cron, unix_cron
+from components.aws.scaling import MODIFY_RULE, NO_REQUEST_HOST, scheduler_cron
+from infra.schedule import unix_cron
 from infra.service_metrics import NAMESPACE
 from tests.helpers import LLM, answer, of_type, one, planner, raw_config, stacks_on
 

@@ -37,7 +37,7 @@ import pulumi_alicloud as alicloud
 
 from components.alicloud.layout import cloud_name
 from infra.plan import DeploymentPlan, NodeGroup
-from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch, quartz_days
+from infra.schedule import NO_REQUEST_HOST, Schedule, Stretch, quartz_days, unix_cron
 
 REQUESTS_METRIC = "LoadBalancerRealServerAverageQps"
 # CreateScalingRule: with that metric, AlarmDimension names the ALB server group as `rulePool`.
@@ -50,11 +50,6 @@ ASLEEP_RULE_PRIORITY = 1  # before every path rule (load_balancer.py RULE_PRIORI
 SWITCH_END = "2099-12-01T00:00:00Z"
 OOS_TRUST_POLICY = {"Version": "1", "Statement": [
     {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": ["oos.aliyuncs.com"]}}]}
-
-
-def utc_cron(days: Sequence[str], at: time) -> str:
-    """ESS's Cron recurrence (UTC; minute hour day month weekday, Sunday 0)."""
-    return f"{at.minute} {at.hour} * * {','.join(str((DAYS.index(d) + 1) % 7) for d in days)}"
 
 
 def task_end(schedule: Schedule, now: datetime) -> datetime:
@@ -213,7 +208,7 @@ class AlicloudScaling(pulumi.ComponentResource):
                                 f"the offset of {now:%Y-%m-%d})",
                     scaling_group_id=group_id,
                     recurrence_type="Cron",
-                    recurrence_value=utc_cron(days, at),
+                    recurrence_value=unix_cron(days, at),
                     recurrence_end_time=f"{end:%Y-%m-%dT%H:%M:%SZ}",
                     min_value=group.count if awake else 0,
                     max_value=group.max_count if awake else 0,

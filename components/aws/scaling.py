@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.plan import DeploymentPlan, ScalingTarget
-from infra.schedule import DAYS, NO_REQUEST_HOST, Schedule, Stretch, quartz_days
+from infra.schedule import NO_REQUEST_HOST, Schedule, Stretch, quartz_days, unix_cron
 from infra.service_metrics import ASG_DIMENSION, ENGINES, NAMESPACE, SERVICE_DIMENSION, metric
 
 from .layout import short_name
@@ -39,12 +39,6 @@ SCHEDULER_TRUST_POLICY = json.dumps({
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 })
-
-
-def unix_cron(days: Sequence[str], at: time) -> str:
-    """EC2 Auto Scaling's recurrence (Unix cron: minute hour day month weekday, Sunday 0)."""
-    weekdays = ",".join(str((DAYS.index(d) + 1) % 7) for d in days)
-    return f"{at.minute} {at.hour} * * {weekdays}"
 
 
 def scheduler_cron(days: Sequence[str], at: time) -> str:
