@@ -44,7 +44,9 @@ if ((${#boot_missing[@]})) && [ "$(id -u)" -eq 0 ]; then
 fi
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev,refresh]' -r policy/requirements.txt
+# --no-compile: byte-compiling every installed module (the provider SDKs are thousands of files) took about 50 s of
+# CPU per environment; the tests import a fraction of them, compiled on first import.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-compile -e '.[dev,refresh]' -r policy/requirements.txt
 stock_path=$PATH  # without the environment: what a new user's shell has
 export PATH="$PWD/$venv/bin:$PATH"
 
@@ -80,7 +82,7 @@ stock_debian=$!
 (
   start=$SECONDS
   PATH="$stock_path" python3 -m venv "$scratch/lowest"
-  "$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check -c constraints/lowest.txt '.[dev,refresh]'
+  "$scratch/lowest/bin/python" -m pip install -q --disable-pip-version-check --no-compile -c constraints/lowest.txt '.[dev,refresh]'
   echo "the lowest versions installed in $((SECONDS - start)) s (beside the suite)"
 ) >"$scratch/lowest-install.log" 2>&1 &
 lowest_install=$!

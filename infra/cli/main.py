@@ -7,6 +7,7 @@ cloud SDK; `plan` runs the stack program under Pulumi's mock engine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -510,11 +511,17 @@ def status(
         raise typer.Exit(result.exit_code)
 
 
+@functools.cache
+def _command() -> typer.core.TyperGroup:
+    """The click command tree, built from `app` once per process (typer builds it again on every `app()`)."""
+    return typer.main.get_command(app)
+
+
 def main() -> None:
     """Console entry point: bad input and usage errors exit 2, anything else 1; one line each."""
     Session.debug = False
     try:
-        sys.exit(app(standalone_mode=False) or 0)
+        sys.exit(_command()(standalone_mode=False) or 0)
     except LlmDeployError as error:  # each carries its exit status
         print_problems(error.lines())
         sys.exit(error.exit_code)
