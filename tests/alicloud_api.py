@@ -18,16 +18,26 @@ COMMON = {"Action", "Format", "Version", "AccessKeyId", "SignatureMethod", "Sign
           "SecurityToken"}
 
 
+def signed_params(handler: JsonStub, query: str, key: str, secret: str) -> dict[str, str] | None:
+    """A GET's parameters (its Signature taken off) when signed with this key and secret, as the endpoints check it;
+    else the handler has answered IncompleteSignature (400) and this is None."""
+    params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    signature = params.pop("Signature", "")
+    if params.get("AccessKeyId") != key or signature != sign("GET", params, secret):
+        handler._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform to Aliyun standards."})
+        return None
+    return params
+
+
 class SignedRpc(JsonStub):
     """Answers `answer(params)` for a correctly signed GET, IncompleteSignature (400) for any other."""
 
     key = secret = ""
 
     def do_GET(self) -> None:
-        params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query, keep_blank_values=True))
-        signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != self.key or signature != sign("GET", params, self.secret):
-            return self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform to Aliyun standards."})
+        params = signed_params(self, urllib.parse.urlsplit(self.path).query, self.key, self.secret)
+        if params is None:
+            return
         status, body = self.answer(params)
         self._json(status, {"RequestId": "7A1B", **body})
 

@@ -15,12 +15,12 @@ from typing import ClassVar
 
 import pytest
 
-from bootstrap.files.alicloud_oos import sign
 from infra import clouds
 from infra.catalog import read_catalog
 from infra.cli import environments, preflight
 from infra.config import load_raw, parse_config
 from infra.placement import evaluate
+from tests.alicloud_api import signed_params
 from tests.helpers import ALI_KEY, ALI_SECRET, DO_TOKEN, ROOT, JsonStub, moto_account, stub_api
 
 boto3 = pytest.importorskip("boto3", reason="boto3 is the `refresh` extra; scripts/test.sh installs it")
@@ -273,10 +273,8 @@ class Api(JsonStub):
             self._json(404, {"id": "not_found", "message": "The resource you were accessing could not be found."})
 
     def alicloud(self, url) -> None:
-        params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
-        signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != ALI_KEY or signature != sign("GET", params, ALI_SECRET):
-            self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform"})
+        params = signed_params(self, url.query, ALI_KEY, ALI_SECRET)
+        if params is None:
             return
         assert (params["Action"], params["Version"], params["DestinationResource"], params["InstanceChargeType"]) == (
             "DescribeAvailableResource", "2014-05-26", "InstanceType", "PostPaid")

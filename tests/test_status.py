@@ -15,13 +15,12 @@ from typing import ClassVar
 import boto3
 import pytest
 
-from bootstrap.files.alicloud_oos import sign
 from components.alicloud.rollout import ALB_VERSION
 from infra.cli import status
 from infra.cli.environments import INSTALL_HINT
 from infra.cli.status.alicloud import ESS_VERSION
 from infra.cli.status.digitalocean import group_tag
-from tests.alicloud_api import COMMON
+from tests.alicloud_api import COMMON, signed_params
 from tests.helpers import ALI_KEY, ALI_SECRET, DO_TOKEN, ROOT, JsonStub, moto_account, shipped_plan, stub_api
 from tests.test_environments import FAKE_PULUMI, FakePulumi
 
@@ -217,10 +216,8 @@ class Api(JsonStub):
             self.alicloud(url)
 
     def alicloud(self, url) -> None:
-        params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
-        signature = params.pop("Signature", "")
-        if params.get("AccessKeyId") != ALI_KEY or signature != sign("GET", params, ALI_SECRET):
-            self._json(400, {"Code": "IncompleteSignature", "Message": "The request signature does not conform"})
+        params = signed_params(self, url.query, ALI_KEY, ALI_SECRET)
+        if params is None:
             return
         version, documented = ALI_ACTIONS.get(params["Action"], (None, set()))
         unknown = set(params) - COMMON - documented
