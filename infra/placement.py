@@ -206,7 +206,7 @@ def _place_ollama(need: ServiceNeed, offer: Offer, encoder_gb: float) -> tuple[P
         name=need.config.name,
         kind="llm",
         model=need.config.model,
-        dtype=ollama.quantization(need.config.model),  # the GGUF file's format, the tag's
+        dtype=need.weights_format,  # the GGUF file's format, the tag's
         accelerator=need.config.accelerator,
         port=SERVICE_PORTS["llm"],
         required_gpu_memory_gb=need.required_gb,
