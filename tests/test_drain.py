@@ -112,6 +112,18 @@ def wait_for(predicate, seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def progress_line(node, text: str) -> str:
+    """The node's progress line containing `text`. The drain writes its flag (which nginx sees at once) before
+    it logs the line, so the line may follow the 503 by a moment."""
+    progress = node.root / "log" / "progress"
+
+    def lines() -> list[str]:
+        return [line for line in (progress.read_text() if progress.exists() else "").splitlines() if text in line]
+
+    wait_for(lambda: bool(lines()), 3, f"no progress line with {text!r}")
+    return lines()[0]
+
+
 def test_the_metadata_stub_is_as_strict_as_the_cloud():
     """IMDSv2 (and Alibaba Cloud's hardened mode): no GET without a token; no token without its TTL header."""
     for cloud, refused in {"aws": 401, "alicloud": 403}.items():
@@ -170,8 +182,8 @@ def test_a_spot_notice_drains_the_node_at_once_and_requests_in_flight_finish(dra
     in_flight.join(timeout=10)
     assert finished["status"] == 200
     assert request(port, kind_path)[0] == 200  # the node still answers whatever the load balancer already sent
-    progress = (node.root / "log" / "progress").read_text()
-    assert "draining (spot" in progress and ("2026-12-01T15:" in progress), progress
+    progress = progress_line(node, "draining (spot")
+    assert "2026-12-01T15:" in progress, progress
     assert node.tool("health", "--once").returncode == 0 and healthz(port) == 503  # healthy services do not undo it
 
 
@@ -187,7 +199,7 @@ def test_scale_in_drains_only_when_the_lifecycle_state_is_terminated(drained_nod
     assert healthz(port) == 200
     metadata.set(state, "Terminated")
     wait_for(lambda: healthz(port) == 503, 3, "/healthz still 200 after the scale-in")
-    assert "draining (scale-in: Terminated)" in (node.root / "log" / "progress").read_text()
+    progress_line(node, "draining (scale-in: Terminated)")
 
 
 @pytest.mark.parametrize("drained_node", ["aws"], indirect=True)
