@@ -124,6 +124,13 @@ def tag_info(tag: str, params_b: float | None) -> ModelInfo:
                      source=known.source, as_of=known.as_of, checkpoint_gb=size)
 
 
+def tag_record(tag: OllamaTag) -> dict[str, object]:
+    """A built-in tag as `llm-deploy models --engine ollama --format json` lists it: the CSV row and the KV cache
+    per token its attention shape gives (None for a shape-less tag, which placement estimates)."""
+    info = tag_info(tag.tag, None)
+    return {**tag.__dict__, "kv_bytes_per_token": info.kv_bytes_per_token if tag.layers else None}
+
+
 def memory_gb(info: ModelInfo, context: int, parallel: int) -> float:
     """RAM (CPU) or GPU memory one Ollama server needs: weights + KV cache of every slot + the runner's buffers."""
     kv = info.kv_bytes_per_token * context * parallel / GB

@@ -15,6 +15,7 @@ import pytest
 from infra.config import load_raw
 from infra.cost import cost_preview
 from infra.cost_report import shown_options
+from infra.data_files import data_rows
 from infra.models import registry
 from infra.placement import evaluate, load_config
 from infra.report import usd
@@ -116,6 +117,23 @@ def test_models_lists_the_registry_as_a_table_and_as_json(cli):
         for record in records:
             assert sum(line.startswith(record["model"] + " ") for line in text.splitlines()) == 1
     assert qwen["source"] in run("models", "--wide")
+
+
+def test_models_lists_the_ollama_tags_with_engine_ollama(cli):
+    """Every built-in tag, its row from the data file and the KV cache its attention shape gives."""
+    records = cli("models", "--engine", "ollama", "--format", "json").json()
+    assert [r["tag"] for r in records] == [row["tag"] for row in data_rows("ollama_models.csv")]
+    coder = next(r for r in records if r["tag"] == "deepseek-coder:6.7b")
+    assert coder["quantization"] == "q4_0" and coder["size_gb"] == 3.8 and coder["context_length"] == 16384
+    assert coder["kv_bytes_per_token"] == 2 * 32 * 32 * 128 * 2  # K+V x layers x KV heads x head dim x 2 bytes
+    assert all(r["source"] and r["as_of"] for r in records)
+    for columns in (100, 80):
+        text = run("models", "--engine", "ollama", columns=columns)
+        assert widest(text) <= columns and ELLIPSIS not in text
+        for record in records:
+            assert sum(line.startswith(record["tag"] + " ") for line in text.splitlines()) == 1
+    assert coder["source"] in run("models", "--engine", "ollama", "--wide")
+    assert "--engine ollama" in run("models")
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "alicloud-dev"])  # AWS, DigitalOcean, Alibaba Cloud

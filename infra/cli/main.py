@@ -184,14 +184,31 @@ def catalog_refresh(
         raise typer.Exit(1)
 
 
+class Engine(str, Enum):
+    vllm = "vllm"
+    ollama = "ollama"
+
+
 @app.command()
-def models(format: Annotated[Format, typer.Option("--format")] = Format.table, wide: WideOption = False) -> None:
-    """List the model registry (infra/data/models.csv): size, context, KV cache per token, weights per dtype."""
-    records = [model_record(info) for info in registry().values()]
+def models(
+    format: Annotated[Format, typer.Option("--format")] = Format.table,
+    wide: WideOption = False,
+    engine: Annotated[Engine, typer.Option("--engine", help="vllm: the model registry; ollama: the built-in Ollama tags.")] = Engine.vllm,
+) -> None:
+    """List the model registry (infra/data/models.csv): size, context, KV cache per token, weights per dtype;
+    with --engine ollama the built-in Ollama tags (infra/data/ollama_models.csv)."""
+    if engine is Engine.ollama:
+        from infra.ollama import tag_record, tags
+
+        records = [tag_record(tag) for tag in tags().values()]
+    else:
+        records = [model_record(info) for info in registry().values()]
     if format is Format.json:
         emit_json(records)
-        return
-    tables.print_models(out, records, wide)
+    elif engine is Engine.ollama:
+        tables.print_ollama_tags(out, records, wide)
+    else:
+        tables.print_models(out, records, wide)
 
 
 @app.command()

@@ -120,4 +120,25 @@ def print_models(console: Console, records: list[dict[str, Any]], wide: bool = F
     say(console, f"Model registry ({len(records)} models)")
     print_table(console, MODEL_COLUMNS, records, wide)
     say(console, "GB: the weights alone; placement adds the KV cache for maxModelLen and the runtime's overhead. "
-                 "--wide adds active parameters, KV cache per token and the source.")
+                 "--wide adds active parameters, KV cache per token and the source. "
+                 "--engine ollama lists the Ollama tags.")
+
+
+OLLAMA_TAG_COLUMNS = [
+    Column("tag", lambda r: r["tag"]),
+    Column("params B", lambda r: f"{r['params_b']:g}", numeric=True),
+    Column("quantisation", lambda r: r["quantization"]),
+    Column("GB", lambda r: f"{r['size_gb']:,.1f}", numeric=True),
+    Column("context", lambda r: f"{r['context_length']:,}" if r["context_length"] else "-", numeric=True),
+    Column("KV KB/token", lambda r: f"{r['kv_bytes_per_token'] / 1e3:,.0f}" if r["kv_bytes_per_token"] else "-",
+           numeric=True, optional=True),
+    Column("source", lambda r: r["source"], text=True, wide=True),
+    Column("as of", lambda r: r["as_of"], wide=True),
+]
+
+
+def print_ollama_tags(console: Console, records: list[dict[str, Any]], wide: bool = False) -> None:
+    say(console, f"Ollama tags ({len(records)} built in; engine: ollama)")
+    print_table(console, OLLAMA_TAG_COLUMNS, records, wide)
+    say(console, "GB: the GGUF file; placement adds the 16-bit KV cache for every slot and 1 GB for the runner. "
+                 "Another tag needs paramsB and a quantisation suffix. --wide adds the source.")
