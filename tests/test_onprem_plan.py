@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -23,6 +24,7 @@ from components.onprem.layout import (
     SERVICES_READY,
     before_script,
     node_files,
+    nothing_in_flight,
     remove_script,
 )
 from infra.cli import offline
@@ -166,6 +168,43 @@ def test_the_front_gateways_probe_and_the_scripts_run_over_ssh_pass_shellcheck(t
         (tmp_path / name).write_text(text)
         checked = subprocess.run([shellcheck, str(tmp_path / name)], check=False, capture_output=True, text=True)
         assert checked.returncode == 0, f"{name}:\n{checked.stdout}"
+
+
+@pytest.mark.parametrize("family, address", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_in_flight_check_sees_each_open_connection_to_the_gateway_port_until_it_closes(family, address, tmp_path):
+    """The check a rolling change waits on, run by /bin/sh against real sockets on a host with no `ss` (a minimal
+    image: only sh and awk on the PATH): it fails while a connection to the port is established (what `ss state
+    established` lists, where ss exists), passes once it is closed, and does not count a connection to another port."""
+    if family == socket.AF_INET6 and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    for tool in ("sh", "awk"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    with socket.socket(family) as listener, socket.socket(family) as other:
+        listener.bind((address, 0))
+        listener.listen()
+        other.bind((address, 0))
+        other.listen()
+        port = listener.getsockname()[1]
+
+        def check() -> int:
+            command = [str(tmp_path / "sh"), "-c", nothing_in_flight(port)]
+            return subprocess.run(command, env={"PATH": str(tmp_path)}, check=False, capture_output=True).returncode
+
+        assert check() == 0  # listening only
+        with socket.create_connection((address, other.getsockname()[1])), other.accept()[0]:
+            assert check() == 0  # a connection to another port
+        client = socket.create_connection((address, port))
+        served, _ = listener.accept()
+        assert check() == 1
+        if shutil.which("ss"):
+            listed = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], capture_output=True, text=True, check=True)
+            assert listed.stdout.strip()
+        client.close()
+        served.close()
+        deadline = time.monotonic() + 5
+        while check() != 0:
+            assert time.monotonic() < deadline, "the closed connection still counts as in flight"
+            time.sleep(0.1)
 
 
 def test_air_gapped_hosts_pull_the_pinned_images_from_the_mirror_and_load_the_staged_weights(monkeypatch):

@@ -48,9 +48,18 @@ OWN_BALANCER_NOTICE_S = 30  # ownLoadBalancer: it must see a host's /healthz cha
 DRAIN_TIMEOUT_S = 300  # a streamed completion on a draining host has that long to finish
 NODE_TOOL = "/usr/local/sbin/llm-deploy"
 DRAIN, UNDRAIN = f"{NODE_TOOL} drain rolling-change", f"{NODE_TOOL} drain --cancel"
-# No connection open to the node's gateway: every request the balancer sent it has been answered (nginx closes its
-# idle upstream connections to a host once it has taken the host out and reloaded).
-NOTHING_IN_FLIGHT = f"test -z \"$(ss -Htn state established '( sport = :{GATEWAY_PORT} )')\""
+
+
+def nothing_in_flight(port: int) -> str:
+    """Exits 0 once no TCP connection to the local `port` is established: every request the balancer sent the
+    node's gateway has been answered (nginx closes its idle upstream connections to a host once it has taken the
+    host out and reloaded). Read from /proc/net/tcp{,6} (state 01, the local address's port in hex), not with
+    `ss`, which a minimal host may lack: there `$(ss ...)` is empty and the change would not wait at all."""
+    established = f"awk '$4 == \"01\" && $2 ~ /:{port:04X}$/' \"$t\" || exit 1"
+    return f'open=$(for t in /proc/net/tcp /proc/net/tcp6; do if [ -e "$t" ]; then {established}; fi; done) && test -z "$open"'
+
+
+NOTHING_IN_FLIGHT = nothing_in_flight(GATEWAY_PORT)
 # A node is through a change once its bootstrap has run again (the marker start_script removed is back) and every
 # service answers now (`llm-deploy health --once`, not the last probe's file); then its gateway's /healthz.
 SERVICES_READY = f"test -f {STATE}/bootstrap.done && {NODE_TOOL} health --once >/dev/null"
