@@ -99,20 +99,22 @@ def print_catalog(console: Console, records: list[dict[str, Any]], wide: bool = 
         say(console, "$/h on demand. --wide adds vCPU, RAM and each row's source; --format json has every field.")
 
 
+KV_COLUMN = Column("KV KB/token", lambda r: f"{r['kv_bytes_per_token'] / 1e3:,.0f}" if r["kv_bytes_per_token"] else "-",
+                   numeric=True, wide=True)
+SOURCE_COLUMNS = (Column("source", lambda r: r["source"], text=True, wide=True), Column("as of", lambda r: r["as_of"], wide=True))
+
 MODEL_COLUMNS = [
     Column("model", lambda r: r["model"]),
     Column("kind", lambda r: r["kind"], text=True),
     Column("params B", lambda r: f"{r['params_b']:g}", numeric=True),
     Column("active B", lambda r: f"{r['active_params_b']:g}", numeric=True, wide=True),
     Column("context", lambda r: f"{r['max_context']:,}" if r["max_context"] else "-", numeric=True),
-    Column("KV KB/token", lambda r: f"{r['kv_bytes_per_token'] / 1e3:,.0f}" if r["kv_bytes_per_token"] else "-",
-           numeric=True, wide=True),
+    KV_COLUMN,
     Column("16-bit GB", lambda r: f"{r['weights_gb'].get('bf16', r['weights_gb'].get('fp16')):,.1f}", numeric=True),
     Column("fp8 GB", lambda r: f"{r['weights_gb']['fp8']:,.1f}" if "fp8" in r["weights_gb"] else "-", numeric=True, optional=True),
     Column("int4 GB", lambda r: f"{r['weights_gb']['int4']:,.1f}" if "int4" in r["weights_gb"] else "-", numeric=True,
            optional=True),
-    Column("source", lambda r: r["source"], text=True, wide=True),
-    Column("as of", lambda r: r["as_of"], wide=True),
+    *SOURCE_COLUMNS,
 ]
 
 
@@ -130,10 +132,8 @@ OLLAMA_TAG_COLUMNS = [
     Column("quantisation", lambda r: r["quantization"]),
     Column("GB", lambda r: f"{r['size_gb']:,.1f}", numeric=True),
     Column("context", lambda r: f"{r['context_length']:,}" if r["context_length"] else "-", numeric=True),
-    Column("KV KB/token", lambda r: f"{r['kv_bytes_per_token'] / 1e3:,.0f}" if r["kv_bytes_per_token"] else "-",
-           numeric=True, optional=True),
-    Column("source", lambda r: r["source"], text=True, wide=True),
-    Column("as of", lambda r: r["as_of"], wide=True),
+    KV_COLUMN,
+    *SOURCE_COLUMNS,
 ]
 
 
@@ -141,4 +141,4 @@ def print_ollama_tags(console: Console, records: list[dict[str, Any]], wide: boo
     say(console, f"Ollama tags ({len(records)} built in; engine: ollama)")
     print_table(console, OLLAMA_TAG_COLUMNS, records, wide)
     say(console, "GB: the GGUF file; placement adds the 16-bit KV cache for every slot and 1 GB for the runner. "
-                 "Another tag needs paramsB and a quantisation suffix. --wide adds the source.")
+                 "Another tag needs paramsB and a quantisation suffix. --wide adds KV cache per token and the source.")
