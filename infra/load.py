@@ -19,6 +19,7 @@ from infra.throughput import (
     decode_tokens_per_second,
     encoder_tokens_per_second,
     kv_cache_tokens,
+    mean_decode_context,
     replica_capacity,
 )
 
@@ -42,7 +43,8 @@ def load_estimate(need: ServiceNeed, placed: PlacedService, offer: Offer, nodes:
         return record
     tp = placed.tensor_parallel_size
     if placed.engine == ollama.ENGINE:  # one sequence at a time: the load only decides the replicas
-        per_replica = ollama.tokens_per_second(need.info, offer, load.prompt_tokens + load.output_tokens / 2 if load else AVG_CONTEXT_TOKENS)
+        context = mean_decode_context(load.prompt_tokens, load.output_tokens) if load else AVG_CONTEXT_TOKENS
+        per_replica = ollama.tokens_per_second(need.info, offer, context)
         produced = load.requests_per_second * load.output_tokens if load else per_replica * replicas
         record |= {"tokens_per_second_per_replica": round(min(per_replica, produced / replicas), 1),
                    "time_per_output_token_ms": round(1e3 / per_replica, 2) if per_replica else None,

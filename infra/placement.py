@@ -37,7 +37,7 @@ from infra.node_storage import node_group
 from infra.plan import DEFAULT_SPOT_POLICY, SERVICE_PORTS, Access, DeploymentPlan, NodeGroup, Offer, PlacedService, safest_policy
 from infra.scaling import scaling_problems, with_scaling
 from infra.sizing import best_layout, divides, idle_reason, layouts
-from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, replica_capacity
+from infra.throughput import encoder_tokens_per_second, kv_cache_tokens, mean_decode_context, replica_capacity
 
 if TYPE_CHECKING:
     from infra.onprem import Detector
@@ -137,7 +137,7 @@ def replicas_for(need: ServiceNeed, offer: Offer, tensor_parallel: int, share: f
         capacity = encoder_tokens_per_second(need.info, offer, need.config.accelerator) / load.tokens_per_request
     elif need.config.engine == ollama.ENGINE:
         assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
-        capacity = ollama.tokens_per_second(need.info, offer, load.prompt_tokens + load.output_tokens / 2) / load.output_tokens
+        capacity = ollama.tokens_per_second(need.info, offer, mean_decode_context(load.prompt_tokens, load.output_tokens)) / load.output_tokens
     else:
         assert load.prompt_tokens and load.output_tokens, "config validation requires them for an llm's load"
         latency = need.config.latency

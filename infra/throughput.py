@@ -117,9 +117,14 @@ def prefill_seconds(info: ModelInfo, offer: Offer, tensor_parallel: int, tokens:
     return 2 * info.active_params_b * 1e9 * tokens / (offer.bf16_tflops * 1e12 * PREFILL_EFFICIENCY * _scale(tensor_parallel))
 
 
+def mean_decode_context(prompt: float, output: float) -> float:
+    """Tokens in a sequence's KV cache averaged over its decode: the prompt and half of its output."""
+    return prompt + output / 2
+
+
 def serving(info: ModelInfo, dtype: str, offer: Offer, tensor_parallel: int, batch: float, prompt: int, output: int) -> Serving:
     """A replica running `batch` sequences of `prompt` + `output` tokens in steady state."""
-    step = decode_step_seconds(info, dtype, offer, tensor_parallel, batch, prompt + output / 2)
+    step = decode_step_seconds(info, dtype, offer, tensor_parallel, batch, mean_decode_context(prompt, output))
     others_prefill = prefill_seconds(info, offer, tensor_parallel, max(batch - 1, 0) * prompt / output)
     own_prefill = prefill_seconds(info, offer, tensor_parallel, prompt / output)
     time_per_token = step + others_prefill
