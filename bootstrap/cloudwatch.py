@@ -21,10 +21,10 @@ from infra.plan import NodeGroup
 from infra.service_metrics import (
     ASG_DIMENSION,
     DIMENSIONS,
-    ENGINES,
     NAMESPACE,
     SERVICE_DIMENSION,
     cloudwatch_names,
+    engine_of,
     republished_metrics,
 )
 
@@ -61,7 +61,7 @@ def metrics_agent(name: str) -> MetricsAgent:
 
 def republished_servers(group: NodeGroup) -> dict[str, int]:
     """Local server name → port of each server whose engine has histograms the node republishes (vLLM's)."""
-    return {name: port for s in group.services if s.publishes_metrics and republished_metrics(ENGINES[s.kind])
+    return {name: port for s in group.services if republished_metrics(engine_of(s))
             for name, port in s.instances}
 
 
@@ -73,7 +73,7 @@ def scrape_config(group: NodeGroup) -> str:
     republished = republished_servers(group)
     for service in (s for s in group.services if s.publishes_metrics):  # Ollama serves no /metrics to scrape
         for name, port in service.instances:
-            labels = {SERVICE_DIMENSION: service.name, REPLICA_LABEL: name, ENGINE_LABEL: ENGINES[service.kind],
+            labels = {SERVICE_DIMENSION: service.name, REPLICA_LABEL: name, ENGINE_LABEL: engine_of(service),
                       ASG_DIMENSION: GROUP_PLACEHOLDER}  # fmt: skip
             jobs.append({"job_name": name, "metrics_path": "/metrics",
                          "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": labels}]})  # fmt: skip
@@ -92,7 +92,7 @@ def config_files(group: NodeGroup, log_group: str) -> dict[str, str]:
     if servers:
         if REPUBLISH_PORT in {port for s in group.services for _, port in s.instances}:
             raise ValueError(f"node group {group.name}: a service listens on {REPUBLISH_PORT}, llm-deploy-ttft's port")
-        (metric,) = {m.metric for s in group.services for m in republished_metrics(ENGINES[s.kind])}
+        (metric,) = {m.metric for s in group.services for m in republished_metrics(engine_of(s))}
         files[REPUBLISH_CONFIG] = json.dumps({"listen": f"127.0.0.1:{REPUBLISH_PORT}", "metric": metric, "servers": servers},
                                              indent=2) + "\n"
     return files
@@ -101,7 +101,7 @@ def config_files(group: NodeGroup, log_group: str) -> dict[str, str]:
 def agent_config(group: NodeGroup, log_group: str) -> str:
     """The agent's JSON configuration (its schema: translator/config/schema.json of the pinned version)."""
     declarations = []
-    for engine in sorted({ENGINES[s.kind] for s in group.services if s.publishes_metrics}):
+    for engine in sorted({engine_of(s) for s in group.services if s.publishes_metrics}):
         names = cloudwatch_names(engine)
         declarations.append({
             "source_labels": [ENGINE_LABEL],
