@@ -109,12 +109,11 @@ class Schedule:
         the clouds' schedulers take as cron-like recurrences in the stack's timezone."""
         changes: dict[tuple[str, time], list[str]] = {}
         for stretch in self.stretches:
-            for kind, minute in (("wake", stretch.start), ("sleep", stretch.end % MINUTES_PER_WEEK)):
-                day, of_day = divmod(minute, MINUTES_PER_DAY)
-                changes.setdefault((kind, time(of_day // 60, of_day % 60)), []).append(DAYS[day])
+            for kind, minute in (("wake", stretch.start), ("sleep", stretch.end)):
+                day, at = _day_and_time(minute)
+                changes.setdefault((kind, at), []).append(day)
         return tuple((kind, tuple(days), at) for (kind, at), days in sorted(changes.items(), key=lambda c: (c[0][0] == "sleep",
                                                                                                                   c[0][1])))
-
 
     def offset_change_after(self, instant: datetime, within: timedelta = timedelta(days=366)) -> datetime | None:
         """The first instant after `instant` at which the zone's UTC offset changes (daylight saving), to the minute;
@@ -138,15 +137,13 @@ class Schedule:
         out = []
         for kind, days, at in self.transitions():
             minutes = [(DAYS.index(d) * MINUTES_PER_DAY + at.hour * 60 + at.minute - offset) % MINUTES_PER_WEEK for d in days]
-            of_day = minutes[0] % MINUTES_PER_DAY
-            out.append((kind, tuple(DAYS[m // MINUTES_PER_DAY] for m in minutes), time(of_day // 60, of_day % 60)))
+            out.append((kind, tuple(_day_and_time(m)[0] for m in minutes), _day_and_time(minutes[0])[1]))
         return tuple(out)
 
     def wake_after(self, stretch: Stretch) -> tuple[str, time]:
         """(day, wall-clock time) of the wake that follows a stretch's end: the next stretch's start, round the week."""
         following = self.stretches[(self.stretches.index(stretch) + 1) % len(self.stretches)]
-        day, minute = divmod(following.start % MINUTES_PER_WEEK, MINUTES_PER_DAY)
-        return DAYS[day], time(minute // 60, minute % 60)
+        return _day_and_time(following.start)
 
     def asleep_switches(self) -> tuple[tuple[str, tuple[str, ...], time, Stretch | None], ...]:
         """When a load balancer's asleep rule changes, as (\"wake\" | \"sleep\", days, wall-clock time, stretch): each
@@ -155,8 +152,8 @@ class Schedule:
         wakes = [("wake", days, at, None) for kind, days, at in self.transitions() if kind == "wake"]
         sleeps = []
         for stretch in self.stretches:
-            day, minute = divmod(stretch.end % MINUTES_PER_WEEK, MINUTES_PER_DAY)
-            sleeps.append(("sleep", (DAYS[day],), time(minute // 60, minute % 60), stretch))
+            day, at = _day_and_time(stretch.end)
+            sleeps.append(("sleep", (day,), at, stretch))
         return (*wakes, *sleeps)
 
     def sleeping_after(self, instant: datetime) -> Stretch | None:
@@ -183,6 +180,12 @@ def unix_cron(days: Sequence[str], at: time) -> str:
 def quartz_days(days: tuple[str, ...] | list[str]) -> str:
     """The day-of-week field of Quartz-style crons (EventBridge Scheduler, Alibaba OOS): MON,TUE,..."""
     return ",".join(day.upper() for day in days)
+
+
+def _day_and_time(week_minute: int) -> tuple[str, time]:
+    """The day and wall-clock time of a minute of the week (Monday 00:00 is 0; past the week's end wraps round)."""
+    day, minute = divmod(week_minute % MINUTES_PER_WEEK, MINUTES_PER_DAY)
+    return DAYS[day], time(minute // 60, minute % 60)
 
 
 def _week_minute(local: datetime) -> int:
