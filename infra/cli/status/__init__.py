@@ -185,11 +185,12 @@ def run(stack: str, project_dir: Path = Path("."), environ: Mapping[str, str] = 
     return collect(plan, outputs)
 
 
-def target_counts(states: Sequence[str]) -> tuple[str, str, int, int]:
-    """(state, detail, healthy, registered) of a service from its targets' health states."""
+def target_counts(states: Sequence[str], members: str = "targets") -> tuple[str, str, int, int]:
+    """(state, detail, healthy, registered) of a service from its balancer members' health states (`members`: what
+    the cloud calls them)."""
     healthy = sum(s == "healthy" for s in states)
     state = HEALTHY if healthy else UNHEALTHY
-    return state, f"{healthy} of {len(states)} targets healthy", healthy, len(states)
+    return state, f"{healthy} of {len(states)} {members} healthy", healthy, len(states)
 
 
 def lines(status: Status) -> list[str]:

@@ -53,8 +53,7 @@ def service_states(api, region: str, outputs: Mapping[str, Any]) -> dict[str, tu
         if passing is None:
             states[service] = (UNHEALTHY, f"server group {group_id} is not health-checked by the listener", None, len(attached))
         else:
-            state, detail, healthy, registered = target_counts(["healthy"] * len(passing) + ["failing"] * (len(attached) - len(passing)))
-            states[service] = (state, detail.replace("targets", "servers"), healthy, registered)
+            states[service] = target_counts(["healthy"] * len(passing) + ["failing"] * (len(attached) - len(passing)), "servers")
     return states
 
 
